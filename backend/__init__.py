@@ -1,0 +1,1 @@
+"""Replenish backend: CoAP ingest, order engine, fulfillment and web app."""

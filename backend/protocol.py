@@ -1,0 +1,246 @@
+"""Protocol v1 codec for the backend (see docs/protocol.md).
+
+Pure functions over bytes: no aiocoap, no database. The firmware has its own
+MicroPython codec; both are checked against docs/vectors/protocol-v1.json.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+import cbor2
+
+from backend.errors import MalformedEvent
+
+CONTENT_FORMAT_COSE_MAC0 = 17
+EVENT_PATH = "ev"
+MAX_PAYLOAD_BYTES = 512
+DEVICE_ID_BYTES = 8
+KEY_BYTES = 32
+TAG_BYTES = 32
+
+_COSE_MAC0_TAG = 17
+_ALG_HMAC_256_256 = 5
+_HDR_ALG = 1
+_HDR_KID = 4
+PROTECTED_HMAC256 = cbor2.dumps({_HDR_ALG: _ALG_HMAC_256_256})
+
+
+class Kind(enum.IntEnum):
+    BOOT = 0
+    PRESS = 1
+    LEVEL = 2
+    STATUS = 3
+
+
+class EventKey(enum.IntEnum):
+    SEQ = 1
+    KIND = 2
+    SLOT = 3
+    QTY = 4
+    REMAINING = 5
+    BATTERY_MV = 6
+    FW = 7
+
+
+class AnswerKey(enum.IntEnum):
+    SEQ = 1
+    RESULT = 2
+    ORDER = 3
+    STATE = 4
+    LAST_SEQ = 5
+
+
+class Result(enum.IntEnum):
+    """Outcome of an event, as the CoAP response code number (class * 32 + detail)."""
+
+    CREATED = 65  # 2.01 order created
+    VALID = 67  # 2.03 duplicate suppressed
+    CHANGED = 68  # 2.04 recorded, no order
+    BAD_REQUEST = 128  # 4.00 malformed
+    UNAUTHORIZED = 129  # 4.01 bad MAC or unknown device
+    FORBIDDEN = 131  # 4.03 revoked or unclaimed
+    CONFLICT = 137  # 4.09 stale sequence number
+    TOO_LARGE = 141  # 4.13
+    UNSUPPORTED_FORMAT = 143  # 4.15
+    UNAVAILABLE = 163  # 5.03
+
+    @property
+    def dotted(self) -> str:
+        return f"{self >> 5}.{self & 31:02d}"
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    kind: Kind
+    slot: int
+    qty: int | None = None
+    remaining: int | None = None
+    battery_mv: int | None = None
+    fw: str | None = None
+
+    def to_map(self) -> dict[int, object]:
+        fields = {
+            EventKey.SEQ: self.seq,
+            EventKey.KIND: int(self.kind),
+            EventKey.SLOT: self.slot,
+            EventKey.QTY: self.qty,
+            EventKey.REMAINING: self.remaining,
+            EventKey.BATTERY_MV: self.battery_mv,
+            EventKey.FW: self.fw,
+        }
+        return {int(k): v for k, v in fields.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class SignedEvent:
+    """A request whose structure parsed; its MAC is not yet verified."""
+
+    kid: bytes
+    protected: bytes
+    payload: bytes
+    tag: bytes
+
+    def verify(self, key: bytes) -> bool:
+        expected = _hmac(key, _mac_structure(self.protected, b"", self.payload))
+        return hmac.compare_digest(expected, self.tag)
+
+
+@dataclass(frozen=True)
+class Answer:
+    seq: int
+    result: Result
+    order: int | None = None
+    state: str | None = None
+    last_seq: int | None = None
+
+    def to_map(self) -> dict[int, object]:
+        fields = {
+            AnswerKey.SEQ: self.seq,
+            AnswerKey.RESULT: int(self.result),
+            AnswerKey.ORDER: self.order,
+            AnswerKey.STATE: self.state,
+            AnswerKey.LAST_SEQ: self.last_seq,
+        }
+        return {int(k): v for k, v in fields.items() if v is not None}
+
+
+def _hmac(key: bytes, data: bytes) -> bytes:
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def _mac_structure(protected: bytes, external_aad: bytes, payload: bytes) -> bytes:
+    return cbor2.dumps(["MAC0", protected, external_aad, payload], canonical=True)
+
+
+def _mac0(key: bytes, unprotected: dict, payload: bytes, external_aad: bytes) -> bytes:
+    tag = _hmac(key, _mac_structure(PROTECTED_HMAC256, external_aad, payload))
+    return cbor2.dumps(
+        cbor2.CBORTag(_COSE_MAC0_TAG, [PROTECTED_HMAC256, unprotected, payload, tag]),
+        canonical=True,
+    )
+
+
+def encode_event(key: bytes, device_id: bytes, event: Event) -> bytes:
+    """Sign an event as a device would (used by tests, vectors and the load generator)."""
+    payload = cbor2.dumps(event.to_map(), canonical=True)
+    return _mac0(key, {_HDR_KID: device_id}, payload, b"")
+
+
+def encode_answer(key: bytes, request_tag: bytes, answer: Answer) -> bytes:
+    payload = cbor2.dumps(answer.to_map(), canonical=True)
+    return _mac0(key, {}, payload, request_tag)
+
+
+def _loads(data: bytes, what: str):
+    try:
+        return cbor2.loads(data)
+    except Exception as err:  # cbor2 raises several types for bad input
+        raise MalformedEvent(f"{what} is not valid CBOR") from err
+
+
+def parse_signed_event(data: bytes) -> SignedEvent:
+    """Parse the COSE_Mac0 envelope. Raises MalformedEvent with a reason."""
+    obj = _loads(data, "request")
+    if isinstance(obj, cbor2.CBORTag):
+        if obj.tag != _COSE_MAC0_TAG:
+            raise MalformedEvent("not a COSE_Mac0 (wrong CBOR tag)")
+        obj = obj.value
+    if not isinstance(obj, (list, tuple)) or len(obj) != 4:
+        raise MalformedEvent("not a COSE_Mac0 (expected a 4-element array)")
+    protected, unprotected, payload, tag = obj
+    if not isinstance(protected, bytes) or not isinstance(payload, bytes):
+        raise MalformedEvent("protected header and payload must be byte strings")
+    if not isinstance(unprotected, Mapping) or not isinstance(tag, bytes):
+        raise MalformedEvent("unprotected header must be a map and tag a byte string")
+    headers = _loads(protected, "protected header") if protected else {}
+    if not isinstance(headers, Mapping) or headers.get(_HDR_ALG) != _ALG_HMAC_256_256:
+        raise MalformedEvent("algorithm must be HMAC 256/256 (5)")
+    kid = unprotected.get(_HDR_KID)
+    if not isinstance(kid, bytes) or len(kid) != DEVICE_ID_BYTES:
+        raise MalformedEvent("kid must be the 8-byte device id")
+    if len(tag) != TAG_BYTES:
+        raise MalformedEvent("tag must be 32 bytes")
+    return SignedEvent(kid=kid, protected=protected, payload=payload, tag=tag)
+
+
+def _uint(fields: dict, key: EventKey, required: bool) -> int | None:
+    value = fields.get(int(key))
+    if value is None:
+        if required:
+            raise MalformedEvent(f"event lacks {key.name.lower()}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise MalformedEvent(f"{key.name.lower()} must be an unsigned integer")
+    return value
+
+
+def decode_event(payload: bytes) -> Event:
+    """Decode an authenticated event map. Raises MalformedEvent with a reason."""
+    fields = _loads(payload, "event payload")
+    if not isinstance(fields, Mapping):
+        raise MalformedEvent("event payload must be a map")
+    kind_value = _uint(fields, EventKey.KIND, True)
+    try:
+        kind = Kind(kind_value)
+    except ValueError as err:
+        raise MalformedEvent(f"unknown event kind {kind_value}") from err
+    fw = fields.get(int(EventKey.FW))
+    if fw is not None and not isinstance(fw, str):
+        raise MalformedEvent("fw must be a text string")
+    event = Event(
+        seq=_uint(fields, EventKey.SEQ, True),
+        kind=kind,
+        slot=_uint(fields, EventKey.SLOT, True),
+        qty=_uint(fields, EventKey.QTY, False),
+        remaining=_uint(fields, EventKey.REMAINING, kind is Kind.LEVEL),
+        battery_mv=_uint(fields, EventKey.BATTERY_MV, False),
+        fw=fw,
+    )
+    if event.seq == 0:
+        raise MalformedEvent("seq starts at 1")
+    return event
+
+
+def decode_answer(key: bytes, request_tag: bytes, data: bytes) -> Answer:
+    """Verify and decode an answer (the device's side; used by tests and the bench)."""
+    obj = _loads(data, "answer")
+    if not isinstance(obj, cbor2.CBORTag) or obj.tag != _COSE_MAC0_TAG:
+        raise MalformedEvent("answer is not a tagged COSE_Mac0")
+    protected, _unprotected, payload, tag = obj.value
+    expected = _hmac(key, _mac_structure(protected, request_tag, payload))
+    if not hmac.compare_digest(expected, tag):
+        raise MalformedEvent("answer MAC does not verify")
+    fields = cbor2.loads(payload)
+    return Answer(
+        seq=fields[AnswerKey.SEQ],
+        result=Result(fields[AnswerKey.RESULT]),
+        order=fields.get(AnswerKey.ORDER),
+        state=fields.get(AnswerKey.STATE),
+        last_seq=fields.get(AnswerKey.LAST_SEQ),
+    )
