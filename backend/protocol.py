@@ -73,6 +73,24 @@ class Result(enum.IntEnum):
     def dotted(self) -> str:
         return f"{self >> 5}.{self & 31:02d}"
 
+    @property
+    def outcome(self) -> str:
+        return _OUTCOMES[self]
+
+
+_OUTCOMES = {
+    Result.CREATED: "order created",
+    Result.VALID: "duplicate suppressed",
+    Result.CHANGED: "recorded, no order",
+    Result.BAD_REQUEST: "malformed",
+    Result.UNAUTHORIZED: "bad MAC or unknown device",
+    Result.FORBIDDEN: "revoked or unclaimed",
+    Result.CONFLICT: "stale sequence number",
+    Result.TOO_LARGE: "too large",
+    Result.UNSUPPORTED_FORMAT: "unsupported content-format",
+    Result.UNAVAILABLE: "service unavailable",
+}
+
 
 @dataclass(frozen=True)
 class Event:

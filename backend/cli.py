@@ -1,0 +1,172 @@
+"""The `replenish` command. Every subcommand reads settings from the environment."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from backend import db, devices, households
+from backend.config import Settings
+from backend.errors import ReplenishError
+from backend.keys import load_keyring
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("coap").setLevel(logging.WARNING)  # aiocoap's per-message chatter
+
+
+@contextlib.contextmanager
+def _transaction(settings: Settings):
+    engine = db.make_engine(settings.db_url)
+    try:
+        with db.make_sessionmaker(engine)() as session, session.begin():
+            yield session
+    finally:
+        engine.dispose()
+
+
+class _Group(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ReplenishError as err:  # expected failures: one clear line, exit 1
+            click.echo(f"error: {err}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.pass_context
+def main(ctx, verbose):
+    """Replenish: auto-reorder buttons and sensors, CoAP ingest, order engine."""
+    _setup_logging(verbose)
+    ctx.obj = Settings.from_env()
+
+
+@main.command()
+@click.option("--coap-port", type=int, help="UDP port for CoAP (default 5683).")
+@click.option("--http-port", type=int, help="TCP port for the web app (default 8000).")
+@click.pass_obj
+def run(settings: Settings, coap_port, http_port):
+    """Start the backend: CoAP ingest, fulfillment simulator and web app."""
+    from backend.runtime import serve_forever
+
+    if coap_port:
+        settings = settings.with_(coap_port=coap_port)
+    if http_port:
+        settings = settings.with_(http_port=http_port)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve_forever(settings))
+
+
+@main.group("db")
+def db_group():
+    """Database schema."""
+
+
+@db_group.command()
+@click.pass_obj
+def upgrade(settings: Settings):
+    """Apply Alembic migrations up to the newest schema."""
+    db.upgrade(settings.db_url)
+    click.echo(f"database at newest schema: {_safe_url(settings.db_url)}")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@main.group()
+def provision():
+    """Manufacturer tooling."""
+
+
+@provision.command()
+@click.option("--model", required=True, help="Device model, e.g. button.")
+@click.option("--count", type=click.IntRange(1, 100000), required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Folder for the manifest and one bundle per device.")
+@click.option("--name", help="Batch name (unique); default: model and a random suffix.")
+@click.option("--coap-host", default="127.0.0.1", show_default=True,
+              help="Server address written into each bundle.")
+@click.option("--coap-port", type=int, default=5683, show_default=True)
+@click.pass_obj
+def batch(settings: Settings, model, count, out, name, coap_host, coap_port):
+    """Create COUNT devices with unique ids, keys and claim codes."""
+    from provisioning.batch import provision_batch
+
+    keyring = load_keyring(settings, create=True)
+    out.mkdir(parents=True, exist_ok=True)
+    with _transaction(settings) as session, click.progressbar(
+            length=count, label="provisioning", file=sys.stderr) as bar:
+        made = provision_batch(session, keyring, model=model, count=count, out=out,
+                               name=name, coap_host=coap_host, coap_port=coap_port,
+                               progress=bar.update)
+    click.echo(f"{len(made)} devices; manifest: {out / 'manifest.csv'}")
+    for device in made:
+        click.echo(f"{device.serial}  {device.device_id}  claim code {device.claim_code}")
+
+
+@main.group()
+def household():
+    """Households."""
+
+
+@household.command("create")
+@click.argument("name")
+@click.pass_obj
+def household_create(settings: Settings, name):
+    """Create a household and print its id and API token (shown once)."""
+    with _transaction(settings) as session:
+        created, token = households.create(session, name)
+    click.echo(f"household {created.id}\napi token {token}")
+
+
+@main.group()
+def device():
+    """A household's devices."""
+
+
+@device.command("claim")
+@click.argument("claim_code")
+@click.option("--household", "household_id", type=int, required=True)
+@click.pass_obj
+def device_claim(settings: Settings, claim_code, household_id):
+    """Claim the device whose label shows CLAIM_CODE."""
+    with _transaction(settings) as session:
+        claimed = devices.claim(session, households.get(session, household_id), claim_code)
+    click.echo(f"claimed device {claimed.device_id} ({claimed.serial})")
+
+
+@device.command("configure")
+@click.argument("device_id")
+@click.option("--household", "household_id", type=int, required=True)
+@click.option("--slot", type=int, default=0, show_default=True)
+@click.option("--product", required=True, help="Product SKU to reorder.")
+@click.option("--quantity", type=click.IntRange(1, 1000), default=1, show_default=True)
+@click.pass_obj
+def device_configure(settings: Settings, device_id, household_id, slot, product, quantity):
+    """Choose what a device's slot reorders."""
+    with _transaction(settings) as session:
+        owner = households.get(session, household_id)
+        devices.configure_slot(session, devices.owned(session, owner, device_id),
+                               slot, product, quantity)
+    click.echo(f"device {device_id} slot {slot}: {quantity} x {product}")
+
+
+@main.command()
+@click.option("--presses", type=click.IntRange(1, 50), default=4, show_default=True)
+def demo(presses):
+    """Provision three buttons, press them on the MicroPython unix port, follow orders."""
+    from backend.demo import run_demo
+
+    sys.exit(run_demo(presses))

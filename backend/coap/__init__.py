@@ -1,0 +1,1 @@
+"""CoAP ingest: the aiocoap site and the group-commit pipeline behind it."""

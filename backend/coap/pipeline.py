@@ -1,0 +1,99 @@
+"""Group commit: many events, one transaction, then every answer.
+
+One writer thread takes whatever events are waiting (up to `max_batch`), decides each
+inside its own savepoint, commits once and only then resolves the waiting requests.
+A device is never told "ordered" about an order that a crash could still lose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+
+from sqlalchemy.orm import sessionmaker
+
+from backend.ingest import Reply, decide
+from backend.keys import Keyring
+from backend.protocol import Result
+
+log = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class GroupCommitPipeline:
+    def __init__(self, sessions: sessionmaker, keyring: Keyring, max_batch: int = 64):
+        self._sessions = sessions
+        self._keyring = keyring
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+        self.batches = 0
+        self.events = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(_STOP)
+        self._thread.join(timeout=10)
+
+    async def submit(self, request: bytes) -> Reply:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put((request, loop, future))
+        return await future
+
+    def _take_batch(self) -> list | None:
+        first = self._queue.get()
+        if first is _STOP:
+            return None
+        batch = [first]
+        while len(batch) < self._max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                self._queue.put(_STOP)
+                break
+            batch.append(item)
+        return batch
+
+    def _run(self) -> None:
+        while (batch := self._take_batch()) is not None:
+            replies = self._commit(batch)
+            self.batches += 1
+            self.events += len(batch)
+            for (_request, loop, future), reply in zip(batch, replies):
+                loop.call_soon_threadsafe(_resolve, future, reply)
+
+    def _commit(self, batch: list) -> list[Reply]:
+        replies: list[Reply] = []
+        try:
+            with self._sessions() as session, session.begin():
+                for request, _loop, _future in batch:
+                    replies.append(self._decide_one(session, request))
+        except Exception:
+            log.exception("group commit of %d events failed; all answered 5.03", len(batch))
+            return [Reply.text(Result.UNAVAILABLE, "storage unavailable, retry later")
+                    for _ in batch]
+        return replies
+
+    def _decide_one(self, session, request: bytes) -> Reply:
+        savepoint = session.begin_nested()
+        try:
+            reply = decide(session, self._keyring, request)
+        except Exception:
+            savepoint.rollback()
+            log.exception("event could not be processed; answered 5.03")
+            return Reply.text(Result.UNAVAILABLE, "internal error, retry later")
+        savepoint.commit()
+        return reply
+
+
+def _resolve(future: asyncio.Future, reply: Reply) -> None:
+    if not future.done():
+        future.set_result(reply)

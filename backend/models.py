@@ -1,0 +1,153 @@
+"""SQLAlchemy 2.x models. Schema changes go through Alembic (backend/migrations)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from backend.db import utcnow
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Household(Base):
+    __tablename__ = "households"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    devices: Mapped[list[Device]] = relationship(back_populates="household")
+
+
+class ApiToken(Base):
+    """A bearer token for the JSON API. Only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Batch(Base):
+    """A provisioning run: who made which devices, when, for which firmware."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    model: Mapped[str] = mapped_column(String(50))
+    count: Mapped[int] = mapped_column(Integer)
+    firmware_version: Mapped[str] = mapped_column(String(50))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Device(Base):
+    __tablename__ = "devices"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(16), unique=True)  # hex of the COSE kid
+    serial: Mapped[str] = mapped_column(String(100), unique=True)
+    model: Mapped[str] = mapped_column(String(50))
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))
+    # Device key wrapped under the key-encryption key (backend/keys.py); never plain.
+    wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
+    claim_code_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    household_id: Mapped[int | None] = mapped_column(ForeignKey("households.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | revoked
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime)
+    battery_mv: Mapped[int | None] = mapped_column(Integer)
+    fw_version: Mapped[str | None] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    household: Mapped[Household | None] = relationship(back_populates="devices")
+    slots: Mapped[list[Slot]] = relationship(
+        back_populates="device", order_by="Slot.index", cascade="all, delete-orphan"
+    )
+
+
+class Slot(Base):
+    """What one button or sensor channel of a device reorders."""
+
+    __tablename__ = "slots"
+    __table_args__ = (UniqueConstraint("device_pk", "index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_pk: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    index: Mapped[int] = mapped_column(Integer)
+    product_sku: Mapped[str] = mapped_column(String(100))
+    quantity: Mapped[int] = mapped_column(Integer, default=1)
+
+    device: Mapped[Device] = relationship(back_populates="slots")
+
+
+class Event(Base):
+    """An authenticated event and the answer it got (replayed for retransmissions)."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("device_pk", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_pk: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[int] = mapped_column(Integer)
+    slot: Mapped[int] = mapped_column(Integer)
+    qty: Mapped[int | None] = mapped_column(Integer)
+    remaining: Mapped[int | None] = mapped_column(BigInteger)
+    battery_mv: Mapped[int | None] = mapped_column(Integer)
+    tag: Mapped[bytes] = mapped_column(LargeBinary(32))
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    result: Mapped[int] = mapped_column(Integer)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
+    order_state: Mapped[str | None] = mapped_column(String(20))
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
+    device_pk: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    slot_index: Mapped[int] = mapped_column(Integer)
+    product_sku: Mapped[str] = mapped_column(String(100))
+    quantity: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    history: Mapped[list[OrderTransition]] = relationship(
+        back_populates="order", order_by="OrderTransition.id"
+    )
+
+
+class OrderTransition(Base):
+    """Audit trail: every state change of an order, when and by whom."""
+
+    __tablename__ = "order_transitions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100))
+
+    order: Mapped[Order] = relationship(back_populates="history")

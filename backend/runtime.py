@@ -1,0 +1,73 @@
+"""Start and stop the whole backend: CoAP ingest, fulfillment worker and web app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+import aiocoap
+from waitress.server import create_server
+
+from backend.coap.pipeline import GroupCommitPipeline
+from backend.coap.server import build_site
+from backend.config import Settings
+from backend.db import make_engine, make_sessionmaker
+from backend.fulfillment import FulfillmentWorker, SimulatedWarehouse
+from backend.keys import load_keyring
+from backend.web import create_app
+
+log = logging.getLogger(__name__)
+
+
+class Backend:
+    """One process worth of backend. `await start()`, then `await stop()`."""
+
+    def __init__(self, settings: Settings, create_kek: bool = False):
+        self.settings = settings
+        self.engine = make_engine(settings.db_url)
+        self.sessions = make_sessionmaker(self.engine)
+        self.keyring = load_keyring(settings, create=create_kek)
+        self.pipeline = GroupCommitPipeline(self.sessions, self.keyring,
+                                            settings.group_commit_max)
+        self.fulfillment = FulfillmentWorker(
+            self.sessions, SimulatedWarehouse(settings.simulator.step_s),
+            settings.simulator.poll_s)
+        self._coap: aiocoap.Context | None = None
+        self._http = None
+        self._http_thread: threading.Thread | None = None
+
+    async def start(self) -> None:
+        s = self.settings
+        self.pipeline.start()
+        self._coap = await aiocoap.Context.create_server_context(
+            build_site(self.pipeline), bind=(s.coap_host, s.coap_port))
+        log.info("CoAP ingest listening on udp %s:%d (POST /ev)", s.coap_host, s.coap_port)
+        self._http = create_server(create_app(self.sessions), host=s.http_host,
+                                   port=s.http_port, threads=4)
+        self._http_thread = threading.Thread(target=self._http.run, name="http", daemon=True)
+        self._http_thread.start()
+        log.info("web app listening on http://%s:%d/ (API under /api/v1)",
+                 s.http_host, s.http_port)
+        self.fulfillment.start()
+        log.info("fulfillment: built-in simulator, one stage every %.1f s",
+                 s.simulator.step_s)
+
+    async def stop(self) -> None:
+        if self._coap is not None:
+            await self._coap.shutdown()
+        if self._http is not None:
+            self._http.close()
+            self._http_thread.join(timeout=10)
+        self.fulfillment.stop()
+        self.pipeline.stop()
+        self.engine.dispose()
+
+
+async def serve_forever(settings: Settings) -> None:
+    backend = Backend(settings, create_kek=True)
+    await backend.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await backend.stop()

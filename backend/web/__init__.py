@@ -1,0 +1,44 @@
+"""The Flask web app: JSON API v1 now, household pages later."""
+
+from __future__ import annotations
+
+from flask import Flask, g, jsonify
+from sqlalchemy.orm import sessionmaker
+
+from backend.errors import ReplenishError
+from backend.web import api
+
+
+def create_app(sessions: sessionmaker) -> Flask:
+    app = Flask(__name__)
+    app.config["SESSIONS"] = sessions
+    app.register_blueprint(api.bp)
+
+    @app.teardown_appcontext
+    def close_session(_exc):
+        session = g.pop("db", None)
+        if session is not None:
+            session.close()
+
+    @app.errorhandler(ReplenishError)
+    def replenish_error(err: ReplenishError):
+        return error_body(err.http_status, type(err).__name__, str(err))
+
+    @app.errorhandler(404)
+    def not_found(_err):
+        return error_body(404, "NotFound", "no such resource")
+
+    @app.errorhandler(405)
+    def wrong_method(_err):
+        return error_body(405, "MethodNotAllowed", "method not allowed here")
+
+    @app.get("/healthz")
+    def healthz():
+        return {"status": "ok"}
+
+    return app
+
+
+def error_body(status: int, code: str, message: str):
+    """Every error has the same shape: {"error": {"code", "message"}}."""
+    return jsonify({"error": {"code": code, "message": message}}), status

@@ -1,0 +1,94 @@
+"""Unix-port entry point: micropython firmware/main_unix.py BUNDLE_DIR
+
+Reads commands from stdin (press [slot] | boot | quit) and prints one line per
+command: LED <pattern> seq=<n> result=<code|none> order=<id|none> state=<s|none>.
+Environment: REPLENISH_ACK_TIMEOUT_MS (default 2000), REPLENISH_BATTERY_MV.
+"""
+
+import os
+import socket
+import sys
+
+
+def _here():
+    path = __file__ if "__file__" in globals() else sys.argv[0]
+    i = path.rfind("/")
+    return path[:i] if i > 0 else "."
+
+
+sys.path.insert(0, _here())
+
+from hw import unix  # noqa: E402
+from replenish import identity as identity_mod  # noqa: E402
+from replenish.button import ERROR, RECORDED, Button  # noqa: E402
+from replenish.client import Client  # noqa: E402
+from replenish.counter import SeqCounter  # noqa: E402
+
+
+def _env_int(name, default):
+    value = os.getenv(name)
+    if not value:
+        return default
+    return int(value)
+
+
+def _none(value):
+    return "none" if value is None else str(value)
+
+
+def line_for(outcome, pattern=None):
+    return "LED %s seq=%s result=%s order=%s state=%s" % (
+        pattern or outcome.pattern, _none(outcome.seq), _none(outcome.result),
+        _none(outcome.order), _none(outcome.state))
+
+
+def make_button(bundle, led, ack_timeout_ms):
+    ident = identity_mod.load(bundle)
+    addr = socket.getaddrinfo(ident.coap_host, ident.coap_port)[0][-1]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client = Client(sock, addr, ack_timeout_ms=ack_timeout_ms)
+    counter = SeqCounter(unix.FileStorage(bundle + "/state"))
+    battery = unix.Battery(_env_int("REPLENISH_BATTERY_MV", None))
+    return ident, Button(ident, counter, client, led, battery)
+
+
+def run(bundle, stdin=None):
+    led = unix.Led()
+    ident, button = make_button(bundle, led, _env_int("REPLENISH_ACK_TIMEOUT_MS", 2000))
+    unix.out("# replenish %s device %s fw %s" % (ident.model, ident.device_hex, ident.fw))
+    for verb, args in unix.commands(stdin):
+        if verb == "quit":
+            break
+        if verb == "press":
+            try:
+                slot = int(args[0]) if args else 0
+            except ValueError:
+                slot = -1
+            if slot < 0:
+                unix.out("# bad slot")
+                unix.out("LED error seq=none result=none order=none state=none")
+                continue
+            outcome = button.press(slot)
+            pattern = None
+        elif verb == "boot":
+            outcome = button.boot()
+            pattern = ERROR if outcome.pattern == ERROR else RECORDED
+        else:
+            unix.out("# unknown command %s" % verb)
+            unix.out("LED error seq=none result=none order=none state=none")
+            continue
+        if outcome.reason:
+            unix.out("# %s" % outcome.reason)
+        unix.out(line_for(outcome, pattern))
+    return 0
+
+
+def main(argv):
+    if len(argv) < 2:
+        unix.out("# usage: micropython main_unix.py BUNDLE_DIR")
+        return 2
+    return run(argv[1])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

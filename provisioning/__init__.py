@@ -1,0 +1,1 @@
+"""Manufacturer tooling: device identities and keys, batches, bundles."""
