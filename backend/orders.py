@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from backend.db import utcnow
@@ -45,12 +46,25 @@ def create(session: Session, *, actor: str, **fields) -> Order:
     return order
 
 
-def transition(session: Session, order: Order, to: State, *, actor: str) -> None:
+def transition(session: Session, order: Order, to: State, *, actor: str) -> bool:
+    """Move `order` to `to`. False when another worker changed it first.
+
+    The UPDATE is guarded by the state we read, so two workers racing on one order
+    (SQLite has no row locks) can never record the same step twice.
+    """
     current = State(order.state)
     if to not in ALLOWED[current]:
         raise IllegalTransition(f"order {order.id} cannot go from {current} to {to}")
     now = utcnow()
+    changed = session.execute(
+        update(Order).where(Order.id == order.id, Order.state == current)
+        .values(state=to, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed != 1:
+        session.refresh(order)
+        return False
+    order.state, order.updated_at = to, now
     session.add(OrderTransition(order_id=order.id, from_state=current, to_state=to,
                                 at=now, actor=actor))
-    order.state = to
-    order.updated_at = now
+    return True

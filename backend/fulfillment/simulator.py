@@ -32,8 +32,10 @@ class SimulatedWarehouse(Fulfillment):
             .order_by(Order.id)
             .with_for_update(skip_locked=True)
         ).all()
+        moved = 0
         for order in due:
             to = NEXT_STAGE[State(order.state)]
-            orders.transition(session, order, to, actor=f"fulfillment:{self.name}")
-            log.info("order %d %s", order.id, to)
-        return len(due)
+            if orders.transition(session, order, to, actor=f"fulfillment:{self.name}"):
+                moved += 1
+                log.info("order %d %s", order.id, to)
+        return moved

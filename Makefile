@@ -1,0 +1,35 @@
+# Replenish: `make run` starts the system on SQLite; `make test` runs every test.
+# Both create the virtual environment and install what they need.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: run test demo bench install clean vectors
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall whenever the project's dependencies change.
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(INSTALLED)
+
+run: $(INSTALLED)
+	$(BIN)/replenish db upgrade
+	$(BIN)/replenish run
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: $(INSTALLED)
+	$(BIN)/replenish demo
+
+vectors: $(INSTALLED)
+	$(BIN)/python tests/make_vectors.py > docs/vectors/protocol-v1.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache test-artifacts

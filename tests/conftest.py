@@ -1,0 +1,116 @@
+"""Shared fixtures: settings on a temporary database, a running backend, a household."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from backend import db, devices, households
+from backend.config import Settings, SimulatorSettings
+from backend.runtime import Backend
+from provisioning.batch import ProvisionedDevice, provision_batch
+from tests.net import free_tcp_port, free_udp_port
+
+DATABASES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    from tests.postgres import PostgresServer
+
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite"])
+def db_url(request, tmp_path):
+    """SQLite by default; tests that parametrize over DATABASES also get PostgreSQL."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_server").new_database()
+    return f"sqlite:///{tmp_path / 'replenish.db'}"
+
+
+@pytest.fixture
+def settings(tmp_path, db_url) -> Settings:
+    db.upgrade(db_url)
+    return Settings(
+        data_dir=tmp_path,
+        database_url=db_url,
+        coap_host="127.0.0.1",
+        coap_port=free_udp_port(),
+        http_host="127.0.0.1",
+        http_port=free_tcp_port(),
+        kek_hex=secrets.token_hex(32),
+        simulator=SimulatorSettings(step_s=0.2, poll_s=0.05),
+    )
+
+
+class BackendThread:
+    """The real backend on its own event loop in a thread, as `replenish run` has it."""
+
+    def __init__(self, settings: Settings):
+        self.backend = Backend(settings)
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> Backend:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.backend.start(), self.loop).result(30)
+        return self.backend
+
+    def __exit__(self, *exc):
+        asyncio.run_coroutine_threadsafe(self.backend.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def backend(settings):
+    with BackendThread(settings) as running:
+        yield running
+
+
+@dataclass
+class World:
+    """A household with claimed, configured buttons and one unclaimed button."""
+
+    settings: Settings
+    household_id: int
+    token: str
+    buttons: list[ProvisionedDevice]
+    unclaimed: ProvisionedDevice
+
+    @property
+    def event_url(self) -> str:
+        return f"coap://127.0.0.1:{self.settings.coap_port}/ev"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.http_port}/api/v1"
+
+
+def make_world(backend: Backend, out: Path, buttons: int = 2) -> World:
+    s = backend.settings
+    with backend.sessions() as session, session.begin():
+        made = provision_batch(session, backend.keyring, model="button", count=buttons + 1,
+                               out=out, coap_host="127.0.0.1", coap_port=s.coap_port,
+                               name=f"test-{secrets.token_hex(3)}")
+        household, token = households.create(session, "Test household")
+        for device in made[:buttons]:
+            claimed = devices.claim(session, household, device.claim_code)
+            devices.configure_slot(session, claimed, 0, "DETERGENT-1L", 2)
+        household_id = household.id
+    return World(s, household_id, token, made[:buttons], made[buttons])
+
+
+@pytest.fixture
+def world(backend, tmp_path) -> World:
+    return make_world(backend, tmp_path / "bundles")

@@ -1,0 +1,43 @@
+"""Loopback helpers: free ports, and a blocking CoAP request through real aiocoap."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiocoap
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def _requests(url: str, payloads: list[bytes], content_format: int | None):
+    context = await aiocoap.Context.create_client_context()
+    try:
+        answers = []
+        for payload in payloads:
+            message = aiocoap.Message(code=aiocoap.POST, uri=url, payload=payload)
+            if content_format is not None:
+                message.opt.content_format = content_format
+            answers.append(await asyncio.wait_for(context.request(message).response, 60))
+        return answers
+    finally:
+        await context.shutdown()
+
+
+def coap_post_all(url: str, payloads: list[bytes], content_format: int | None = 17):
+    """POST each payload in turn (confirmable) and return aiocoap's responses."""
+    return asyncio.run(_requests(url, payloads, content_format))
+
+
+def coap_post(url: str, payload: bytes, content_format: int | None = 17):
+    return coap_post_all(url, [payload], content_format)[0]
