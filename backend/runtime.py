@@ -36,6 +36,7 @@ class Backend:
         self._coap: aiocoap.Context | None = None
         self._http = None
         self._http_thread: threading.Thread | None = None
+        self.http_port = settings.http_port
 
     async def start(self) -> None:
         s = self.settings
@@ -45,10 +46,11 @@ class Backend:
         log.info("CoAP ingest listening on udp %s:%d (POST /ev)", s.coap_host, s.coap_port)
         self._http = create_server(create_app(self.sessions), host=s.http_host,
                                    port=s.http_port, threads=4)
+        self.http_port = self._http.effective_port  # the real one when asked for port 0
         self._http_thread = threading.Thread(target=self._http.run, name="http", daemon=True)
         self._http_thread.start()
         log.info("web app listening on http://%s:%d/ (API under /api/v1)",
-                 s.http_host, s.http_port)
+                 s.http_host, self.http_port)
         self.fulfillment.start()
         log.info("fulfillment: built-in simulator, one stage every %.1f s",
                  s.simulator.step_s)

@@ -14,7 +14,7 @@ from backend import db, devices, households
 from backend.config import Settings, SimulatorSettings
 from backend.runtime import Backend
 from provisioning.batch import ProvisionedDevice, provision_batch
-from tests.net import free_tcp_port, free_udp_port
+from tests.net import free_udp_port
 
 DATABASES = ["sqlite", "postgresql"]
 
@@ -46,7 +46,7 @@ def settings(tmp_path, db_url) -> Settings:
         coap_host="127.0.0.1",
         coap_port=free_udp_port(),
         http_host="127.0.0.1",
-        http_port=free_tcp_port(),
+        http_port=0,  # the backend reports the port it got
         kek_hex=secrets.token_hex(32),
         simulator=SimulatorSettings(step_s=0.2, poll_s=0.05),
     )
@@ -83,6 +83,7 @@ class World:
     """A household with claimed, configured buttons and one unclaimed button."""
 
     settings: Settings
+    http_port: int
     household_id: int
     token: str
     buttons: list[ProvisionedDevice]
@@ -94,7 +95,7 @@ class World:
 
     @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.http_port}/api/v1"
+        return f"http://127.0.0.1:{self.http_port}/api/v1"
 
 
 def make_world(backend: Backend, out: Path, buttons: int = 2) -> World:
@@ -108,7 +109,7 @@ def make_world(backend: Backend, out: Path, buttons: int = 2) -> World:
             claimed = devices.claim(session, household, device.claim_code)
             devices.configure_slot(session, claimed, 0, "DETERGENT-1L", 2)
         household_id = household.id
-    return World(s, household_id, token, made[:buttons], made[buttons])
+    return World(s, backend.http_port, household_id, token, made[:buttons], made[buttons])
 
 
 @pytest.fixture
