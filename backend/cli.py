@@ -170,3 +170,7 @@ def demo(presses):
     from backend.demo import run_demo
 
     sys.exit(run_demo(presses))
+
+
+if __name__ == "__main__":
+    main()
