@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import threading
 
 import aiocoap
@@ -46,7 +47,7 @@ class Backend:
         log.info("CoAP ingest listening on udp %s:%d (POST /ev)", s.coap_host, s.coap_port)
         self._http = create_server(create_app(self.sessions), host=s.http_host,
                                    port=s.http_port, threads=4)
-        self.http_port = self._http.effective_port  # the real one when asked for port 0
+        self.http_port = int(self._http.effective_port)  # the real one when asked for 0
         self._http_thread = threading.Thread(target=self._http.run, name="http", daemon=True)
         self._http_thread.start()
         log.info("web app listening on http://%s:%d/ (API under /api/v1)",
@@ -67,9 +68,16 @@ class Backend:
 
 
 async def serve_forever(settings: Settings) -> None:
+    """Run until SIGINT or SIGTERM, then stop cleanly (answers in flight are sent)."""
     backend = Backend(settings, create_kek=True)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
     await backend.start()
     try:
-        await asyncio.Event().wait()
+        await stopping.wait()
+        log.info("stopping")
     finally:
         await backend.stop()
+    log.info("stopped")

@@ -41,3 +41,16 @@ def coap_post_all(url: str, payloads: list[bytes], content_format: int | None = 
 
 def coap_post(url: str, payload: bytes, content_format: int | None = 17):
     return coap_post_all(url, [payload], content_format)[0]
+
+
+async def _get(url: str):
+    context = await aiocoap.Context.create_client_context()
+    try:
+        request = aiocoap.Message(code=aiocoap.GET, uri=url)
+        return await asyncio.wait_for(context.request(request).response, 60)
+    finally:
+        await context.shutdown()
+
+
+def coap_get(url: str):
+    return asyncio.run(_get(url))
