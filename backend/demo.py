@@ -8,6 +8,7 @@ Exit status 0 only if every button produced exactly one delivered order.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -29,19 +30,16 @@ STEP_S = 1.0
 _START_TIMEOUT_S = 30
 
 
-def _free_port(kind: int) -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def _start_backend(settings: Settings, log_path: Path) -> subprocess.Popen:
+_LISTENING = re.compile(r"CoAP ingest listening on udp [^ ]+:(\d+) .*"
+                        r"web app listening on http://[^:]+:(\d+)/", re.S)
+
+
+def _start_backend(settings: Settings, log_path: Path) -> tuple[subprocess.Popen, Settings]:
+    """Start `replenish run` on free ports; return it and the ports it reported."""
     env = {**os.environ, "REPLENISH_DATA_DIR": str(settings.data_dir),
            "REPLENISH_COAP_HOST": settings.coap_host,
            "REPLENISH_COAP_PORT": str(settings.coap_port),
@@ -54,9 +52,10 @@ def _start_backend(settings: Settings, log_path: Path) -> subprocess.Popen:
     process = subprocess.Popen([sys.executable, "-m", "backend.cli", "run"], env=env,
                                stdout=log, stderr=subprocess.STDOUT)
     for _ in range(int(_START_TIMEOUT_S / 0.1)):
-        text = log_path.read_text()
-        if "CoAP ingest listening" in text and "web app listening" in text:
-            return process
+        listening = _LISTENING.search(log_path.read_text())
+        if listening:
+            coap_port, http_port = map(int, listening.groups())
+            return process, settings.with_(coap_port=coap_port, http_port=http_port)
         if process.poll() is not None:
             break
         time.sleep(0.1)
@@ -144,11 +143,11 @@ def report(made, orders) -> list[str]:
 def run_demo(presses: int = 4) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="replenish-demo-"))
     settings = Settings(data_dir=workdir, coap_host="127.0.0.1",
-                        coap_port=_free_port(2), http_port=_free_port(1),
+                        coap_port=0, http_port=0,
                         simulator=SimulatorSettings(step_s=STEP_S, poll_s=0.1))
     _say(f"Replenish demo in {workdir} (temporary SQLite database)")
     db.upgrade(settings.db_url)
-    process = _start_backend(settings, workdir / "backend.log")
+    process, settings = _start_backend(settings, workdir / "backend.log")
     _say(f"backend running: CoAP udp 127.0.0.1:{settings.coap_port}, "
          f"web http://127.0.0.1:{settings.http_port}/ (log: {workdir / 'backend.log'})")
     try:

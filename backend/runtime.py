@@ -38,13 +38,16 @@ class Backend:
         self._http = None
         self._http_thread: threading.Thread | None = None
         self.http_port = settings.http_port
+        self.coap_port = settings.coap_port
 
     async def start(self) -> None:
         s = self.settings
         self.pipeline.start()
+        # UDP only: protocol v1 is CoAP over UDP (aiocoap would add CoAP over TCP).
         self._coap = await aiocoap.Context.create_server_context(
-            build_site(self.pipeline), bind=(s.coap_host, s.coap_port))
-        log.info("CoAP ingest listening on udp %s:%d (POST /ev)", s.coap_host, s.coap_port)
+            build_site(self.pipeline), bind=(s.coap_host, s.coap_port), transports=["udp6"])
+        self.coap_port = _bound_udp_port(self._coap)
+        log.info("CoAP ingest listening on udp %s:%d (POST /ev)", s.coap_host, self.coap_port)
         self._http = create_server(create_app(self.sessions), host=s.http_host,
                                    port=s.http_port, threads=4)
         self.http_port = int(self._http.effective_port)  # the real one when asked for 0
@@ -65,6 +68,17 @@ class Backend:
         self.fulfillment.stop()
         self.pipeline.stop()
         self.engine.dispose()
+
+
+def _bound_udp_port(context: aiocoap.Context) -> int:
+    """The UDP port the server got (differs from the setting when that was 0)."""
+    for interface in context.request_interfaces:
+        messages = getattr(getattr(interface, "token_interface", None),
+                           "message_interface", None)
+        transport = getattr(messages, "transport", None)
+        if transport is not None:
+            return transport.get_extra_info("socket").getsockname()[1]
+    raise RuntimeError("aiocoap opened no UDP transport")
 
 
 async def serve_forever(settings: Settings) -> None:

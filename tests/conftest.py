@@ -14,7 +14,6 @@ from backend import db, devices, households
 from backend.config import Settings, SimulatorSettings
 from backend.runtime import Backend
 from provisioning.batch import ProvisionedDevice, provision_batch
-from tests.net import free_udp_port
 
 DATABASES = ["sqlite", "postgresql"]
 
@@ -44,9 +43,9 @@ def settings(tmp_path, db_url) -> Settings:
         data_dir=tmp_path,
         database_url=db_url,
         coap_host="127.0.0.1",
-        coap_port=free_udp_port(),
+        coap_port=0,  # port 0 everywhere: the backend reports what it got
         http_host="127.0.0.1",
-        http_port=0,  # the backend reports the port it got
+        http_port=0,
         kek_hex=secrets.token_hex(32),
         simulator=SimulatorSettings(step_s=0.2, poll_s=0.05),
     )
@@ -83,6 +82,7 @@ class World:
     """A household with claimed, configured buttons and one unclaimed button."""
 
     settings: Settings
+    coap_port: int
     http_port: int
     household_id: int
     token: str
@@ -91,7 +91,7 @@ class World:
 
     @property
     def event_url(self) -> str:
-        return f"coap://127.0.0.1:{self.settings.coap_port}/ev"
+        return f"coap://127.0.0.1:{self.coap_port}/ev"
 
     @property
     def api_url(self) -> str:
@@ -99,17 +99,17 @@ class World:
 
 
 def make_world(backend: Backend, out: Path, buttons: int = 2) -> World:
-    s = backend.settings
+    s = backend.settings.with_(coap_port=backend.coap_port, http_port=backend.http_port)
     with backend.sessions() as session, session.begin():
         made = provision_batch(session, backend.keyring, model="button", count=buttons + 1,
-                               out=out, coap_host="127.0.0.1", coap_port=s.coap_port,
+                               out=out, coap_host="127.0.0.1", coap_port=backend.coap_port,
                                name=f"test-{secrets.token_hex(3)}")
         household, token = households.create(session, "Test household")
         for device in made[:buttons]:
             claimed = devices.claim(session, household, device.claim_code)
             devices.configure_slot(session, claimed, 0, "DETERGENT-1L", 2)
         household_id = household.id
-    return World(s, backend.http_port, household_id, token, made[:buttons], made[buttons])
+    return World(s, backend.coap_port, backend.http_port, household_id, token, made[:buttons], made[buttons])
 
 
 @pytest.fixture
