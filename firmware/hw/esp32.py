@@ -4,11 +4,11 @@ Only this module and main.py may import machine. Pins come from the board profil
 (hardware/boards/*.json, copied into the bundle as board.json).
 """
 
-import os
 import time
 
 import machine
 from micropython import const
+from replenish.storage import FileStorage as FlashStorage  # noqa: F401  (VFS files)
 
 _BLINKS = {  # pattern -> (on_ms, off_ms, repeats)
     "ordered": (600, 200, 1),
@@ -68,24 +68,3 @@ class Battery:
             pin_mv = self._adc.read() * _ADC_FULL_SCALE_MV // _ADC_MAX
         return int(pin_mv * self._ratio)
 
-
-class FlashStorage:
-    """Records as files in a folder on the VFS (e.g. /state)."""
-
-    def __init__(self, folder):
-        self.folder = folder
-        try:
-            os.mkdir(folder)
-        except OSError:
-            pass
-
-    def read(self, name):
-        try:
-            with open(self.folder + "/" + name, "rb") as f:
-                return f.read()
-        except OSError:
-            return None
-
-    def write(self, name, data):
-        with open(self.folder + "/" + name, "wb") as f:
-            f.write(data)

@@ -1,45 +1,14 @@
 """Unix-port hardware layer: files for flash, stdout for the LED, stdin for the button."""
 
-import os
 import sys
+
+from replenish.storage import FileStorage  # noqa: F401  (files in <bundle>/state)
 
 
 def _flush(stream):
     flush = getattr(stream, "flush", None)
     if flush is not None:
         flush()
-
-
-def _mkdirs(path):
-    parts = path.split("/")
-    for i in range(1, len(parts) + 1):
-        sub = "/".join(parts[:i])
-        if not sub:
-            continue
-        try:
-            os.mkdir(sub)
-        except OSError:
-            pass  # exists
-
-
-class FileStorage:
-    """Records as files in a folder (e.g. <bundle>/state)."""
-
-    def __init__(self, folder):
-        self.folder = folder
-        _mkdirs(folder)
-
-    def read(self, name):
-        try:
-            with open(self.folder + "/" + name, "rb") as f:
-                return f.read()
-        except OSError:
-            return None
-
-    def write(self, name, data):
-        with open(self.folder + "/" + name, "wb") as f:
-            f.write(data)
-            _flush(f)
 
 
 class Led:
