@@ -105,7 +105,6 @@ def batch(settings: Settings, model, count, out, name, coap_host, coap_port):
     from provisioning.batch import provision_batch
 
     keyring = load_keyring(settings, create=True)
-    out.mkdir(parents=True, exist_ok=True)
     with _transaction(settings) as session, click.progressbar(
             length=count, label="provisioning", file=sys.stderr) as bar:
         made = provision_batch(session, keyring, model=model, count=count, out=out,

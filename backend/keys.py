@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 _FORMAT_V1 = b"\x01"
 _NONCE_BYTES = 12
+_GCM_TAG_BYTES = 16
 KEK_BYTES = 32
 
 
@@ -47,6 +48,8 @@ class Keyring:
     def _unwrap(self, device_id: str, wrapped: bytes) -> bytes:
         if wrapped[:1] != _FORMAT_V1:
             raise ConfigError(f"device {device_id}: unknown wrapped-key format")
+        if len(wrapped) < 1 + _NONCE_BYTES + _GCM_TAG_BYTES:
+            raise ConfigError(f"device {device_id}: wrapped key is truncated")
         nonce = wrapped[1 : 1 + _NONCE_BYTES]
         try:
             return self._aead.decrypt(nonce, wrapped[1 + _NONCE_BYTES :], _aad(device_id))

@@ -60,6 +60,7 @@ def provision_batch(session: Session, keyring: Keyring, *, model: str, count: in
     name = name or f"{model}-{secrets.token_hex(3)}"
     if session.scalars(select(Batch).where(Batch.name == name)).first() is not None:
         raise Conflict(f"batch {name!r} exists already; choose another name")
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused batch leaves no trace
     batch = Batch(name=name, model=model, count=count, firmware_version=FIRMWARE_VERSION,
                   created_by=getpass.getuser())
     session.add(batch)

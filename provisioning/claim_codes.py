@@ -15,10 +15,42 @@ _RANDOM_SYMBOLS = 12
 _READS_AS = {"O": "0", "I": "1", "L": "1"}
 
 
+# The check symbol is a weighted sum over GF(32), the field of the 32 symbol values
+# (polynomial x^5 + x^2 + 1, primitive). A sum modulo 31 cannot tell 0 from Z (31).
+_GF32_POLY = 0b100101
+
+
+def _gf32_mul(a: int, b: int) -> int:
+    product = 0
+    while b:
+        if b & 1:
+            product ^= a
+        b >>= 1
+        a <<= 1
+        if a & 0b100000:
+            a ^= _GF32_POLY
+    return product
+
+
+def _weights(count: int) -> tuple[int, ...]:
+    # alpha^1 .. alpha^count (alpha = x): distinct, nonzero and never 1, so a changed
+    # symbol, a swap of neighbours, and a swap of the last symbol with the check
+    # symbol all change the sum.
+    weights, w = [], 1
+    for _ in range(count):
+        w = _gf32_mul(w, 0b10)
+        weights.append(w)
+    return tuple(weights)
+
+
+_WEIGHTS = _weights(_RANDOM_SYMBOLS)
+
+
 def _check_symbol(body: str) -> str:
-    # Weighted sum modulo 31 (prime): catches single substitutions and transpositions.
-    total = sum((i + 1) * ALPHABET.index(c) for i, c in enumerate(body))
-    return ALPHABET[total % 31]
+    total = 0
+    for weight, symbol in zip(_WEIGHTS, body, strict=True):
+        total ^= _gf32_mul(weight, ALPHABET.index(symbol))
+    return ALPHABET[total]
 
 
 def generate() -> str:
