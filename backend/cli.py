@@ -26,7 +26,7 @@ def _setup_logging(verbose: bool) -> None:
 def _transaction(settings: Settings):
     engine = db.make_engine(settings.db_url)
     try:
-        with db.make_sessionmaker(engine)() as session, session.begin():
+        with db.make_sessionmaker(engine, writer=True)() as session, session.begin():
             yield session
     finally:
         engine.dispose()

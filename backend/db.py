@@ -22,6 +22,9 @@ def utcnow() -> datetime:
 
 
 def _sqlite_pragmas(dbapi_connection, _record):
+    # Let SQLAlchemy, not the sqlite3 module, begin transactions (see _sqlite_begin):
+    # sqlite3's own handling breaks SAVEPOINT, which group commit relies on.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets the web app read while ingest writes; NORMAL is durable in WAL mode
     # against process crashes, and group commit amortises the fsync.
@@ -32,6 +35,14 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.close()
 
 
+def _sqlite_begin(connection) -> None:
+    # Writers take the write lock up front (waiting up to busy_timeout). A deferred
+    # transaction that read first and writes later fails at once with "database is
+    # locked" if another writer committed in between; readers stay deferred.
+    immediate = connection.get_execution_options().get("sqlite_begin") == "immediate"
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
@@ -39,13 +50,21 @@ def make_engine(url: str) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     return create_engine(url, pool_pre_ping=True)
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker:
+def make_sessionmaker(engine: Engine, writer: bool = False) -> sessionmaker:
+    """Sessions for readers, or (writer=True) for components that write.
+
+    On SQLite a writer's transaction begins IMMEDIATE; elsewhere the flag changes
+    nothing (PostgreSQL locks rows as they are written).
+    """
+    if writer:
+        engine = engine.execution_options(sqlite_begin="immediate")
     return sessionmaker(engine, expire_on_commit=False)
 
 

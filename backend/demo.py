@@ -66,7 +66,7 @@ def _start_backend(settings: Settings, log_path: Path) -> tuple[subprocess.Popen
 def _setup_household(settings: Settings, out: Path):
     keyring = load_keyring(settings, create=True)
     engine = db.make_engine(settings.db_url)
-    with db.make_sessionmaker(engine)() as session, session.begin():
+    with db.make_sessionmaker(engine, writer=True)() as session, session.begin():
         made = provision_batch(session, keyring, model="button", count=len(PRODUCTS),
                                out=out, name=f"demo-{secrets.token_hex(3)}",
                                coap_host=settings.coap_host, coap_port=settings.coap_port)

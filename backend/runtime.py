@@ -28,11 +28,12 @@ class Backend:
         self.settings = settings
         self.engine = make_engine(settings.db_url)
         self.sessions = make_sessionmaker(self.engine)
+        self.writer_sessions = make_sessionmaker(self.engine, writer=True)
         self.keyring = load_keyring(settings, create=create_kek)
-        self.pipeline = GroupCommitPipeline(self.sessions, self.keyring,
+        self.pipeline = GroupCommitPipeline(self.writer_sessions, self.keyring,
                                             settings.group_commit_max)
         self.fulfillment = FulfillmentWorker(
-            self.sessions, SimulatedWarehouse(settings.simulator.step_s),
+            self.writer_sessions, SimulatedWarehouse(settings.simulator.step_s),
             settings.simulator.poll_s)
         self._coap: aiocoap.Context | None = None
         self._http = None

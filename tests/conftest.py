@@ -100,7 +100,7 @@ class World:
 
 def make_world(backend: Backend, out: Path, buttons: int = 2) -> World:
     s = backend.settings.with_(coap_port=backend.coap_port, http_port=backend.http_port)
-    with backend.sessions() as session, session.begin():
+    with backend.writer_sessions() as session, session.begin():
         made = provision_batch(session, backend.keyring, model="button", count=buttons + 1,
                                out=out, coap_host="127.0.0.1", coap_port=backend.coap_port,
                                name=f"test-{secrets.token_hex(3)}")

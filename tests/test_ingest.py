@@ -162,7 +162,7 @@ def test_unclaimed_device_is_forbidden_and_its_seq_is_consumed(world, backend, c
 
 def test_revoked_device_is_forbidden(world, backend, caplog):
     button = world.buttons[0]
-    with backend.sessions() as session, session.begin():
+    with backend.writer_sessions() as session, session.begin():
         session.scalars(select(Device).where(
             Device.device_id == button.device_id)).one().status = "revoked"
     _refused(world, backend, caplog, press(button, 1), Result.FORBIDDEN, "revoked")
@@ -190,3 +190,40 @@ def test_orders_reach_delivered_through_every_state_once(world, backend):
     with backend.sessions() as session:
         path = [t.to_state for t in session.get(Order, order_id).history]
     assert path == ["pending", "placed", "shipped", "delivered"]
+
+
+def test_concurrent_presses_share_commits_and_order_once_per_button(backend, tmp_path):
+    """Twenty buttons pressed at once, twice: one order each, batched commits.
+
+    A device sends one event at a time (it waits for the answer), so concurrency
+    comes from many devices, as in a real fleet.
+    """
+    import asyncio
+
+    import aiocoap
+
+    from tests.conftest import make_world
+
+    world = make_world(backend, tmp_path / "fleet", buttons=20)
+
+    async def send_all(requests):
+        context = await aiocoap.Context.create_client_context()
+        try:
+            messages = [aiocoap.Message(code=aiocoap.POST, uri=world.event_url,
+                                        payload=payload, content_format=17)
+                        for _button, payload in requests]
+            return await asyncio.wait_for(asyncio.gather(
+                *(context.request(m).response for m in messages)), 120)
+        finally:
+            await context.shutdown()
+
+    for seq, expected in ((1, Result.CREATED), (2, Result.VALID)):
+        requests = [(button, press(button, seq)) for button in world.buttons]
+        responses = asyncio.run(send_all(requests))
+        answers = [answer_of(button, payload, response)
+                   for (button, payload), response in zip(requests, responses)]
+        assert [a.result for a in answers] == [expected] * 20
+    with backend.sessions() as session:
+        created = session.scalar(select(func.count()).select_from(OrderTransition)
+                                 .where(OrderTransition.from_state.is_(None)))
+    assert (counts(backend)["Event"], counts(backend)["Order"], created) == (40, 20, 20)

@@ -12,6 +12,7 @@ import logging
 import queue
 import threading
 
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from backend.ingest import Reply, decide
@@ -21,6 +22,7 @@ from backend.protocol import Result
 log = logging.getLogger(__name__)
 
 _STOP = object()
+_ATTEMPTS = 3
 
 
 class GroupCommitPipeline:
@@ -39,6 +41,10 @@ class GroupCommitPipeline:
     def stop(self) -> None:
         self._queue.put(_STOP)
         self._thread.join(timeout=10)
+
+    def waiting(self) -> int:
+        """Events handed in but not yet taken into a batch."""
+        return self._queue.qsize()
 
     async def submit(self, request: bytes) -> Reply:
         loop = asyncio.get_running_loop()
@@ -71,21 +77,32 @@ class GroupCommitPipeline:
                 loop.call_soon_threadsafe(_resolve, future, reply)
 
     def _commit(self, batch: list) -> list[Reply]:
-        replies: list[Reply] = []
-        try:
-            with self._sessions() as session, session.begin():
-                for request, _loop, _future in batch:
-                    replies.append(self._decide_one(session, request))
-        except Exception:
-            log.exception("group commit of %d events failed; all answered 5.03", len(batch))
-            return [Reply.text(Result.UNAVAILABLE, "storage unavailable, retry later")
-                    for _ in batch]
-        return replies
+        for attempt in range(1, _ATTEMPTS + 1):
+            replies: list[Reply] = []
+            try:
+                with self._sessions() as session, session.begin():
+                    for request, _loop, _future in batch:
+                        replies.append(self._decide_one(session, request))
+                return replies
+            except OperationalError as err:
+                # Deadlock, serialization failure, lock timeout: nothing was committed
+                # and decisions depend only on the database, so deciding again is safe.
+                log.warning("group commit of %d events failed (attempt %d/%d): %s",
+                            len(batch), attempt, _ATTEMPTS, err.orig)
+            except Exception:
+                log.exception("group commit of %d events failed", len(batch))
+                break
+        log.error("answering %d events 5.03; devices will retry", len(batch))
+        return [Reply.text(Result.UNAVAILABLE, "storage unavailable, retry later")
+                for _ in batch]
 
     def _decide_one(self, session, request: bytes) -> Reply:
         savepoint = session.begin_nested()
         try:
             reply = decide(session, self._keyring, request)
+        except OperationalError:
+            savepoint.rollback()
+            raise  # the database, not this event: retry the whole batch
         except Exception:
             savepoint.rollback()
             log.exception("event could not be processed; answered 5.03")

@@ -30,7 +30,7 @@ class SimulatedWarehouse(Fulfillment):
             select(Order)
             .where(Order.state.in_(list(NEXT_STAGE)), Order.updated_at <= now - self._step)
             .order_by(Order.id)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, key_share=True)  # FK checks need not wait
         ).all()
         moved = 0
         for order in due:

@@ -1,0 +1,39 @@
+"""Group commit, shown by holding SQLite's write lock while events arrive."""
+
+import asyncio
+import sqlite3
+
+from backend.protocol import Result
+from tests.conftest import make_world
+from tests.test_ingest import press
+
+
+def test_events_waiting_behind_a_commit_share_the_next_one(world, backend, tmp_path):
+    """Group commit: while the writer waits for the database, arrivals queue up and
+    are then decided and committed together, each answered only after that commit."""
+    import asyncio
+    import sqlite3
+
+    fleet = make_world(backend, tmp_path / "fleet", buttons=20)
+    requests = [(button, press(button, 1)) for button in fleet.buttons]
+    blocker = sqlite3.connect(world.settings.db_url.split("///", 1)[1], isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # the writer's next BEGIN IMMEDIATE must wait
+    batches_before = backend.pipeline.batches
+
+    async def submit_all():
+        tasks = [asyncio.ensure_future(backend.pipeline.submit(payload))
+                 for _button, payload in requests]
+        for _ in range(500):  # bounded: until every event is handed to the pipeline
+            await asyncio.sleep(0.01)
+            if backend.pipeline.waiting() == 0 and all(not t.done() for t in tasks):
+                break
+        assert not any(t.done() for t in tasks), "answered before its commit"
+        blocker.execute("COMMIT")
+        return await asyncio.wait_for(asyncio.gather(*tasks), 60)
+
+    try:
+        replies = asyncio.run(submit_all())
+    finally:
+        blocker.close()
+    assert [r.result for r in replies] == [Result.CREATED] * 20
+    assert backend.pipeline.batches - batches_before <= 2
