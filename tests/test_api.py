@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import urllib.error
 import urllib.request
 
 import pytest
+from waitress import wasyncore
 
 from backend import households, protocol
 from backend.protocol import Event, Kind, Result
@@ -62,13 +64,23 @@ def press(world, device, seq):
 
 
 @pytest.fixture(autouse=True)
-def drain_http_threads(backend):
-    """Work around a shutdown race in backend/runtime.py (reported, not ours to edit):
-    Backend.stop() closes waitress's trigger while a worker thread may still be
-    finishing the last request, which then fails with EBADF in that thread. Letting
-    the worker threads finish first is what stop() should do itself."""
+def close_http_in_its_own_thread(backend):
+    """Work around a shutdown race in backend/runtime.py (reported; not ours to edit):
+    Backend.stop() closes the waitress server from another thread, so its loop thread
+    can enter select() with a closed descriptor, or a worker can pull a closed
+    trigger (EBADF in that thread). Here the server is closed the way stop() should
+    do it: the loop thread closes its own sockets, then workers and loop finish."""
     yield
-    backend._http.task_dispatcher.shutdown()
+    server = backend._http
+    closed = threading.Event()
+
+    def close_all():
+        wasyncore.close_all(server._map)
+        closed.set()
+
+    server.trigger.pull_trigger(close_all)
+    assert closed.wait(30)
+    backend._http_thread.join(30)
 
 
 @pytest.fixture
