@@ -8,6 +8,7 @@ import signal
 import threading
 
 import aiocoap
+from waitress import wasyncore
 from waitress.server import create_server
 
 from backend.coap.pipeline import GroupCommitPipeline
@@ -64,11 +65,19 @@ class Backend:
         if self._coap is not None:
             await self._coap.shutdown()
         if self._http is not None:
-            self._http.close()
-            self._http_thread.join(timeout=10)
+            self._stop_http()
         self.fulfillment.stop()
         self.pipeline.stop()
         self.engine.dispose()
+
+
+    def _stop_http(self) -> None:
+        """Close waitress from its own loop thread: closing its sockets from here lets
+        that thread select() on a closed descriptor (EBADF)."""
+        server = self._http
+        server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        self._http_thread.join(timeout=30)
+        self._http = None
 
 
 def _bound_udp_port(context: aiocoap.Context) -> int:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import urllib.error
 import urllib.request
 
 import pytest
-from waitress import wasyncore
 
 from backend import households, protocol
 from backend.protocol import Event, Kind, Result
@@ -61,26 +59,6 @@ def press(world, device, seq):
     response = coap_post(world.event_url, request)
     return protocol.decode_answer(key, protocol.parse_signed_event(request).tag,
                                   response.payload)
-
-
-@pytest.fixture(autouse=True)
-def close_http_in_its_own_thread(backend):
-    """Work around a shutdown race in backend/runtime.py (reported; not ours to edit):
-    Backend.stop() closes the waitress server from another thread, so its loop thread
-    can enter select() with a closed descriptor, or a worker can pull a closed
-    trigger (EBADF in that thread). Here the server is closed the way stop() should
-    do it: the loop thread closes its own sockets, then workers and loop finish."""
-    yield
-    server = backend._http
-    closed = threading.Event()
-
-    def close_all():
-        wasyncore.close_all(server._map)
-        closed.set()
-
-    server.trigger.pull_trigger(close_all)
-    assert closed.wait(30)
-    backend._http_thread.join(30)
 
 
 @pytest.fixture

@@ -11,9 +11,6 @@ from tests.test_ingest import press
 def test_events_waiting_behind_a_commit_share_the_next_one(world, backend, tmp_path):
     """Group commit: while the writer waits for the database, arrivals queue up and
     are then decided and committed together, each answered only after that commit."""
-    import asyncio
-    import sqlite3
-
     fleet = make_world(backend, tmp_path / "fleet", buttons=20)
     requests = [(button, press(button, 1)) for button in fleet.buttons]
     blocker = sqlite3.connect(world.settings.db_url.split("///", 1)[1], isolation_level=None)
@@ -23,10 +20,11 @@ def test_events_waiting_behind_a_commit_share_the_next_one(world, backend, tmp_p
     async def submit_all():
         tasks = [asyncio.ensure_future(backend.pipeline.submit(payload))
                  for _button, payload in requests]
-        for _ in range(500):  # bounded: until every event is handed to the pipeline
+        for _ in range(500):  # bounded: until the writer holds a batch and waits
             await asyncio.sleep(0.01)
-            if backend.pipeline.waiting() == 0 and all(not t.done() for t in tasks):
+            if backend.pipeline.waiting() < len(tasks):
                 break
+        await asyncio.sleep(0.2)  # the writer is now blocked in BEGIN IMMEDIATE
         assert not any(t.done() for t in tasks), "answered before its commit"
         blocker.execute("COMMIT")
         return await asyncio.wait_for(asyncio.gather(*tasks), 60)
