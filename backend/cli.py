@@ -6,14 +6,12 @@ import asyncio
 import contextlib
 import logging
 import sys
-from pathlib import Path
 
 import click
 
 from backend import db, devices, households
 from backend.config import Settings
 from backend.errors import ReplenishError
-from backend.keys import load_keyring
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -23,7 +21,7 @@ def _setup_logging(verbose: bool) -> None:
 
 
 @contextlib.contextmanager
-def _transaction(settings: Settings):
+def transaction(settings: Settings):
     engine = db.make_engine(settings.db_url)
     try:
         with db.make_sessionmaker(engine, writer=True)() as session, session.begin():
@@ -86,36 +84,6 @@ def _safe_url(url: str) -> str:
 
 
 @main.group()
-def provision():
-    """Manufacturer tooling."""
-
-
-@provision.command()
-@click.option("--model", required=True, help="Device model, e.g. button.")
-@click.option("--count", type=click.IntRange(1, 100000), required=True)
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Folder for the manifest and one bundle per device.")
-@click.option("--name", help="Batch name (unique); default: model and a random suffix.")
-@click.option("--coap-host", default="127.0.0.1", show_default=True,
-              help="Server address written into each bundle.")
-@click.option("--coap-port", type=int, default=5683, show_default=True)
-@click.pass_obj
-def batch(settings: Settings, model, count, out, name, coap_host, coap_port):
-    """Create COUNT devices with unique ids, keys and claim codes."""
-    from provisioning.batch import provision_batch
-
-    keyring = load_keyring(settings, create=True)
-    with _transaction(settings) as session, click.progressbar(
-            length=count, label="provisioning", file=sys.stderr) as bar:
-        made = provision_batch(session, keyring, model=model, count=count, out=out,
-                               name=name, coap_host=coap_host, coap_port=coap_port,
-                               progress=bar.update)
-    click.echo(f"{len(made)} devices; manifest: {out / 'manifest.csv'}")
-    for device in made:
-        click.echo(f"{device.serial}  {device.device_id}  claim code {device.claim_code}")
-
-
-@main.group()
 def household():
     """Households."""
 
@@ -125,7 +93,7 @@ def household():
 @click.pass_obj
 def household_create(settings: Settings, name):
     """Create a household and print its id and API token (shown once)."""
-    with _transaction(settings) as session:
+    with transaction(settings) as session:
         created, token = households.create(session, name)
     click.echo(f"household {created.id}\napi token {token}")
 
@@ -141,7 +109,7 @@ def device():
 @click.pass_obj
 def device_claim(settings: Settings, claim_code, household_id):
     """Claim the device whose label shows CLAIM_CODE."""
-    with _transaction(settings) as session:
+    with transaction(settings) as session:
         claimed = devices.claim(session, households.get(session, household_id), claim_code)
     click.echo(f"claimed device {claimed.device_id} ({claimed.serial})")
 
@@ -155,7 +123,7 @@ def device_claim(settings: Settings, claim_code, household_id):
 @click.pass_obj
 def device_configure(settings: Settings, device_id, household_id, slot, product, quantity):
     """Choose what a device's slot reorders."""
-    with _transaction(settings) as session:
+    with transaction(settings) as session:
         owner = households.get(session, household_id)
         devices.configure_slot(session, devices.owned(session, owner, device_id),
                                slot, product, quantity)
@@ -170,6 +138,10 @@ def demo(presses):
 
     sys.exit(run_demo(presses))
 
+
+from provisioning.cli import provision  # noqa: E402  (registers after main exists)
+
+main.add_command(provision)
 
 if __name__ == "__main__":
     main()
