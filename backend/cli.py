@@ -12,22 +12,13 @@ import click
 from backend import db, devices, households
 from backend.config import Settings
 from backend.errors import ReplenishError
+from provisioning.cli import provision
 
 
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("coap").setLevel(logging.WARNING)  # aiocoap's per-message chatter
-
-
-@contextlib.contextmanager
-def transaction(settings: Settings):
-    engine = db.make_engine(settings.db_url)
-    try:
-        with db.make_sessionmaker(engine, writer=True)() as session, session.begin():
-            yield session
-    finally:
-        engine.dispose()
 
 
 class _Group(click.Group):
@@ -83,6 +74,9 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+main.add_command(provision)
+
+
 @main.group()
 def household():
     """Households."""
@@ -93,7 +87,7 @@ def household():
 @click.pass_obj
 def household_create(settings: Settings, name):
     """Create a household and print its id and API token (shown once)."""
-    with transaction(settings) as session:
+    with db.transaction(settings.db_url) as session:
         created, token = households.create(session, name)
     click.echo(f"household {created.id}\napi token {token}")
 
@@ -109,7 +103,7 @@ def device():
 @click.pass_obj
 def device_claim(settings: Settings, claim_code, household_id):
     """Claim the device whose label shows CLAIM_CODE."""
-    with transaction(settings) as session:
+    with db.transaction(settings.db_url) as session:
         claimed = devices.claim(session, households.get(session, household_id), claim_code)
     click.echo(f"claimed device {claimed.device_id} ({claimed.serial})")
 
@@ -123,7 +117,7 @@ def device_claim(settings: Settings, claim_code, household_id):
 @click.pass_obj
 def device_configure(settings: Settings, device_id, household_id, slot, product, quantity):
     """Choose what a device's slot reorders."""
-    with transaction(settings) as session:
+    with db.transaction(settings.db_url) as session:
         owner = households.get(session, household_id)
         devices.configure_slot(session, devices.owned(session, owner, device_id),
                                slot, product, quantity)
@@ -139,9 +133,6 @@ def demo(presses):
     sys.exit(run_demo(presses))
 
 
-from provisioning.cli import provision  # noqa: E402  (registers after main exists)
-
-main.add_command(provision)
 
 if __name__ == "__main__":
     main()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,3 +80,14 @@ def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database schema to `revision` (creates the SQLite file if needed)."""
     make_engine(url).dispose()  # creates the data folder for SQLite
     command.upgrade(alembic_config(url), revision)
+
+
+@contextlib.contextmanager
+def transaction(url: str):
+    """One writing transaction on a short-lived engine (CLI commands, the demo)."""
+    engine = make_engine(url)
+    try:
+        with make_sessionmaker(engine, writer=True)() as session, session.begin():
+            yield session
+    finally:
+        engine.dispose()

@@ -65,8 +65,7 @@ def _start_backend(settings: Settings, log_path: Path) -> tuple[subprocess.Popen
 
 def _setup_household(settings: Settings, out: Path):
     keyring = load_keyring(settings, create=True)
-    engine = db.make_engine(settings.db_url)
-    with db.make_sessionmaker(engine, writer=True)() as session, session.begin():
+    with db.transaction(settings.db_url) as session:
         made = provision_batch(session, keyring, model="button", count=len(PRODUCTS),
                                out=out, name=f"demo-{secrets.token_hex(3)}",
                                coap_host=settings.coap_host, coap_port=settings.coap_port)
@@ -74,7 +73,6 @@ def _setup_household(settings: Settings, out: Path):
         for device, (sku, quantity) in zip(made, PRODUCTS):
             claimed = devices.claim(session, household, device.claim_code)
             devices.configure_slot(session, claimed, 0, sku, quantity)
-    engine.dispose()
     return made
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from backend.cli import transaction
+from backend.db import transaction
 from backend.config import Settings
 from backend.keys import load_keyring
 
@@ -32,7 +32,7 @@ def batch(settings: Settings, model, count, out, name, coap_host, coap_port):
     from provisioning.batch import provision_batch
 
     keyring = load_keyring(settings, create=True)
-    with transaction(settings) as session, click.progressbar(
+    with transaction(settings.db_url) as session, click.progressbar(
             length=count, label="provisioning", file=sys.stderr) as bar:
         made = provision_batch(session, keyring, model=model, count=count, out=out,
                                name=name, coap_host=coap_host, coap_port=coap_port,
