@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test demo bench install clean vectors
+.PHONY: run test demo bench install clean vectors firmware lint bench-firmware
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: $(INSTALLED)
 
 demo: $(INSTALLED)
 	$(BIN)/replenish demo
+
+# Firmware: the deployable tree (every module through mpy-cross) in $(FIRMWARE_OUT).
+FIRMWARE_OUT ?= build/firmware
+firmware: $(INSTALLED)
+	$(BIN)/python -m provisioning.firmware_build $(FIRMWARE_OUT)
 
 vectors: $(INSTALLED)
 	$(BIN)/python tests/make_vectors.py > docs/vectors/protocol-v1.json
