@@ -55,6 +55,10 @@ class Batch(Base):
     firmware_version: Mapped[str] = mapped_column(String(50))
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Board profile (hardware/boards/<board>.json) and the SHA-256 over the compiled
+    # firmware tree the batch was built for (provisioning/bundle.py).
+    board: Mapped[str | None] = mapped_column(String(50))
+    firmware_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class Device(Base):
@@ -77,6 +81,12 @@ class Device(Base):
     fw_version: Mapped[str | None] = mapped_column(String(50))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Provisioning life cycle (provisioning/cli.py): flashed over USB, key rotated,
+    # revoked. Ingest refuses a revoked device by its status alone.
+    flashed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    flashed_firmware: Mapped[str | None] = mapped_column(String(50))
+    key_rotated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     household: Mapped[Household | None] = relationship(back_populates="devices")
     slots: Mapped[list[Slot]] = relationship(
