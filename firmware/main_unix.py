@@ -2,7 +2,9 @@
 
 Reads commands from stdin (press [slot] | boot | quit) and prints one line per
 command: LED <pattern> seq=<n> result=<code|none> order=<id|none> state=<s|none>.
-Environment: REPLENISH_ACK_TIMEOUT_MS (default 2000), REPLENISH_BATTERY_MV.
+Commands: press [slot], boot, flush (send the offline queue), stats, quit.
+Environment: REPLENISH_ACK_TIMEOUT_MS (default 2000), REPLENISH_MAX_RETRANSMIT
+(default 4), REPLENISH_BATTERY_MV.
 """
 
 import os
@@ -23,6 +25,8 @@ from replenish import identity as identity_mod  # noqa: E402
 from replenish.button import ERROR, RECORDED, Button  # noqa: E402
 from replenish.client import Client  # noqa: E402
 from replenish.counter import SeqCounter  # noqa: E402
+from replenish.queue import Queue  # noqa: E402
+from replenish.sender import Sender  # noqa: E402
 
 
 def _env_int(name, default):
@@ -42,19 +46,22 @@ def line_for(outcome, pattern=None):
         _none(outcome.order), _none(outcome.state))
 
 
-def make_button(bundle, led, ack_timeout_ms):
+def make_sender(bundle, led, ack_timeout_ms, max_retransmit=4):
     ident = identity_mod.load(bundle)
     addr = socket.getaddrinfo(ident.coap_host, ident.coap_port)[0][-1]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    client = Client(sock, addr, ack_timeout_ms=ack_timeout_ms)
-    counter = SeqCounter(unix.FileStorage(bundle + "/state"))
+    client = Client(sock, addr, ack_timeout_ms=ack_timeout_ms, max_retransmit=max_retransmit)
+    storage = unix.FileStorage(bundle + "/state")
     battery = unix.Battery(_env_int("REPLENISH_BATTERY_MV", None))
-    return ident, Button(ident, counter, client, led, battery)
+    sender = Sender(ident, SeqCounter(storage), client, Queue(storage), battery, led)
+    return ident, sender, storage
 
 
 def run(bundle, stdin=None):
     led = unix.Led()
-    ident, button = make_button(bundle, led, _env_int("REPLENISH_ACK_TIMEOUT_MS", 2000))
+    ident, sender, storage = make_sender(bundle, led, _env_int("REPLENISH_ACK_TIMEOUT_MS", 2000),
+                                         _env_int("REPLENISH_MAX_RETRANSMIT", 4))
+    button = Button(sender, led)
     unix.out("# replenish %s device %s fw %s" % (ident.model, ident.device_hex, ident.fw))
     for verb, args in unix.commands(stdin):
         if verb == "quit":
@@ -70,6 +77,21 @@ def run(bundle, stdin=None):
                 continue
             outcome = button.press(slot)
             pattern = None
+        elif verb == "flush":
+            done, failure = sender.flush()
+            for outcome in done:
+                unix.out(line_for(outcome))
+            unix.out("# flushed %d queued %d dropped %d" % (
+                len(done), len(sender.queue), sender.queue.dropped))
+            if failure is not None:
+                unix.out("# %s" % failure.reason)
+            unix.out("FLUSH delivered=%d queued=%d" % (len(done), len(sender.queue)))
+            continue
+        elif verb == "stats":
+            unix.out("STATS queued=%d dropped=%d reported=%d flash_writes=%d" % (
+                len(sender.queue), sender.queue.dropped, sender.queue.reported,
+                storage.writes))
+            continue
         elif verb == "boot":
             outcome = button.boot()
             pattern = ERROR if outcome.pattern == ERROR else RECORDED

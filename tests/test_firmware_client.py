@@ -171,6 +171,7 @@ class FakeIngest(aiocoap.resource.Resource):
         self.delay_s = delay_s
         self.seen = {}  # seq -> (tag, answer bytes, code)
         self.requests = []
+        self.slot9_down = True
 
     async def render_post(self, request):
         if self.delay_s:
@@ -179,7 +180,7 @@ class FakeIngest(aiocoap.resource.Resource):
         assert signed.kid == DEVICE and signed.verify(KEY)
         event = protocol.decode_event(signed.payload)
         self.requests.append(event)
-        if event.slot == 9:
+        if event.slot == 9 and self.slot9_down:
             return Message(code=Code.SERVICE_UNAVAILABLE, payload=b"storage unavailable")
         if event.slot == 8:  # a forged answer: wrong key
             body = protocol.encode_answer(bytes(32), signed.tag, Answer(event.seq, Result.CREATED))
@@ -247,21 +248,28 @@ def test_button_against_aiocoap_server(tmp_path):
     resource = FakeIngest()
     lines, bundle, port = e2e(
         tmp_path, resource, "boot\npress\npress 1\npress 2\npress 3\npress 9\npress 9\n"
-        "press 8\nquit\n")
+        "stats\nquit\n")
     assert lines == [
         "LED recorded seq=1 result=68 order=none state=none",
         "LED ordered seq=2 result=65 order=42 state=pending",
         "LED already_ordered seq=3 result=67 order=42 state=pending",
         "LED not_configured seq=4 result=68 order=none state=none",
         "LED not_claimed seq=5 result=131 order=none state=none",
-        "LED error seq=6 result=163 order=none state=none",
-        "LED error seq=6 result=163 order=none state=none",  # queued event resent as is
-        "LED error seq=7 result=65 order=none state=none",  # answer MAC does not verify
+        "LED error seq=6 result=163 order=none state=none",  # 5.03: queued
+        "LED error seq=7 result=163 order=none state=none",  # queue first: 6 again, 7 queued
+        "STATS queued=2 dropped=0 reported=0 flash_writes=3",
     ]
+    assert [e.seq for e in resource.requests] == [1, 2, 3, 4, 5, 6, 6]
     assert resource.requests[0].fw == "0.1.0" and resource.requests[1].battery_mv == 2980
-    # restart: continues after the persisted reservation, never reusing 1..7
-    lines, _ = asyncio.run(run_firmware(resource, bundle, "press\n", port))
-    assert lines == ["LED ordered seq=33 result=65 order=42 state=pending"]
+    # restart: the queue survived; it goes out first, oldest first, byte for byte; the new
+    # press continues after the persisted reservation (never reusing 1..7). A forged
+    # answer (wrong MAC) counts as no answer: that event is queued.
+    resource.slot9_down = False
+    lines, _ = asyncio.run(run_firmware(resource, bundle, "press\npress 8\nstats\n", port))
+    assert lines == ["LED ordered seq=33 result=65 order=42 state=pending",
+                     "LED error seq=34 result=65 order=none state=none",
+                     "STATS queued=1 dropped=0 reported=0 flash_writes=3"]
+    assert [e.seq for e in resource.requests[7:]] == [6, 7, 33, 34]
 
 
 def test_conflict_resyncs_and_resends_once(tmp_path):

@@ -18,6 +18,7 @@ EV_QTY = const(4)
 EV_REMAINING = const(5)
 EV_BATTERY_MV = const(6)
 EV_FW = const(7)
+EV_DROPPED = const(8)  # events dropped from the offline queue (cumulative)
 
 # Event kinds
 KIND_BOOT = const(0)
@@ -51,7 +52,8 @@ def dotted(code):
     return "%d.%02d" % (code >> 5, code & 31)
 
 
-def event_map(seq, kind, slot, qty=None, remaining=None, battery_mv=None, fw=None):
+def event_map(seq, kind, slot, qty=None, remaining=None, battery_mv=None, fw=None,
+              dropped=None):
     fields = {EV_SEQ: seq, EV_KIND: kind, EV_SLOT: slot}
     if qty is not None:
         fields[EV_QTY] = qty
@@ -61,6 +63,8 @@ def event_map(seq, kind, slot, qty=None, remaining=None, battery_mv=None, fw=Non
         fields[EV_BATTERY_MV] = battery_mv
     if fw is not None:
         fields[EV_FW] = fw
+    if dropped is not None:
+        fields[EV_DROPPED] = dropped
     return fields
 
 

@@ -22,6 +22,7 @@ def makedirs(path):
 class FileStorage:
     def __init__(self, folder):
         self.folder = folder
+        self.writes = 0  # record writes (flash wear figure)
         makedirs(folder)
 
     def read(self, name):
@@ -32,6 +33,7 @@ class FileStorage:
             return None
 
     def write(self, name, data):
+        self.writes += 1
         with open(self.folder + "/" + name, "wb") as f:
             f.write(data)
             flush = getattr(f, "flush", None)

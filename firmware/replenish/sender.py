@@ -1,0 +1,169 @@
+"""Signed events out, verified answers in, the offline queue in between.
+
+Sender.send(kind, slot, ...) first delivers what the queue holds (oldest first, so
+sequence numbers reach the backend in increasing order), then signs and sends the
+new event; an event without an authenticated answer goes into the queue. When the
+queue had to drop events, a status event carrying `dropped` (key 8) follows the
+flush. Collaborators are passed in: identity, SeqCounter, client, Queue, battery.
+"""
+
+from replenish import cbor, coap, cose, protocol
+from replenish.client import ClientError
+from replenish.hmac_sha256 import HmacSha256
+
+ORDERED = "ordered"
+ALREADY_ORDERED = "already_ordered"
+NOT_CONFIGURED = "not_configured"
+NOT_CLAIMED = "not_claimed"
+ERROR = "error"
+RECORDED = "recorded"
+
+_PATTERNS = {
+    protocol.CREATED: ORDERED,
+    protocol.VALID: ALREADY_ORDERED,
+    protocol.FORBIDDEN: NOT_CLAIMED,
+}
+_TAG_BYTES = 32
+
+
+class Outcome:
+    __slots__ = ("pattern", "seq", "result", "order", "state", "reason", "queued",
+                 "authenticated")
+
+    def __init__(self, pattern, seq, result=None, order=None, state=None, reason=None,
+                 queued=False, authenticated=False):
+        self.pattern = pattern
+        self.seq = seq
+        self.result = result  # CoAP code number of the answer, None if no answer
+        self.order = order
+        self.state = state
+        self.reason = reason  # short diagnostic for errors
+        self.queued = queued  # kept in the offline queue
+        self.authenticated = authenticated  # the answer's MAC verified: delivered
+
+
+class Event:
+    __slots__ = ("kind", "slot", "seq", "cose")
+
+    def __init__(self, kind, slot, seq, cose_bytes):
+        self.kind = kind
+        self.slot = slot
+        self.seq = seq
+        self.cose = cose_bytes
+
+    @property
+    def tag(self):
+        return self.cose[-_TAG_BYTES:]  # the COSE_Mac0 ends with its 32-byte tag bstr
+
+
+class Sender:
+    def __init__(self, identity, counter, client, queue, battery=None, led=None):
+        self._kid = identity.device_id
+        self.fw = identity.fw
+        self._mac = HmacSha256(identity.key)
+        self._counter = counter
+        self._client = client
+        self.queue = queue
+        self._battery = battery
+        self._led = led
+        self.exchanges = 0  # requests sent (stats)
+
+    def battery_mv(self):
+        return None if self._battery is None else self._battery.read_mv()
+
+    def sign(self, kind, slot, qty=None, remaining=None, fw=None, dropped=None):
+        seq = self._counter.next()
+        fields = protocol.event_map(seq, kind, slot, qty, remaining, self.battery_mv(), fw,
+                                    dropped)
+        cose_bytes, _tag = cose.create(self._mac, cbor.encode(fields), self._kid)
+        return Event(kind, slot, seq, cose_bytes)
+
+    def _resign(self, event):
+        """The same event under a fresh sequence number (after a 4.09)."""
+        payload = cose.parse(event.cose)[2]
+        fields = cbor.decode(payload)
+        fields[protocol.EV_SEQ] = seq = self._counter.next()
+        cose_bytes, _tag = cose.create(self._mac, cbor.encode(fields), self._kid)
+        return Event(event.kind, event.slot, seq, cose_bytes)
+
+    def _exchange(self, event):
+        """Send one event; return (Answer or None, code, reason)."""
+        if self._led is not None:
+            self._led.show("sending")
+        self.exchanges += 1
+        try:
+            code, cf, body = self._client.request(
+                coap.POST, protocol.EVENT_PATH, event.cose, protocol.CONTENT_FORMAT)
+        except (ClientError, OSError) as err:
+            return None, None, "no answer: %s" % err.__class__.__name__
+        if cf != protocol.CONTENT_FORMAT:
+            return None, code, "unauthenticated answer"
+        try:
+            answer = protocol.decode_answer(cose.verify_answer(self._mac, body, event.tag))
+        except ValueError as err:
+            return None, code, "answer refused: %s" % err
+        if answer.seq != event.seq:
+            return None, code, "answer for another seq"
+        if answer.result != code:
+            return None, code, "answer result differs from CoAP code"
+        return answer, code, None
+
+    def deliver(self, event):
+        """Exchange an event (resync once on 4.09); Outcome with result None = no answer."""
+        resynced = False
+        while True:
+            answer, code, reason = self._exchange(event)
+            if answer is None:
+                return Outcome(ERROR, event.seq, code, reason=reason)
+            if answer.result == protocol.CONFLICT and not resynced \
+                    and answer.last_seq is not None:
+                resynced = True
+                self._counter.resync(answer.last_seq)
+                event = self._resign(event)
+                continue
+            if answer.result == protocol.CHANGED:
+                pattern = NOT_CONFIGURED if event.kind == protocol.KIND_PRESS else RECORDED
+            else:
+                pattern = _PATTERNS.get(answer.result, ERROR)
+            return Outcome(pattern, event.seq, answer.result, answer.order, answer.state,
+                           None if pattern != ERROR else "result %d" % answer.result,
+                           authenticated=True)
+
+    def flush(self):
+        """Send queued events oldest first; (delivered outcomes, failure Outcome or None)."""
+        done = []
+        failure = None
+        queue = self.queue
+        while True:
+            head = queue.oldest()
+            if head is None:
+                break
+            entry, data = head
+            outcome = self.deliver(Event(entry.kind, entry.slot, entry.seq, data))
+            if not outcome.authenticated:
+                failure = outcome
+                break
+            queue.delivered(entry)
+            done.append(outcome)
+        if failure is None and queue.dropped > queue.reported:
+            dropped = queue.dropped
+            outcome = self.deliver(self.sign(protocol.KIND_STATUS, 0, fw=self.fw,
+                                             dropped=dropped))
+            if outcome.authenticated:
+                queue.note_reported(dropped)
+        queue.commit()
+        return done, failure
+
+    def send(self, kind, slot, qty=None, remaining=None, fw=None):
+        """Flush the queue, then sign and send one event; queue it if unanswered."""
+        failure = None
+        if len(self.queue) or self.queue.dropped > self.queue.reported:
+            failure = self.flush()[1]
+        event = self.sign(kind, slot, qty, remaining, fw)
+        if failure is None:
+            outcome = self.deliver(event)
+            if outcome.authenticated:
+                return outcome
+            failure = outcome
+        self.queue.push(kind, slot, event.seq, event.cose)
+        return Outcome(ERROR, event.seq, failure.result, reason=failure.reason, queued=True)
