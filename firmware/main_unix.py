@@ -2,7 +2,10 @@
 
 Reads commands from stdin (press [slot] | boot | quit) and prints one line per
 command: LED <pattern> seq=<n> result=<code|none> order=<id|none> state=<s|none>.
-Commands: press [slot], boot, flush (send the offline queue), stats, quit.
+Commands: press [slot], boot, flush (send the offline queue), stats, quit; on a
+sensor board (board.json "sensor"): weight G (the simulated load), cycle [n] (appliance
+cycles on the simulated pulse line), refill, tare, calibrate G, wake NOW_S (a timer
+wake at second NOW_S: measure, report if the policy says so).
 Environment: REPLENISH_ACK_TIMEOUT_MS (default 2000), REPLENISH_MAX_RETRANSMIT
 (default 4), REPLENISH_BATTERY_MV.
 """
@@ -27,6 +30,7 @@ from replenish.client import Client  # noqa: E402
 from replenish.counter import SeqCounter  # noqa: E402
 from replenish.queue import Queue  # noqa: E402
 from replenish.sender import Sender  # noqa: E402
+from replenish import sensor as sensor_mod  # noqa: E402
 
 
 def _env_int(name, default):
@@ -57,11 +61,71 @@ def make_sender(bundle, led, ack_timeout_ms, max_retransmit=4):
     return ident, sender, storage
 
 
+class UnixSensor:
+    """Sensor role wiring for the unix port: simulated HX711 or pulse counter."""
+
+    def __init__(self, bundle, board, sender, led, storage):
+        from replenish.hx711 import HX711
+
+        cfg = board["sensor"]
+        self.kind = cfg.get("kind", "load_cell")
+        self.cfg = cfg
+        self.storage = storage
+        policy = sensor_mod.Policy(cfg["capacity"], cfg.get("hysteresis", 0),
+                                   cfg.get("heartbeat_s", 86400))
+        state = sensor_mod.State(unix.Rtc(bundle + "/state/rtc.bin"))
+        self.role = sensor_mod.Sensor(sender, led, policy, state)
+        if self.kind == "load_cell":
+            self.cell = unix.SimulatedLoadCell()
+            hx = board.get("hx711", {})
+            self.adc = HX711(self.cell.chip.dout_pin, self.cell.chip.sck_pin, self.cell.clock,
+                             gain=hx.get("gain", 128))
+            cal = storage.read("cal")
+            if cal:
+                offset, per_unit = cal.decode().split()
+                self.adc.offset, self.adc.counts_per_unit = int(offset), float(per_unit)
+
+    def command(self, verb, args):
+        st = self.role.state
+        if verb == "weight":
+            self.cell.load = float(args[0])
+        elif verb == "cycle":
+            st.cycles += int(args[0]) if args else 1
+            st.save()
+        elif verb == "refill":
+            st.cycles = 0
+            st.save()
+        elif verb == "tare":
+            self.adc.tare()
+        elif verb == "calibrate":
+            self.adc.calibrate(float(args[0]))
+        if verb in ("tare", "calibrate"):
+            self.storage.write("cal", ("%d %r" % (self.adc.offset,
+                                                  self.adc.counts_per_unit)).encode())
+        if verb != "wake":
+            unix.out("OK %s" % verb)
+            return
+        if self.kind == "load_cell":
+            amount = self.adc.amount()
+        else:
+            amount = sensor_mod.cycles_remaining(self.cfg["capacity"], self.cfg.get("dose", 1),
+                                                 st.cycles)
+        reason, outcome = self.role.wake(amount, int(args[0]) if args else 0)
+        if outcome is None:
+            unix.out("LEVEL remaining=%d report=none" % self.role.policy.clamp(amount))
+        else:
+            unix.out("LEVEL remaining=%d report=%s" % (self.role.policy.clamp(amount), reason))
+            unix.out(line_for(outcome))
+
+
 def run(bundle, stdin=None):
     led = unix.Led()
     ident, sender, storage = make_sender(bundle, led, _env_int("REPLENISH_ACK_TIMEOUT_MS", 2000),
                                          _env_int("REPLENISH_MAX_RETRANSMIT", 4))
     button = Button(sender, led)
+    sensor = None
+    if ident.board and "sensor" in ident.board:
+        sensor = UnixSensor(bundle, ident.board, sender, led, storage)
     unix.out("# replenish %s device %s fw %s" % (ident.model, ident.device_hex, ident.fw))
     for verb, args in unix.commands(stdin):
         if verb == "quit":
@@ -77,6 +141,10 @@ def run(bundle, stdin=None):
                 continue
             outcome = button.press(slot)
             pattern = None
+        elif sensor is not None and verb in ("weight", "cycle", "refill", "tare", "calibrate",
+                                             "wake"):
+            sensor.command(verb, args)
+            continue
         elif verb == "flush":
             done, failure = sender.flush()
             for outcome in done:

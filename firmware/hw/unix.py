@@ -49,3 +49,37 @@ def out(line, stream=None):
     stream = stream or sys.stdout
     stream.write(line + "\n")
     _flush(stream)
+
+
+class Rtc:
+    """RTC slow memory stand-in: a file that is not counted as flash wear."""
+
+    def __init__(self, path):
+        self._path = path
+
+    def read(self):
+        try:
+            with open(self._path, "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+
+    def write(self, data):
+        with open(self._path, "wb") as f:
+            f.write(data)
+
+
+class SimulatedLoadCell:
+    """A simulated HX711 under a simulated load (grams), for sensor boards on unix."""
+
+    def __init__(self, gain=128, offset=84000, counts_per_gram=420.0):
+        from hw import sim
+
+        self.clock = sim.Clock()
+        self.load = 0.0
+        self._offset = offset
+        self._per_gram = counts_per_gram
+        self.chip = sim.Hx711(self.clock, self._source)
+
+    def _source(self, gain):
+        return int(self._offset + self.load * self._per_gram)
