@@ -88,6 +88,10 @@ class Keyring:
     def current_id(self) -> bytes:
         return self._state[0]
 
+    @property
+    def kek_count(self) -> int:
+        return len(self._state[1])
+
     def holds(self, kid: bytes) -> bool:
         return kid in self._state[1]
 

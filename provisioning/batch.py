@@ -11,6 +11,7 @@ import getpass
 import json
 import logging
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,16 +19,18 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.errors import Conflict
+from backend.errors import Conflict, ReplenishError
 from backend.keys import Keyring
 from backend.models import Batch, Device
 from backend.protocol import DEVICE_ID_BYTES, KEY_BYTES
 from provisioning import claim_codes
 
 log = logging.getLogger(__name__)
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 FIRMWARE_VERSION = "0.1.0"
 MANIFEST_FIELDS = ("serial", "device_id", "claim_code", "model")
+DEFAULT_CLAIM_URL_BASE = "http://127.0.0.1:8000/claim/"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,10 @@ class ProvisionedDevice:
     claim_code: str
     model: str
     bundle_dir: Path
+    setup_secret: str = ""
+
+    def claim_url(self, base: str = DEFAULT_CLAIM_URL_BASE) -> str:
+        return base + self.claim_code
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -46,23 +53,30 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def write_bundle(bundle_dir: Path, device_id: str, key: bytes, model: str,
-                 coap_host: str, coap_port: int) -> None:
-    """The per-device files the firmware reads (see firmware/README.md)."""
+                 coap_host: str, coap_port: int, setup_secret: str | None = None) -> None:
+    """The per-device identity the firmware reads (see firmware/README.md)."""
     bundle_dir.mkdir(parents=True, exist_ok=True)
     identity = {"device_id": device_id, "key": key.hex(), "model": model,
-                "coap_host": coap_host, "coap_port": coap_port, "fw": FIRMWARE_VERSION}
+                "coap_host": coap_host, "coap_port": coap_port, "fw": FIRMWARE_VERSION,
+                "setup_secret": setup_secret or claim_codes.setup_secret()}
     _write_private(bundle_dir / "identity.json", json.dumps(identity, indent=1) + "\n")
 
 
 def provision_batch(session: Session, keyring: Keyring, *, model: str, count: int,
                     out: Path, coap_host: str, coap_port: int, name: str | None = None,
-                    progress=None) -> list[ProvisionedDevice]:
+                    progress=None, board: str | None = None,
+                    firmware_sha256: str | None = None,
+                    claim_url_base: str = DEFAULT_CLAIM_URL_BASE,
+                    labels: bool = True) -> list[ProvisionedDevice]:
     name = name or f"{model}-{secrets.token_hex(3)}"
+    if not _SAFE_NAME.fullmatch(name):
+        raise ReplenishError("batch names use letters, digits, '.', '_' and '-' only "
+                             "(they become folder names)")
     if session.scalars(select(Batch).where(Batch.name == name)).first() is not None:
         raise Conflict(f"batch {name!r} exists already; choose another name")
     out.mkdir(parents=True, exist_ok=True)  # only now: a refused batch leaves no trace
     batch = Batch(name=name, model=model, count=count, firmware_version=FIRMWARE_VERSION,
-                  created_by=getpass.getuser())
+                  created_by=getpass.getuser(), board=board, firmware_sha256=firmware_sha256)
     session.add(batch)
     session.flush()
     made: list[ProvisionedDevice] = []
@@ -77,11 +91,16 @@ def provision_batch(session: Session, keyring: Keyring, *, model: str, count: in
             claim_code_sha256=claim_codes.code_hash(code),
         ))
         bundle_dir = out / serial
-        write_bundle(bundle_dir, device_id, key, model, coap_host, coap_port)
-        made.append(ProvisionedDevice(serial, device_id, code, model, bundle_dir))
+        setup = claim_codes.setup_secret()
+        write_bundle(bundle_dir, device_id, key, model, coap_host, coap_port, setup)
+        made.append(ProvisionedDevice(serial, device_id, code, model, bundle_dir, setup))
         if progress:
             progress(1)
     _write_manifest(out, made)
+    if labels:
+        from provisioning.labels import write_label_sheet
+
+        write_label_sheet(out / "labels.svg", made, claim_url_base)
     log.info("batch %s: %d %s devices, manifest in %s", name, count, model, out)
     return made
 

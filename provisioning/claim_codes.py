@@ -74,3 +74,11 @@ def is_valid(code: str) -> bool:
 def code_hash(code: str) -> str:
     """What the database stores: the code itself is only on the label."""
     return hashlib.sha256(normalize(code).encode()).hexdigest()
+
+
+SETUP_SECRET_SYMBOLS = 8  # 40 bits: proof of possession for the Wi-Fi setup access point
+
+
+def setup_secret() -> str:
+    """8 random Crockford base32 symbols, printed on the label and put in the bundle."""
+    return "".join(secrets.choice(ALPHABET) for _ in range(SETUP_SECRET_SYMBOLS))

@@ -7,9 +7,20 @@ from pathlib import Path
 
 import click
 
-from backend.db import transaction
+from backend import devices
 from backend.config import Settings
+from backend.db import transaction
+from backend.errors import ReplenishError
 from backend.keys import load_keyring
+
+
+def _board(board: str) -> dict:
+    from hardware.validate import ProfileError, load_board
+
+    try:
+        return load_board(board)
+    except ProfileError as err:
+        raise ReplenishError(f"board profile refused: {err}") from err
 
 
 @click.group()
@@ -26,17 +37,180 @@ def provision():
 @click.option("--coap-host", default="127.0.0.1", show_default=True,
               help="Server address written into each bundle.")
 @click.option("--coap-port", type=int, default=5683, show_default=True)
+@click.option("--board", help="Board profile (hardware/boards/<board>.json) recorded "
+              "with the batch; validated, and its model must match --model.")
+@click.option("--claim-url-base", default="http://127.0.0.1:8000/claim/", show_default=True,
+              help="QR codes on the labels hold this followed by the claim code.")
 @click.pass_obj
-def batch(settings: Settings, model, count, out, name, coap_host, coap_port):
-    """Create COUNT devices with unique ids, keys and claim codes."""
+def batch(settings: Settings, model, count, out, name, coap_host, coap_port, board,
+          claim_url_base):
+    """Create COUNT devices with unique ids, keys, claim codes and labels."""
     from provisioning.batch import provision_batch
 
+    if board:
+        profile = _board(board)
+        if profile["model"] != model:
+            raise ReplenishError(f"board {board} is a {profile['model']!r}, not {model!r}")
     keyring = load_keyring(settings, create=True)
     with transaction(settings.db_url) as session, click.progressbar(
             length=count, label="provisioning", file=sys.stderr) as bar:
         made = provision_batch(session, keyring, model=model, count=count, out=out,
                                name=name, coap_host=coap_host, coap_port=coap_port,
-                               progress=bar.update)
-    click.echo(f"{len(made)} devices; manifest: {out / 'manifest.csv'}")
+                               progress=bar.update, board=board,
+                               claim_url_base=claim_url_base)
+    click.echo(f"{len(made)} devices; manifest: {out / 'manifest.csv'}; "
+               f"labels: {out / 'labels.svg'}")
     for device in made:
         click.echo(f"{device.serial}  {device.device_id}  claim code {device.claim_code}")
+
+
+@provision.command()
+@click.option("--identity", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True, help="The device's identity.json from its batch folder.")
+@click.option("--board", required=True, help="Board profile name or path.")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+def bundle(identity, board, out):
+    """Build one device's files: compiled firmware, board.json, identity, bundle.json."""
+    from provisioning.bundle import build_bundle
+
+    manifest = build_bundle(identity, board, out)
+    click.echo(f"bundle for {manifest['device_id']} ({manifest['board']}): "
+               f"{len(manifest['files'])} files, firmware {manifest['firmware_sha256'][:16]}, in {out}")
+
+
+@provision.command()
+@click.option("--port", required=True, help="Serial port (/dev/ttyUSB0) or pyserial URL "
+              "(socket://127.0.0.1:N for `replenish provision unix-device`).")
+@click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False,
+              path_type=Path), required=True)
+@click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="MicroPython firmware image to write first with esptool (needs silicon).")
+@click.option("--baud", type=int, default=460800, show_default=True)
+@click.pass_obj
+def flash(settings: Settings, port, bundle_dir, image, baud):
+    """Write the image (esptool), copy the bundle (mpremote), verify, record as flashed."""
+    from provisioning.flash import flash as do_flash
+
+    with click.progressbar(length=3, label="flashing", file=sys.stderr) as bar:
+        result = do_flash(port, bundle_dir, image=image, baud=baud,
+                          progress=lambda _step: bar.update(1))
+    with transaction(settings.db_url) as session:
+        devices.record_flashed(session, devices.find(session, result.device_id),
+                               result.firmware_version)
+    click.echo(f"device {result.device_id}: {result.files} files copied and verified"
+               f"{', image written' if result.image_written else ''}; recorded as flashed")
+
+
+@provision.command()
+@click.argument("device")
+@click.pass_obj
+def revoke(settings: Settings, device):
+    """Refuse DEVICE's events from now on (id or serial)."""
+    with transaction(settings.db_url) as session:
+        found = devices.find(session, device)
+        changed = devices.revoke(session, found)
+    click.echo(f"device {found.device_id} " + ("revoked" if changed else "was already revoked"))
+
+
+@provision.command("rotate-key")
+@click.argument("device")
+@click.option("--bundle-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              required=True, help="The device's folder from its batch (identity.json).")
+@click.pass_obj
+def rotate_key(settings: Settings, device, bundle_dir):
+    """Give DEVICE a new key; writes the new identity.json into --bundle-dir."""
+    import secrets
+
+    from backend.protocol import KEY_BYTES
+    from provisioning.batch import write_bundle
+    from provisioning.bundle import read_identity
+
+    identity = read_identity(bundle_dir / "identity.json")
+    keyring = load_keyring(settings)
+    key = secrets.token_bytes(KEY_BYTES)
+    with transaction(settings.db_url) as session:
+        found = devices.find(session, device)
+        if found.device_id != identity["device_id"]:
+            raise ReplenishError(f"{bundle_dir} holds device {identity['device_id']}, "
+                                 f"not {found.device_id}")
+        devices.rotate_key(session, found, keyring.wrap(found.device_id, key))
+        # Written inside the transaction: if the file cannot be written, nothing changes.
+        write_bundle(bundle_dir, found.device_id, key, identity["model"],
+                     identity["coap_host"], identity["coap_port"], identity["setup_secret"])
+    click.echo(f"device {found.device_id}: new key in {bundle_dir / 'identity.json'}; "
+               "build its bundle and flash it (its old key no longer verifies)")
+
+
+@provision.command("rotate-kek")
+@click.pass_obj
+def rotate_kek(settings: Settings):
+    """Re-wrap every device key under a new key-encryption key; ingest keeps running."""
+    from provisioning import kek_rotation as rot
+
+    if settings.kek_hex:
+        keyring = load_keyring(settings)
+        if keyring.kek_count < 2:
+            raise ReplenishError("REPLENISH_KEK is set: put the new KEK in REPLENISH_KEK and "
+                                 "the old one in REPLENISH_KEK_PREVIOUS, restart ingest, "
+                                 "then run this again (docs/provisioning.md)")
+    else:
+        started = rot.begin_file_rotation(settings.kek_path)
+        click.echo("new key-encryption key installed" if started
+                   else "resuming the rotation under way", err=True)
+        keyring = load_keyring(settings)
+    with click.progressbar(length=rot.device_count(settings.db_url), label="re-wrapping",
+                           file=sys.stderr) as bar:
+        done = rot.rewrap_all(settings.db_url, keyring, progress=bar.update)
+    if not settings.kek_hex:
+        rot.finish_file_rotation(settings.db_url, keyring, settings.kek_path)
+    click.echo(f"{done} device keys re-wrapped; all under the new key-encryption key")
+
+
+@provision.command("validate-board")
+@click.argument("boards", nargs=-1)
+def validate_board(boards):
+    """Check board profiles against the pin rules (all in hardware/boards by default)."""
+    from hardware.validate import main as validate_main
+
+    sys.exit(validate_main(list(boards)))
+
+
+@provision.command("power-budget")
+@click.option("--board", "boards", multiple=True, required=True)
+@click.option("--svg", type=click.Path(path_type=Path), help="Write the plot here.")
+def power_budget(boards, svg):
+    """Battery life against presses per day, from datasheet figures."""
+    from hardware import power
+
+    budgets = [power.budget(_board(b)) for b in boards]
+    for b in budgets:
+        click.echo(power.table(b))
+    if svg:
+        svg.write_text(power.plot_svg(budgets))
+        click.echo(f"plot: {svg}")
+
+
+@provision.command()
+@click.option("--board", required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+def wiring(board, out):
+    """Wiring diagram (SVG) generated from a board profile."""
+    from hardware.wiring import svg
+
+    out.write_text(svg(_board(board)))
+    click.echo(f"wiring diagram: {out}")
+
+
+@provision.command("unix-device")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder that plays the device's flash filesystem.")
+def unix_device(root):
+    """Serve the MicroPython unix port as a flashable device (prints its port URL)."""
+    from provisioning.unix_port import UnixPortDevice
+
+    device = UnixPortDevice(root)
+    click.echo(f"flash with: --port {device.url}   (Ctrl-C ends)")
+    try:
+        device.serve_forever()
+    except KeyboardInterrupt:
+        pass
