@@ -2,7 +2,8 @@
 
 Reads commands from stdin (press [slot] | boot | quit) and prints one line per
 command: LED <pattern> seq=<n> result=<code|none> order=<id|none> state=<s|none>.
-Commands: press [slot], boot, flush (send the offline queue), stats, quit; on a
+Commands: press [slot], boot, flush (send the offline queue), stats, setup PORT (Wi-Fi
+setup mode on loopback: prints "SETUP port=N", then "SETUP <result>"), quit; on a
 sensor board (board.json "sensor"): weight G (the simulated load), cycle [n] (appliance
 cycles on the simulated pulse line), refill, tare, calibrate G, wake NOW_S (a timer
 wake at second NOW_S: measure, report if the policy says so).
@@ -118,6 +119,37 @@ class UnixSensor:
             unix.out(line_for(outcome))
 
 
+def setup_mode(ident, storage, led, port):
+    import json
+
+    from replenish import setup
+
+    if not ident.setup_secret:
+        led.show("error")
+        unix.out("SETUP refused: no setup secret in identity.json")
+        return
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(socket.getaddrinfo("127.0.0.1", port)[0][-1])  # no getsockname here
+    listener.listen(2)
+
+    def save(ssid, password):
+        storage.write("wifi.json", json.dumps({"ssid": ssid, "password": password}).encode())
+
+    server = setup.SetupServer(listener, unix.Clock(), ident.setup_secret, save,
+                               _env_int("REPLENISH_SETUP_TIMEOUT_MS", 300000),
+                               log=lambda text: unix.out("# " + text))
+    led.show("setup")
+    unix.out("SETUP port=%d" % port)
+    try:
+        result, ssid = server.serve()
+    finally:
+        listener.close()
+    unix.out("SETUP %s%s" % (result, "" if ssid is None else " ssid=" + ssid))
+    if result == setup.SAVED:
+        unix.out("# reboot into normal mode")
+
+
 def run(bundle, stdin=None):
     led = unix.Led()
     ident, sender, storage = make_sender(bundle, led, _env_int("REPLENISH_ACK_TIMEOUT_MS", 2000),
@@ -144,6 +176,9 @@ def run(bundle, stdin=None):
         elif sensor is not None and verb in ("weight", "cycle", "refill", "tare", "calibrate",
                                              "wake"):
             sensor.command(verb, args)
+            continue
+        elif verb == "setup":
+            setup_mode(ident, storage, led, int(args[0]) if args else 8080)
             continue
         elif verb == "flush":
             done, failure = sender.flush()

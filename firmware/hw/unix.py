@@ -1,6 +1,7 @@
 """Unix-port hardware layer: files for flash, stdout for the LED, stdin for the button."""
 
 import sys
+import time
 
 from replenish.storage import FileStorage  # noqa: F401  (files in <bundle>/state)
 
@@ -83,3 +84,16 @@ class SimulatedLoadCell:
 
     def _source(self, gain):
         return int(self._offset + self.load * self._per_gram)
+
+
+class Clock:
+    """Milliseconds since start (monotonic), as the portable core expects."""
+
+    def __init__(self):
+        self._start = time.ticks_ms()
+
+    def ticks_ms(self):
+        return time.ticks_diff(time.ticks_ms(), self._start)
+
+    def sleep_us(self, n):
+        time.sleep_us(n)

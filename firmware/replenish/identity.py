@@ -10,7 +10,8 @@ BOARD_FILE = "board.json"
 
 
 class Identity:
-    def __init__(self, device_id, key, model, coap_host, coap_port, fw, board=None):
+    def __init__(self, device_id, key, model, coap_host, coap_port, fw, board=None,
+                 setup_secret=None):
         self.device_id = device_id  # 8 bytes, the COSE kid
         self.key = key  # 32 bytes; never print
         self.model = model
@@ -18,6 +19,7 @@ class Identity:
         self.coap_port = coap_port
         self.fw = fw
         self.board = board
+        self.setup_secret = setup_secret  # Wi-Fi setup proof of possession; never print
 
     @property
     def device_hex(self):
@@ -57,6 +59,7 @@ def parse(fields, board=None):
         port,
         fields.get("fw", "0.0.0"),
         board,
+        fields.get("setup_secret"),
     )
 
 
