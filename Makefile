@@ -22,7 +22,7 @@ run: $(INSTALLED)
 	$(BIN)/replenish db upgrade
 	$(BIN)/replenish run
 
-test: $(INSTALLED)
+test: $(INSTALLED) lint firmware
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: $(INSTALLED)
@@ -32,6 +32,14 @@ demo: $(INSTALLED)
 FIRMWARE_OUT ?= build/firmware
 firmware: $(INSTALLED)
 	$(BIN)/python -m provisioning.firmware_build $(FIRMWARE_OUT)
+
+# Type-check the firmware against micropython-esp32-stubs (mypy); fails on any error.
+lint: $(INSTALLED)
+	$(BIN)/python -m tests.firmware_lint
+
+# Firmware figures per press on the unix port: CPU time, peak heap, flash writes.
+bench-firmware: $(INSTALLED)
+	$(BIN)/python -m tests.firmware_bench
 
 vectors: $(INSTALLED)
 	$(BIN)/python tests/make_vectors.py > docs/vectors/protocol-v1.json

@@ -1,59 +1,179 @@
-"""ESP32 entry point: join Wi-Fi (bundle wifi.json), send a boot event, then one event per press.
+"""ESP32 entry point: one wake = one short cycle, then deep sleep.
 
-The bundle (identity.json, board.json) lives in /bundle on the device's flash.
+wake -> (setup mode | press | measure | count | boot) -> connect -> send (queue first)
+-> verified answer -> LED -> deep sleep with the button (ext0) armed and a timer for
+sensors or queue retries. Nothing else runs: no boot event on a deep-sleep wake, no
+Wi-Fi when a sensor reading did not change enough. The bundle lives in /bundle.
 """
 
 import json
 import socket
+import struct
 import time
 
-import network
-
 from hw import esp32
-from replenish import identity
+from replenish import identity, power, protocol
+from replenish import sensor as sensor_mod
 from replenish.button import Button
 from replenish.client import Client
 from replenish.counter import SeqCounter
+from replenish.queue import Queue
+from replenish.sender import Sender
 
 BUNDLE = "/bundle"
-_WIFI_TIMEOUT_MS = 20000
+_WIFI_TIMEOUT_MS = 15000
+_SETUP_TIMEOUT_MS = 600000
+_SETUP_PORT = 80
+_RTC_QUEUE = 0  # RTC memory cells (hw/esp32.Rtc)
+_RTC_SENSOR = 1
+_RTC_FAILURES = 2
 
 
-def connect_wifi():
-    """Credentials from <bundle>/wifi.json: {"ssid": ..., "password": ...}."""
+def wifi_credentials(storage):
+    raw = storage.read("wifi.json")
     try:
-        with open(BUNDLE + "/wifi.json") as f:
-            wifi = json.load(f)
-    except (OSError, ValueError):
-        wifi = {}
-    sta = network.WLAN(network.STA_IF)
-    sta.active(True)
-    if not sta.isconnected():
-        sta.connect(wifi.get("ssid", ""), wifi.get("password", ""))
-        start = time.ticks_ms()
-        while not sta.isconnected():
-            if time.ticks_diff(time.ticks_ms(), start) > _WIFI_TIMEOUT_MS:
-                return False
-            time.sleep_ms(100)
-    return True
+        wifi = json.loads(raw) if raw else None
+    except ValueError:
+        wifi = None
+    return wifi if isinstance(wifi, dict) and wifi.get("ssid") else None
+
+
+def setup_mode(ident, storage, led):
+    from replenish import setup
+
+    if not ident.setup_secret:
+        led.show("error")  # old bundle without a label secret: refuse, never open
+        return
+    ap = esp32.AccessPoint("Replenish-" + ident.device_hex[-4:], ident.setup_secret)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(socket.getaddrinfo(ap.address(), _SETUP_PORT)[0][-1])
+    listener.listen(1)
+    led.show("setup")
+
+    def save(ssid, password):
+        storage.write("wifi.json", json.dumps({"ssid": ssid, "password": password}))
+
+    try:
+        result, _ssid = setup.SetupServer(listener, esp32.Clock(), ident.setup_secret, save,
+                                          _SETUP_TIMEOUT_MS).serve()
+    finally:
+        listener.close()
+        ap.close()
+    led.off()
+    if result == setup.SAVED:
+        esp32.reset()  # reboot into normal mode
+
+
+class Failures:
+    """Failed wakes in a row (for Wi-Fi backoff), in RTC memory (no flash wear)."""
+
+    def __init__(self, rtc):
+        self._rtc = rtc
+        raw = rtc.read()
+        self.count = struct.unpack(">I", raw)[0] if raw and len(raw) == 4 else 0
+
+    def set(self, count):
+        if count != self.count:
+            self.count = count
+            self._rtc.write(struct.pack(">I", count))
 
 
 def main():
+    wdt = esp32.Watchdog()
     ident = identity.load(BUNDLE)
-    board = ident.board
+    board = ident.board or {}
+    storage = esp32.FlashStorage(BUNDLE + "/state")
     led = esp32.Led(board["led"])
-    press = esp32.ButtonInput(board["button"])
+    button = esp32.ButtonInput(board["button"])
     battery = esp32.Battery(board["battery"]) if "battery" in board else None
-    if not connect_wifi():
-        led.show("error")
-    addr = socket.getaddrinfo(ident.coap_host, ident.coap_port)[0][-1]
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    button = Button(ident, SeqCounter(esp32.FlashStorage(BUNDLE + "/state")),
-                    Client(sock, addr), led, battery)
-    button.boot()
-    while True:
-        press.wait_press()
-        button.press(0)
+    cfg = board.get("sensor")
+    wake = esp32.wake_reason()
+    held_ms = button.held_ms(power.LONG_PRESS_MS) if wake == power.WAKE_BUTTON else 0
+    wifi = wifi_credentials(storage)
+    queue = Queue(storage, rtc=esp32.Rtc(_RTC_QUEUE))
+    failures = Failures(esp32.Rtc(_RTC_FAILURES))
+    todo = power.action(wake, wifi is not None, held_ms, cfg is not None, len(queue))
+    if todo == power.ACTION_SETUP:
+        setup_mode(ident, storage, led)
+        todo = None
+    state = sensor_mod.State(esp32.Rtc(_RTC_SENSOR)) if cfg else None
+    remaining = None
+    if todo == power.ACTION_COUNT and state is not None:
+        state.cycles += 1  # one debounced pulse woke us: one appliance cycle
+        state.save()
+        todo = power.ACTION_MEASURE
+    if todo == power.ACTION_MEASURE and cfg is not None and state is not None:
+        remaining = measure(board, cfg, state, storage)
+        if remaining is None:
+            todo = None
+    if todo is not None and wifi is not None:
+        wdt.feed()
+        if esp32.Wifi().connect(wifi["ssid"], wifi.get("password", ""), _WIFI_TIMEOUT_MS):
+            addr = socket.getaddrinfo(ident.coap_host, ident.coap_port)[0][-1]
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            client = Client(sock, addr)
+        else:
+            client = None  # no Wi-Fi: the event goes straight to the queue
+        sender = Sender(ident, SeqCounter(storage), client or _Offline(), queue, battery, led)
+        outcome = run(todo, ident, sender, led, cfg, state, remaining)
+        failures.set(0 if outcome is None or not outcome.queued else failures.count + 1)
+        if battery is not None and battery.read_mv() < power.LOW_BATTERY_MV:
+            led.show("low_battery")
+    led.off()
+    wdt.feed()
+    button.wake_source()
+    if "pulse" in board:
+        esp32.arm_pulse_wake(board["pulse"]["pin"], board["pulse"].get("active_low", True))
+    interval = cfg.get("wake_interval_s", 3600) if cfg and "pulse" not in board else 0
+    esp32.deep_sleep(power.next_timer_s(interval, failures.count, len(queue)))
+
+
+class _Offline:
+    def request(self, code, path, payload=b"", content_format=None):
+        raise OSError("no wifi")
+
+
+def measure(board, cfg, state, storage):
+    """Remaining amount now, or None when this wake should not report."""
+    policy = sensor_mod.Policy(cfg["capacity"], cfg.get("hysteresis", 0),
+                               cfg.get("heartbeat_s", 86400))
+    if cfg.get("kind") == "cycle_counter":
+        amount = sensor_mod.cycles_remaining(cfg["capacity"], cfg.get("dose", 1), state.cycles)
+    else:
+        from replenish.hx711 import HX711
+
+        hx = board["hx711"]
+        clock = esp32.Clock()
+        import machine  # noqa: PLC0415  (entry point: pins are created here only)
+
+        adc = HX711(machine.Pin(hx["dout_pin"], machine.Pin.IN),
+                    machine.Pin(hx["sck_pin"], machine.Pin.OUT), clock, hx.get("gain", 128))
+        cal = storage.read("cal")
+        if cal:
+            offset, per_unit = cal.decode().split()
+            adc.offset, adc.counts_per_unit = int(offset), float(per_unit)
+        adc.power_up()
+        amount = esp32.critical(adc.amount)
+        adc.power_down()
+    remaining = policy.clamp(amount)
+    if policy.decide(remaining, time.time(), state.last, state.last_s) is None:
+        return None
+    return remaining
+
+
+def run(todo, ident, sender, led, cfg, state, remaining):
+    if todo == power.ACTION_PRESS:
+        return Button(sender, led).press(0)
+    if todo == power.ACTION_BOOT:
+        return Button(sender, led).boot()
+    if todo == power.ACTION_MEASURE and state is not None:
+        policy = sensor_mod.Policy(cfg["capacity"], cfg.get("hysteresis", 0),
+                                   cfg.get("heartbeat_s", 86400))
+        return sensor_mod.Sensor(sender, led, policy, state).wake(remaining, time.time())[1]
+    if todo == power.ACTION_RETRY:
+        done, failure = sender.flush()
+        return failure
+    return None
 
 
 main()

@@ -72,16 +72,17 @@ def typeshed_dir() -> Path:
     return root  # holds stdlib/ (with VERSIONS) as a typeshed does
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, firmware: Path = FIRMWARE) -> int:
     stubs, stub_modules = stub_dir()
-    sources = sorted(p.relative_to(FIRMWARE).as_posix() for p in FIRMWARE.rglob("*.py")
-                     if p.relative_to(FIRMWARE).as_posix() not in EXCLUDE)
+    sources = sorted(p.relative_to(firmware).as_posix() for p in firmware.rglob("*.py")
+                     if p.relative_to(firmware).as_posix() not in EXCLUDE)
     env = {**os.environ, "MYPYPATH": str(stubs)}
     cmd = [sys.executable, "-m", "mypy", "--custom-typeshed-dir", str(typeshed_dir()),
-           "--explicit-package-bases", "--no-incremental", "--python-version", "3.11",
+           "--explicit-package-bases", "--python-version", "3.11",
+           "--cache-dir", str(ROOT / "build" / "mypy-cache"),
            "--config-file", str(config_file(stub_modules)), "--no-error-summary",
            *(argv if argv is not None else sys.argv[1:]), *sources]
-    done = subprocess.run(cmd, cwd=FIRMWARE, env=env, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=firmware, env=env, capture_output=True, text=True)
     out = done.stdout + done.stderr
     sys.stdout.write(out)
     if done.returncode == 0:

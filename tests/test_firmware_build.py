@@ -53,7 +53,9 @@ def test_core_imports_on_unix_port_without_network(tmp_path):
 import sys
 import replenish, replenish.cbor, replenish.hmac_sha256, replenish.cose
 import replenish.protocol, replenish.coap, replenish.client, replenish.counter
-import replenish.button, replenish.identity
+import replenish.button, replenish.identity, replenish.queue, replenish.sender
+import replenish.sensor, replenish.hx711, replenish.pulses, replenish.setup
+import replenish.power, replenish.leds, replenish.storage
 bad = [m for m in ("network", "esp32", "machine") if m in sys.modules]
 print("LOADED", bad)
 for name in ("network", "esp32"):

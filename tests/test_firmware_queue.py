@@ -127,3 +127,25 @@ for mode in ("none", "half", "garbage", "flipped", "after"):
 print(cases)
 """)
     assert out == [str(5 * 39)]
+
+
+def test_head_in_rtc_memory_costs_no_flash_write(tmp_path):
+    out = run(tmp_path, r"""
+class Rtc:
+    data = None
+    def read(self):
+        return self.data
+    def write(self, data):
+        self.data = bytes(data)
+flash, rtc = Flash(), Rtc()
+q = Queue(flash, 4, rtc=rtc)
+for seq in (1, 2, 3):
+    q.push(1, 0, seq, b"e%d" % seq)
+while q.oldest():
+    q.delivered(q.oldest()[0])
+q.commit()
+print(flash.writes)                       # three pages, no head write
+print(len(Queue(flash, 4, rtc=rtc)))      # deep-sleep wake: nothing to resend
+print([e.seq for e in Queue(flash, 4, rtc=Rtc()).entries()])  # power lost: sent once more
+""")
+    assert out == ["3", "0", "[1,", "2,", "3]"]

@@ -40,7 +40,7 @@ def test_a_broken_module_fails_the_build_and_leaves_no_tree(tmp_path):
 def test_compiled_core_runs_on_micropython(tmp_path):
     build_firmware(tmp_path / "tree")
     result = run_snippet(r"""
-import replenish.counter, replenish.cbor
+import replenish.counter, replenish.queue, replenish.setup, replenish.cbor
 print(replenish.counter.__file__, replenish.cbor.encode({1: 2}))
 """, tmp_path, micropypath=tmp_path / "tree")
     assert result.stdout.startswith("replenish/counter.mpy") or "counter.mpy" in result.stdout

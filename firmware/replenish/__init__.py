@@ -4,4 +4,4 @@ Nothing in this package may import machine, network, esp32 or any other
 port-specific module: hardware is passed in by the entry point.
 """
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"

@@ -91,12 +91,12 @@ def encode_into(out, value, depth=0):
         _head(out, _MT_MAP, len(value))
         items = []
         for k, v in value.items():
-            kb = bytearray()
-            encode_into(kb, k, depth + 1)
-            items.append((len(kb), bytes(kb), v))
+            key_buf = bytearray()
+            encode_into(key_buf, k, depth + 1)
+            items.append((len(key_buf), bytes(key_buf), v))
         items.sort(key=lambda item: (item[0], item[1]))
-        for _n, kb, v in items:
-            out.extend(kb)
+        for _n, key_bytes, v in items:
+            out.extend(key_bytes)
             encode_into(out, v, depth + 1)
     elif isinstance(value, Tag):
         _head(out, _MT_TAG, value.tag)
@@ -152,7 +152,7 @@ def _item(buf, pos, depth):
             raise ValueError("truncated CBOR")
         raw = bytes(buf[pos:end])
         if major == _MT_TEXT:
-            raw = raw.decode("utf-8")  # UnicodeError is a ValueError
+            return raw.decode("utf-8"), end  # UnicodeError is a ValueError
         return raw, end
     if major == _MT_ARRAY:
         if n > len(buf) - pos:  # every item takes at least one byte

@@ -91,7 +91,7 @@ class Client:
         self.transmissions = 0
         self.timeouts_ms = []
         acked = False
-        deadline = 0
+        deadline = time.ticks_ms()
         while True:
             if not acked:
                 if self.transmissions > self.max_retransmit:

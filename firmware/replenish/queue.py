@@ -8,7 +8,11 @@ Layout: `_CAPACITY` page records "q.0" .. "q.N-1", each holding one event with i
 queue position (a number that only grows) and a checksum; order is by position, not
 by page. One head record, alternately "qh.a"/"qh.b" with a generation (as the
 sequence counter), says which positions were delivered and how many events were
-dropped. Flash writes: one page per queued event, one head record per flush.
+dropped. Flash writes: one page per queued event, one head record per flush; with
+RTC memory (an ESP32 in deep sleep) the head record goes there instead, so a queued
+press costs one flash write. After a power loss that erased RTC memory, the events
+delivered since the last flash head record are sent once more and answered as
+retransmissions (same answer, no second order).
 
 Power cuts: a torn page fails its checksum and is a free page (the event it was
 receiving was never queued); a torn head record leaves the other one, whose older head
@@ -95,8 +99,9 @@ class Entry:
 
 
 class Queue:
-    def __init__(self, storage, capacity=_CAPACITY):
+    def __init__(self, storage, capacity=_CAPACITY, rtc=None):
         self._storage = storage
+        self._rtc = rtc
         self.capacity = capacity
         best = None
         self._head_slot = 1
@@ -105,7 +110,18 @@ class Queue:
             if rec is not None and (best is None or rec[0] > best[0]):
                 best = rec
                 self._head_slot = i
-        self._generation, self._head, self.dropped, self.reported = best or (0, 0, 0, 0)
+        if best is None:
+            best = (0, 0, 0, 0)
+        self._generation = best[0]
+        self._head = best[1]
+        self.dropped = best[2]
+        self.reported = best[3]
+        if rtc is not None:  # newer than flash unless power was lost: every field only grows
+            rec = decode_head(rtc.read())
+            if rec is not None:
+                self._head = max(self._head, rec[1])
+                self.dropped = max(self.dropped, rec[2])
+                self.reported = max(self.reported, rec[3])
         self._committed = (self._head, self.dropped, self.reported)
         self._entries = []  # live entries, oldest first
         tail = self._head
@@ -190,7 +206,7 @@ class Queue:
             self.reported = dropped
 
     def commit(self):
-        """Write the head record if anything changed (one write per flush)."""
+        """Persist the head if anything changed: RTC memory, else one flash write."""
         if self._entries:
             head = self._entries[0].position
         else:
@@ -200,6 +216,11 @@ class Queue:
         state = (head, self.dropped, self.reported)
         if state == self._committed:
             return False
+        if self._rtc is not None:
+            self._rtc.write(encode_head(0, head, self.dropped, self.reported))
+            self._head = head
+            self._committed = state
+            return True
         slot = 1 - self._head_slot
         generation = self._generation + 1
         self._storage.write(_HEADS[slot], encode_head(generation, head, self.dropped,
