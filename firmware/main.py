@@ -117,8 +117,6 @@ def main():
         sender = Sender(ident, SeqCounter(storage), client or _Offline(), queue, battery, led)
         outcome = run(todo, ident, sender, led, cfg, state, remaining)
         failures.set(0 if outcome is None or not outcome.queued else failures.count + 1)
-        if battery is not None and battery.read_mv() < power.LOW_BATTERY_MV:
-            led.show("low_battery")
     led.off()
     wdt.feed()
     button.wake_source()

@@ -149,3 +149,46 @@ print(len(Queue(flash, 4, rtc=rtc)))      # deep-sleep wake: nothing to resend
 print([e.seq for e in Queue(flash, 4, rtc=Rtc()).entries()])  # power lost: sent once more
 """)
     assert out == ["3", "0", "[1,", "2,", "3]"]
+
+
+def test_dropped_count_reaches_the_backend_once(tmp_path):
+    out = run(tmp_path, r"""
+from replenish import cbor, cose, protocol
+from replenish.counter import SeqCounter
+from replenish.hmac_sha256 import HmacSha256
+from replenish.identity import Identity
+from replenish.sender import Sender
+
+KEY = bytes(range(32))
+
+class Peer:
+    def __init__(self):
+        self.mac, self.up, self.events = HmacSha256(KEY), False, []
+    def request(self, code, path, payload=b"", content_format=None):
+        if not self.up:
+            raise OSError(110)
+        event = cbor.decode(cose.verify(self.mac, payload)[0])
+        self.events.append(event)
+        answer = cbor.encode({1: event[1], 2: protocol.CHANGED})
+        return protocol.CHANGED, 17, cose.create(self.mac, answer, None, payload[-32:])[0]
+
+class Led:
+    def show(self, name):
+        pass
+
+flash, peer = Flash(), Peer()
+ident = Identity(b"\x01" * 8, KEY, "sensor", "h", 1, "0.2.0")
+sender = Sender(ident, SeqCounter(flash), peer, Queue(flash, 2), None, Led())
+for remaining in (900, 800, 700, 600):
+    sender.send(protocol.KIND_LEVEL, 0, remaining=remaining)   # offline: 2 kept, 2 dropped
+peer.up = True
+sender = Sender(ident, SeqCounter(flash), peer, Queue(flash, 2), None, Led())  # reboot
+done, failure = sender.flush()
+print(len(done), failure, [e.get(5) for e in peer.events], peer.events[-1][2], peer.events[-1][8])
+seqs = [e[1] for e in peer.events]
+print(seqs == sorted(seqs))
+sender = Sender(ident, SeqCounter(flash), peer, Queue(flash, 2), None, Led())  # reboot
+sender.flush()
+print(len(peer.events))                                   # reported once, not again
+""")
+    assert out == ["2", "None", "[700,", "600,", "None]", "3", "2", "True", "3"]

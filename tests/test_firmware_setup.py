@@ -110,3 +110,12 @@ def finish_with(proc, text):
     out, err = proc.communicate(text, timeout=60)
     assert proc.returncode == 0, err
     return out
+
+
+def test_low_battery_pattern_follows_the_answer(tmp_path):
+    proc = popen_script(FIRMWARE / "main_unix.py", bundle(tmp_path),
+                        env={"REPLENISH_BATTERY_MV": "2300", "REPLENISH_ACK_TIMEOUT_MS": "20",
+                             "REPLENISH_MAX_RETRANSMIT": "0"})
+    out = finish_with(proc, "press\nquit\n")
+    leds = [line for line in out.splitlines() if line.startswith("# led ")]
+    assert leds == ["# led sending", "# led error", "# led low_battery"]

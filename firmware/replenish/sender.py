@@ -67,9 +67,12 @@ class Sender:
         self._battery = battery
         self._led = led
         self.exchanges = 0  # requests sent (stats)
+        self.last_battery_mv = None  # read once per signed event
 
     def battery_mv(self):
-        return None if self._battery is None else self._battery.read_mv()
+        mv = None if self._battery is None else self._battery.read_mv()
+        self.last_battery_mv = mv
+        return mv
 
     def sign(self, kind, slot, qty=None, remaining=None, fw=None, dropped=None):
         seq = self._counter.next()
