@@ -98,6 +98,11 @@ def main():
         todo = None
     state = sensor_mod.State(esp32.Rtc(_RTC_SENSOR)) if cfg else None
     remaining = None
+    if todo == power.ACTION_PRESS and state is not None and cfg is not None \
+            and cfg.get("kind") == "cycle_counter":
+        state.cycles = 0  # a press on a cycle counter means "refilled"
+        state.save()
+        todo = power.ACTION_MEASURE
     if todo == power.ACTION_COUNT and state is not None:
         state.cycles += 1  # one debounced pulse woke us: one appliance cycle
         state.save()
