@@ -45,10 +45,12 @@ def test_backend_down_three_presses_then_exactly_three_events_in_order(settings,
             assert [e.seq for e in events] == seqs  # exactly three, in seq order
             assert [e.result for e in events] == [65, 67, 67]  # one order, two suppressed
             assert len(orders) == 1 and {e.order_id for e in events} == {orders[0].id}
+            states = [e.order_state for e in events]  # as answered (backend's state names)
+    order_id = orders[0].id
     assert back[:3] == [
-        f"LED ordered seq={seqs[0]} result=65 order={orders[0].id} state=pending",
-        f"LED already_ordered seq={seqs[1]} result=67 order={orders[0].id} state=pending",
-        f"LED already_ordered seq={seqs[2]} result=67 order={orders[0].id} state=pending",
+        f"LED ordered seq={seqs[0]} result=65 order={order_id} state={states[0]}",
+        f"LED already_ordered seq={seqs[1]} result=67 order={order_id} state={states[1]}",
+        f"LED already_ordered seq={seqs[2]} result=67 order={order_id} state={states[2]}",
     ]
     assert back[3:] == ["FLUSH delivered=3 queued=0", "FLUSH delivered=0 queued=0",
                         "STATS queued=0 dropped=0 reported=0 flash_writes=1"]
