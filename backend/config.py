@@ -11,8 +11,15 @@ from pathlib import Path
 class SimulatorSettings:
     """How fast the built-in warehouse-and-carrier simulator moves an order on."""
 
-    step_s: float = 5.0  # each of pending→placed→shipped→delivered takes this long
+    step_s: float = 5.0  # placed→shipped and shipped→delivered each take this long
     poll_s: float = 0.5
+    initial_stock: int = 50  # per product, the first time it is ordered
+    restock_s: float = 30.0  # a backordered product is restocked this long after
+    restock_amount: int = 50
+    # Fault injection for demos and tests: orders of these SKUs are declined
+    # (payment) or lost in delivery.
+    decline_skus: frozenset[str] = frozenset()
+    lost_skus: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,11 @@ class Settings:
     kek_file: Path | None = None
     group_commit_max: int = 64
     simulator: SimulatorSettings = SimulatorSettings()
+    merchant_url: str = ""  # empty: every order goes to the simulator
+    merchant_secret: str = field(default="", repr=False)
+    engine_poll_s: float = 0.5  # hold windows, outbox, offline checks
+    low_battery_mv: int = 2300
+    offline_after_s: float = 26 * 3600
 
     @property
     def db_url(self) -> str:
@@ -56,5 +68,21 @@ class Settings:
             simulator=SimulatorSettings(
                 step_s=float(env.get("REPLENISH_SIM_STEP_S", base.simulator.step_s)),
                 poll_s=float(env.get("REPLENISH_SIM_POLL_S", base.simulator.poll_s)),
+                initial_stock=int(env.get("REPLENISH_SIM_STOCK",
+                                          base.simulator.initial_stock)),
+                restock_s=float(env.get("REPLENISH_SIM_RESTOCK_S",
+                                        base.simulator.restock_s)),
+                decline_skus=_set(env.get("REPLENISH_SIM_DECLINE_SKUS", "")),
+                lost_skus=_set(env.get("REPLENISH_SIM_LOST_SKUS", "")),
             ),
+            merchant_url=env.get("REPLENISH_MERCHANT_URL", ""),
+            merchant_secret=env.get("REPLENISH_MERCHANT_SECRET", ""),
+            engine_poll_s=float(env.get("REPLENISH_ENGINE_POLL_S", base.engine_poll_s)),
+            low_battery_mv=int(env.get("REPLENISH_LOW_BATTERY_MV", base.low_battery_mv)),
+            offline_after_s=float(env.get("REPLENISH_OFFLINE_AFTER_S",
+                                          base.offline_after_s)),
         )
+
+
+def _set(text: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in text.split(",") if part.strip())

@@ -22,11 +22,12 @@ from backend import db, devices, households, unix_device
 from backend.config import Settings, SimulatorSettings
 from backend.keys import load_keyring
 from backend.models import Order
-from backend.orders import State
+from backend.orders import OPEN_STATES, State
 from provisioning.batch import provision_batch
 
 PRODUCTS = [("DETERGENT-1L", 2), ("COFFEE-BEANS-1KG", 1), ("PAPER-TOWELS-6", 1)]
 STEP_S = 1.0
+HOLD_WINDOW_S = 2
 _START_TIMEOUT_S = 30
 
 
@@ -70,6 +71,7 @@ def _setup_household(settings: Settings, out: Path):
                                out=out, name=f"demo-{secrets.token_hex(3)}",
                                coap_host=settings.coap_host, coap_port=settings.coap_port)
         household, _token = households.create(session, "Demo household")
+        household.hold_window_s = HOLD_WINDOW_S  # short, so the demo shows it and ends
         for device, (sku, quantity) in zip(made, PRODUCTS):
             claimed = devices.claim(session, household, device.claim_code)
             devices.configure_slot(session, claimed, 0, sku, quantity)
@@ -94,7 +96,7 @@ def _orders_by_device(settings: Settings) -> dict[str, list]:
 
 
 def _wait_delivered(settings: Settings, expected: int) -> dict[str, list]:
-    deadline = time.monotonic() + STEP_S * 3 + 60
+    deadline = time.monotonic() + HOLD_WINDOW_S + STEP_S * 3 + 60
     last_states = None
     while True:
         orders = _orders_by_device(settings)
@@ -102,7 +104,7 @@ def _wait_delivered(settings: Settings, expected: int) -> dict[str, list]:
         if states != last_states:
             _say(f"  orders: {', '.join(states) or 'none'}")
             last_states = states
-        settled = all(s not in {State.PENDING, State.PLACED, State.SHIPPED} for s in states)
+        settled = all(s not in OPEN_STATES for s in states)
         if (len(states) >= expected and settled) or time.monotonic() > deadline:
             return orders
         time.sleep(0.25)

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend import orders, protocol
+from backend import notifications, orders, policies, protocol, sensors
 from backend.db import utcnow
 from backend.errors import ConfigError, MalformedEvent
 from backend.keys import Keyring
-from backend.models import Device, Event, Order, Slot
+from backend.models import Device, Event, Household, Product, Slot
 from backend.protocol import Answer, Kind, Result
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,10 @@ class Reply:
 UNAUTHORIZED_TEXT = "unknown device or bad MAC"
 
 
-def decide(session: Session, keyring: Keyring, request: bytes) -> Reply:
+def decide(session: Session, keyring: Keyring, request: bytes,
+           config: IngestConfig | None = None) -> Reply:
     """Validate `request` (a COSE_Mac0 event) and record what it leads to."""
+    config = config or IngestConfig()
     try:
         signed = protocol.parse_signed_event(request)
     except MalformedEvent as err:
@@ -80,7 +82,7 @@ def decide(session: Session, keyring: Keyring, request: bytes) -> Reply:
         if earlier is not None and earlier.tag == signed.tag:
             log.info("device %s seq %d: retransmission, same answer", device_id, event.seq)
             return answer(result=Result(earlier.result), order=earlier.order_id,
-                          state=earlier.order_state)
+                          state=earlier.order_state, blocked=earlier.blocked)
         log.warning("refused replayed event from device %s: seq %d <= last %d",
                     device_id, event.seq, device.last_seq)
         return answer(result=Result.CONFLICT, last_seq=device.last_seq)
@@ -94,44 +96,84 @@ def decide(session: Session, keyring: Keyring, request: bytes) -> Reply:
         return answer(result=Result.FORBIDDEN)
 
     device.last_seen_at = utcnow()
+    device.offline_notified = False
     if event.battery_mv is not None:
         device.battery_mv = event.battery_mv
+        _watch_battery(session, device, config)
     if event.fw is not None:
         device.fw_version = event.fw
 
-    result, order = _order_decision(session, device, event)
+    result, order, blocked = _order_decision(session, device, event)
     state = order.state if order else None
     session.add(Event(
         device_pk=device.id, seq=event.seq, kind=int(event.kind), slot=event.slot,
         qty=event.qty, remaining=event.remaining, battery_mv=event.battery_mv,
         tag=signed.tag, result=int(result), order_id=order.id if order else None,
-        order_state=state,
+        order_state=state, blocked=blocked,
     ))
     log.info("device %s seq %d %s: %s %s%s", device_id, event.seq, event.kind.name.lower(),
              result.dotted, result.outcome, f" (order {order.id})" if order else "")
-    return answer(result=result, order=order.id if order else None, state=state)
+    return answer(result=result, order=order.id if order else None, state=state,
+                  blocked=blocked)
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    low_battery_mv: int = 2300
+
+
+def _watch_battery(session: Session, device: Device, config: IngestConfig) -> None:
+    """Tell the household once when the battery runs low (not on every heartbeat)."""
+    low = device.battery_mv < config.low_battery_mv
+    if low and not device.low_battery_notified and device.household_id is not None:
+        device.low_battery_notified = True
+        notifications.notify(session, device.household_id, "low_battery",
+                             f"{device.name or device.serial}: battery low "
+                             f"({device.battery_mv} mV), replace it soon.",
+                             device_pk=device.id)
+    elif device.battery_mv >= config.low_battery_mv + _BATTERY_HYSTERESIS_MV:
+        device.low_battery_notified = False  # new batteries: warn again next time
+
+
+_BATTERY_HYSTERESIS_MV = 200
 
 
 def _order_decision(session: Session, device: Device, event: protocol.Event):
-    if event.kind is not Kind.PRESS:
-        return Result.CHANGED, None
+    """(result, order, blocked reason) for an accepted event."""
+    if event.kind not in (Kind.PRESS, Kind.LEVEL):
+        return Result.CHANGED, None, None
     slot = session.scalars(
         select(Slot).where(Slot.device_pk == device.id, Slot.index == event.slot)
     ).one_or_none()
     if slot is None:
-        return Result.CHANGED, None  # press on a slot with no product: nothing to order
-    open_order = session.scalars(
-        select(Order)
-        .where(Order.device_pk == device.id, Order.slot_index == event.slot,
-               Order.state.in_(orders.OPEN_STATES))
-        .order_by(Order.id.desc())
-        .limit(1)
-    ).first()
-    if open_order is not None:
-        return Result.VALID, open_order
+        return Result.CHANGED, None, None  # nothing configured on this slot
+    household = session.get(Household, device.household_id)
+    open_order = policies.open_order(session, device.id, slot.index)
+    if event.kind is Kind.LEVEL:
+        if slot.kind != "sensor" or open_order is not None:
+            return Result.CHANGED, None, None  # never order while one is open
+        if not sensors.wants_order(session, device, slot, event.remaining):
+            return Result.CHANGED, None, None
+        source = "sensor"
+    else:
+        if open_order is not None and not household.allow_multiple_open:
+            return Result.VALID, open_order, None
+        source = "press"
+    product = session.get(Product, slot.product_sku)
+    quantity = event.qty or slot.quantity
+    price = product.price_cents if product else 0
+    blocked = policies.blocked(session, household, price * quantity, utcnow())
+    if blocked is not None:
+        notifications.notify(session, household.id, "order_blocked",
+                             f"{device.name or device.serial}: no order for "
+                             f"{quantity} x {slot.product_sku}, "
+                             f"{blocked.name.lower().replace('_', ' ')} reached.",
+                             device_pk=device.id)
+        return Result.CHANGED, None, int(blocked)
     order = orders.create(
-        session, actor=f"device:{device.device_id}", household_id=device.household_id,
-        device_pk=device.id, slot_index=slot.index, product_sku=slot.product_sku,
-        quantity=event.qty or slot.quantity,
+        session, actor=f"device:{device.device_id}", hold_window_s=household.hold_window_s,
+        household_id=household.id, device_pk=device.id, slot_index=slot.index,
+        product_sku=slot.product_sku, quantity=quantity, source=source,
+        is_test=device.test_mode, unit_price_cents=price, total_cents=price * quantity,
     )
-    return Result.CREATED, order
+    return Result.CREATED, order, None

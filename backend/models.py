@@ -6,12 +6,17 @@ from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
+    Float,
+    Text,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -28,6 +33,15 @@ class Household(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Order policies (docs/orders.md): the hold window lets a press be cancelled.
+    hold_window_s: Mapped[int] = mapped_column(Integer, default=900, server_default="900")
+    allow_multiple_open: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                      server_default=false())
+    max_orders_per_day: Mapped[int | None] = mapped_column(Integer, default=5)
+    monthly_limit_cents: Mapped[int | None] = mapped_column(Integer)
+    # Optional household webhook for notifications; the secret is never returned.
+    webhook_url: Mapped[str | None] = mapped_column(String(500))
+    webhook_secret: Mapped[str | None] = mapped_column(String(100))
 
     devices: Mapped[list[Device]] = relationship(back_populates="household")
 
@@ -81,6 +95,12 @@ class Device(Base):
     fw_version: Mapped[str | None] = mapped_column(String(50))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    test_mode: Mapped[bool] = mapped_column(Boolean, default=False,  # orders never leave
+                                            server_default=false())
+    low_battery_notified: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                       server_default=false())
+    offline_notified: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                   server_default=false())
     # Provisioning life cycle (provisioning/cli.py): flashed over USB, key rotated,
     # revoked. Ingest refuses a revoked device by its status alone.
     flashed_at: Mapped[datetime | None] = mapped_column(DateTime)
@@ -105,6 +125,10 @@ class Slot(Base):
     index: Mapped[int] = mapped_column(Integer)
     product_sku: Mapped[str] = mapped_column(String(100))
     quantity: Mapped[int] = mapped_column(Integer, default=1)
+    kind: Mapped[str] = mapped_column(String(20), default="button",  # button | sensor
+                                      server_default="button")
+    safety_days: Mapped[float] = mapped_column(Float, default=2.0,  # sensor safety stock
+                                               server_default="2.0")
 
     device: Mapped[Device] = relationship(back_populates="slots")
 
@@ -128,6 +152,7 @@ class Event(Base):
     result: Mapped[int] = mapped_column(Integer)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
     order_state: Mapped[str | None] = mapped_column(String(20))
+    blocked: Mapped[int | None] = mapped_column(Integer)  # policies.Blocked
 
 
 class Order(Base):
@@ -142,6 +167,17 @@ class Order(Base):
     state: Mapped[str] = mapped_column(String(20), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    source: Mapped[str] = mapped_column(String(20), default="press",  # press | sensor
+                                        server_default="press")
+    is_test: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    unit_price_cents: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    total_cents: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    hold_until: Mapped[datetime | None] = mapped_column(DateTime)
+    merchant: Mapped[str | None] = mapped_column(String(50))
+    merchant_ref: Mapped[str | None] = mapped_column(String(100))
+    failure_reason: Mapped[str | None] = mapped_column(String(50))
+    placed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
 
     history: Mapped[list[OrderTransition]] = relationship(
         back_populates="order", order_by="OrderTransition.id"
@@ -159,5 +195,88 @@ class OrderTransition(Base):
     to_state: Mapped[str] = mapped_column(String(20))
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     actor: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str | None] = mapped_column(String(200))
 
     order: Mapped[Order] = relationship(back_populates="history")
+
+
+class Product(Base):
+    """The catalogue: what a slot can reorder, at what price, in which unit."""
+
+    __tablename__ = "products"
+
+    sku: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    unit: Mapped[str] = mapped_column(String(10), default="pcs")  # g | ml | doses | pcs
+    package_amount: Mapped[int] = mapped_column(Integer, default=1)  # units per package
+    price_cents: Mapped[int] = mapped_column(Integer)
+    default_lead_days: Mapped[float] = mapped_column(Float, default=3.0)
+
+
+class OutboxItem(Base):
+    """A side effect written with the state change that causes it (transactional outbox)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    payload: Mapped[str] = mapped_column(Text)  # JSON
+    idempotency_key: Mapped[str] = mapped_column(String(100), unique=True)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending|done|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    locked_by: Mapped[str | None] = mapped_column(String(100))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Notification(Base):
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    message: Mapped[str] = mapped_column(String(500))
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
+    device_pk: Mapped[int | None] = mapped_column(ForeignKey("devices.id"))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    read_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class SimStock(Base):
+    """The built-in warehouse's stock per product."""
+
+    __tablename__ = "sim_stock"
+
+    sku: Mapped[str] = mapped_column(String(100), primary_key=True)
+    on_hand: Mapped[int] = mapped_column(Integer)
+    restock_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class SimOrder(Base):
+    """The built-in warehouse's side of an order, keyed by the idempotency key."""
+
+    __tablename__ = "sim_orders"
+
+    idempotency_key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), unique=True)
+    sku: Mapped[str] = mapped_column(String(100))
+    quantity: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))  # accepted|backordered|shipped|delivered|failed
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class MerchantCallback(Base):
+    """Callback event ids already applied: a replayed callback is refused."""
+
+    __tablename__ = "merchant_callbacks"
+    __table_args__ = (UniqueConstraint("merchant", "event_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant: Mapped[str] = mapped_column(String(50))
+    event_id: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -53,6 +53,7 @@ class AnswerKey(enum.IntEnum):
     ORDER = 3
     STATE = 4
     LAST_SEQ = 5
+    BLOCKED = 6
 
 
 class Result(enum.IntEnum):
@@ -136,6 +137,7 @@ class Answer:
     order: int | None = None
     state: str | None = None
     last_seq: int | None = None
+    blocked: int | None = None  # policies.Blocked: why no order was created
 
     def to_map(self) -> dict[int, object]:
         fields = {
@@ -144,6 +146,7 @@ class Answer:
             AnswerKey.ORDER: self.order,
             AnswerKey.STATE: self.state,
             AnswerKey.LAST_SEQ: self.last_seq,
+            AnswerKey.BLOCKED: self.blocked,
         }
         return {int(k): v for k, v in fields.items() if v is not None}
 
@@ -261,4 +264,5 @@ def decode_answer(key: bytes, request_tag: bytes, data: bytes) -> Answer:
         order=fields.get(AnswerKey.ORDER),
         state=fields.get(AnswerKey.STATE),
         last_seq=fields.get(AnswerKey.LAST_SEQ),
+        blocked=fields.get(AnswerKey.BLOCKED),
     )

@@ -15,7 +15,8 @@ from backend.coap.pipeline import GroupCommitPipeline
 from backend.coap.server import build_site
 from backend.config import Settings
 from backend.db import make_engine, make_sessionmaker
-from backend.fulfillment import FulfillmentWorker, SimulatedWarehouse
+from backend.engine import OrderEngine
+from backend.ingest import IngestConfig
 from backend.keys import load_keyring
 from backend.web import create_app
 
@@ -31,11 +32,10 @@ class Backend:
         self.sessions = make_sessionmaker(self.engine)
         self.writer_sessions = make_sessionmaker(self.engine, writer=True)
         self.keyring = load_keyring(settings, create=create_kek)
-        self.pipeline = GroupCommitPipeline(self.writer_sessions, self.keyring,
-                                            settings.group_commit_max)
-        self.fulfillment = FulfillmentWorker(
-            self.writer_sessions, SimulatedWarehouse(settings.simulator.step_s),
-            settings.simulator.poll_s)
+        self.pipeline = GroupCommitPipeline(
+            self.writer_sessions, self.keyring, settings.group_commit_max,
+            IngestConfig(low_battery_mv=settings.low_battery_mv))
+        self.engine_worker = OrderEngine(self.writer_sessions, settings)
         self._coap: aiocoap.Context | None = None
         self._http = None
         self._http_thread: threading.Thread | None = None
@@ -50,23 +50,25 @@ class Backend:
             build_site(self.pipeline), bind=(s.coap_host, s.coap_port), transports=["udp6"])
         self.coap_port = _bound_udp_port(self._coap)
         log.info("CoAP ingest listening on udp %s:%d (POST /ev)", s.coap_host, self.coap_port)
-        self._http = create_server(create_app(self.sessions), host=s.http_host,
+        app = create_app(self.sessions, self.writer_sessions, s)
+        self._http = create_server(app, host=s.http_host,
                                    port=s.http_port, threads=4)
         self.http_port = int(self._http.effective_port)  # the real one when asked for 0
         self._http_thread = threading.Thread(target=self._http.run, name="http", daemon=True)
         self._http_thread.start()
         log.info("web app listening on http://%s:%d/ (API under /api/v1)",
                  s.http_host, self.http_port)
-        self.fulfillment.start()
-        log.info("fulfillment: built-in simulator, one stage every %.1f s",
-                 s.simulator.step_s)
+        self.engine_worker.start()
+        merchant = s.merchant_url or "none (built-in simulator)"
+        log.info("order engine running; merchant webhook: %s; simulator: one stage "
+                 "every %.1f s", merchant, s.simulator.step_s)
 
     async def stop(self) -> None:
         if self._coap is not None:
             await self._coap.shutdown()
         if self._http is not None:
             self._stop_http()
-        self.fulfillment.stop()
+        self.engine_worker.stop()
         self.pipeline.stop()
         self.engine.dispose()
 

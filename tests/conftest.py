@@ -98,13 +98,15 @@ class World:
         return f"http://127.0.0.1:{self.http_port}/api/v1"
 
 
-def make_world(backend: Backend, out: Path, buttons: int = 2) -> World:
+def make_world(backend: Backend, out: Path, buttons: int = 2, hold_window_s: int = 0) -> World:
     s = backend.settings.with_(coap_port=backend.coap_port, http_port=backend.http_port)
     with backend.writer_sessions() as session, session.begin():
         made = provision_batch(session, backend.keyring, model="button", count=buttons + 1,
                                out=out, coap_host="127.0.0.1", coap_port=backend.coap_port,
                                name=f"test-{secrets.token_hex(3)}")
         household, token = households.create(session, "Test household")
+        household.hold_window_s = hold_window_s  # tests of policies set their own
+        household.max_orders_per_day = None
         for device in made[:buttons]:
             claimed = devices.claim(session, household, device.claim_code)
             devices.configure_slot(session, claimed, 0, "DETERGENT-1L", 2)

@@ -77,7 +77,8 @@ def test_devices_lists_the_households_claimed_devices_with_slots(world):
     for device in world.buttons:
         entry = listed[device.device_id]
         assert entry["serial"] == device.serial and entry["status"] == "active"
-        assert entry["slots"] == [{"slot": 0, "product_sku": "DETERGENT-1L", "quantity": 2}]
+        assert entry["slots"] == [{"slot": 0, "product_sku": "DETERGENT-1L", "quantity": 2,
+                                   "kind": "button", "safety_days": 2.0}]
         assert not any("key" in field or "claim" in field for field in entry)
     assert_no_secrets(world, raw)
 
@@ -106,7 +107,7 @@ def test_a_press_shows_up_as_an_order_with_its_history(world, backend):
     button = world.buttons[0]
     answer = press(world, button, 1)
     assert answer.result is Result.CREATED
-    backend.fulfillment.run_once()  # may or may not step it on: history covers both
+    backend.engine_worker.run_once()  # may or may not step it on: history covers both
     status, body, raw = http(f"{world.api_url}/orders", world.token)
     assert status == 200
     assert [o["id"] for o in body["orders"]] == [answer.order]
@@ -117,7 +118,7 @@ def test_a_press_shows_up_as_an_order_with_its_history(world, backend):
     assert history[0]["from"] is None and history[0]["to"] == "pending"
     assert all(h["actor"] and h["at"].endswith("Z") for h in history)
     assert [h["to"] for h in history] == (
-        ["pending", "placed", "shipped", "delivered"][:len(history)])
+        ["pending", "confirmed", "placed", "shipped", "delivered"][:len(history)])
     assert order["state"] == history[-1]["to"]
     assert_no_secrets(world, raw)
 

@@ -71,7 +71,7 @@ def test_signed_event_from_coap_client_creates_an_order(world, tmp_path):
     answer = protocol.decode_answer(key, protocol.parse_signed_event(request).tag,
                                     answer_file.read_bytes())
     assert answer.result is Result.CREATED
-    assert answer.seq == 1 and answer.state == "pending" and answer.order is not None
+    assert answer.seq == 1 and answer.state == "confirmed" and answer.order is not None
 
 
 def test_garbage_from_coap_client_is_a_bad_request(world, tmp_path):

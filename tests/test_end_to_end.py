@@ -40,8 +40,8 @@ def test_firmware_press_to_delivered_order(world, backend):
         time.sleep(0.02)
     with backend.sessions() as session:
         order = session.get(Order, order_id)
-        assert [t.to_state for t in order.history] == ["pending", "placed", "shipped",
-                                                        "delivered"]
+        assert [t.to_state for t in order.history] == [
+            "pending", "confirmed", "placed", "shipped", "delivered"]
         assert order.history[0].actor == f"device:{button.device_id}"
         assert session.scalars(select(Order)).all() == [order]
 

@@ -48,10 +48,10 @@ def test_first_press_creates_an_order_further_presses_are_suppressed(world, back
     requests = [press(button, seq) for seq in (1, 2, 3)]
     first, second, third = [answer_of(button, r, a) for r, a in
                             zip(requests, coap_post_all(world.event_url, requests))]
-    assert first.result is Result.CREATED and first.state == "pending"
+    assert first.result is Result.CREATED and first.state == "confirmed"  # no hold window
     assert second.result is Result.VALID and second.order == first.order
     assert third.result is Result.VALID and third.order == first.order
-    assert counts(backend) == {"Event": 3, "Order": 1, "OrderTransition": 1}
+    assert counts(backend) == {"Event": 3, "Order": 1, "OrderTransition": 2}
     with backend.sessions() as session:
         order = session.get(Order, first.order)
         assert (order.product_sku, order.quantity) == ("DETERGENT-1L", 2)
@@ -67,7 +67,7 @@ def test_retransmitted_event_gets_the_same_answer_and_no_second_order(world, bac
     assert answers[0].result is Result.CREATED
     assert answers[1] == answers[0] and answers[2] == answers[0]
     assert [r.payload for r in responses[1:]] == [responses[0].payload] * 2
-    assert counts(backend) == {"Event": 1, "Order": 1, "OrderTransition": 1}
+    assert counts(backend) == {"Event": 1, "Order": 1, "OrderTransition": 2}
 
 
 def test_each_button_orders_for_itself(world, backend):
@@ -182,14 +182,14 @@ def test_orders_reach_delivered_through_every_state_once(world, backend):
     request = press(button, 1)
     order_id = answer_of(button, request, coap_post(world.event_url, request)).order
     for _ in range(400):  # bounded: the simulator steps every 0.2 s
-        backend.fulfillment.run_once()
+        backend.engine_worker.run_once()
         with backend.sessions() as session:
             if session.get(Order, order_id).state == "delivered":
                 break
         time.sleep(0.02)
     with backend.sessions() as session:
         path = [t.to_state for t in session.get(Order, order_id).history]
-    assert path == ["pending", "placed", "shipped", "delivered"]
+    assert path == ["pending", "confirmed", "placed", "shipped", "delivered"]
 
 
 def test_concurrent_presses_share_commits_and_order_once_per_button(backend, tmp_path):

@@ -45,9 +45,9 @@ def new_order(sessions):
 
     def make(state: State = State.PENDING) -> int:
         with sessions() as session, session.begin():
-            order = orders.create(session, actor="test:create", household_id=ids[0],
-                                  device_pk=ids[1], slot_index=0, product_sku="SKU-1",
-                                  quantity=1)
+            order = orders.create(session, actor="test:create", hold_window_s=900,
+                                  household_id=ids[0], device_pk=ids[1], slot_index=0,
+                                  product_sku="SKU-1", quantity=1)
             if state is not State.PENDING:  # put it there directly, as a fixture
                 session.execute(update(Order).where(Order.id == order.id)
                                 .values(state=state))
@@ -69,7 +69,8 @@ def state_of(sessions, order_id: int) -> str:
 
 
 def test_the_state_table():
-    assert OPEN_STATES == {State.PENDING, State.PLACED, State.SHIPPED}
+    assert OPEN_STATES == {State.PENDING, State.CONFIRMED, State.PLACED, State.BACKORDERED,
+                           State.SHIPPED}
     assert set(ALLOWED) == set(State)
     assert {s for s in State if not ALLOWED[s]} == {
         State.DELIVERED, State.CANCELLED, State.FAILED}
@@ -92,7 +93,9 @@ def test_every_allowed_transition_is_recorded(sessions, new_order, from_state, t
     before = history(sessions, order_id)
     with sessions() as session, session.begin():
         order = session.get(Order, order_id)
-        assert orders.transition(session, order, to_state, actor="test:worker") is True
+        reason = "delivery_failed" if to_state is State.FAILED else None
+        assert orders.transition(session, order, to_state, actor="test:worker",
+                                 reason=reason) is True
         assert order.state == to_state
     after = history(sessions, order_id)
     assert after[:-1] == before and len(after) == len(before) + 1
@@ -109,11 +112,12 @@ def test_a_whole_life_pending_to_delivered(sessions, new_order):
     order_id = new_order()
     with sessions() as session, session.begin():
         order = session.get(Order, order_id)
-        for step in (State.PLACED, State.SHIPPED, State.DELIVERED):
+        for step in (State.CONFIRMED, State.PLACED, State.SHIPPED, State.DELIVERED):
             assert orders.transition(session, order, step, actor=f"test:{step}")
     steps = history(sessions, order_id)
     assert [(f, t, a) for f, t, a, _ in steps] == [
-        (None, "pending", "test:create"), ("pending", "placed", "test:placed"),
+        (None, "pending", "test:create"), ("pending", "confirmed", "test:confirmed"),
+        ("confirmed", "placed", "test:placed"),
         ("placed", "shipped", "test:shipped"), ("shipped", "delivered", "test:delivered")]
     times = [at for *_, at in steps]
     assert times == sorted(times)
@@ -158,7 +162,7 @@ def test_stale_transition_returns_false_and_records_nothing(sessions, new_order)
             orders.transition(fresh, fresh.get(Order, order_id), State.CANCELLED,
                               actor="test:first")
         with stale.begin():
-            assert orders.transition(stale, old, State.PLACED, actor="test:late") is False
+            assert orders.transition(stale, old, State.CONFIRMED, actor="test:late") is False
         assert old.state == "cancelled", "the loser sees the winner's state"
     assert [t for _, t, _, _ in history(sessions, order_id)] == ["pending", "cancelled"]
 
@@ -178,7 +182,7 @@ def test_concurrent_transitions_record_the_step_once(sessions, new_order):
                         assert order.state == "pending"
                     loaded.wait(timeout=30)  # both hold a "pending" copy now
                     with session.begin():
-                        results.append(orders.transition(session, order, State.PLACED,
+                        results.append(orders.transition(session, order, State.CONFIRMED,
                                                          actor=f"test:{name}"))
             except BaseException as err:  # reported below, in the test's thread
                 errors.append(err)
@@ -192,8 +196,9 @@ def test_concurrent_transitions_record_the_step_once(sessions, new_order):
         assert not errors, errors
         assert sorted(results) == [False, True], f"round {round_}: {results}"
         steps = history(sessions, order_id)
-        assert [(f, t) for f, t, _, _ in steps] == [(None, "pending"), ("pending", "placed")]
-        assert state_of(sessions, order_id) == "placed"
+        assert [(f, t) for f, t, _, _ in steps] == [(None, "pending"),
+                                                    ("pending", "confirmed")]
+        assert state_of(sessions, order_id) == "confirmed"
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(OrderTransition).where(
-            OrderTransition.to_state == "placed")) == 5
+            OrderTransition.to_state == "confirmed")) == 5

@@ -15,7 +15,7 @@ import threading
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
-from backend.ingest import Reply, decide
+from backend.ingest import IngestConfig, Reply, decide
 from backend.keys import Keyring
 from backend.protocol import Result
 
@@ -26,8 +26,10 @@ _ATTEMPTS = 3
 
 
 class GroupCommitPipeline:
-    def __init__(self, sessions: sessionmaker, keyring: Keyring, max_batch: int = 64):
+    def __init__(self, sessions: sessionmaker, keyring: Keyring, max_batch: int = 64,
+                 config: IngestConfig | None = None):
         self._sessions = sessions
+        self._config = config or IngestConfig()
         self._keyring = keyring
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -99,7 +101,7 @@ class GroupCommitPipeline:
     def _decide_one(self, session, request: bytes) -> Reply:
         savepoint = session.begin_nested()
         try:
-            reply = decide(session, self._keyring, request)
+            reply = decide(session, self._keyring, request, self._config)
         except OperationalError:
             savepoint.rollback()
             raise  # the database, not this event: retry the whole batch

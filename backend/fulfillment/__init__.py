@@ -1,11 +1,13 @@
-"""Fulfillment: what moves an order from pending to delivered.
+"""Fulfillment: what moves an order from confirmed to delivered.
 
-`Fulfillment` is the interface; `SimulatedWarehouse` is the embedded default (a
-warehouse and carrier that need nothing installed). A webhook merchant adapter
-implements the same interface later.
+`Fulfillment` is the interface. `SimulatedWarehouse` is the embedded default (a
+warehouse and carrier that need nothing installed); `WebhookMerchant` talks to a real
+merchant over signed HTTP. Test-mode orders always go to the simulator.
 """
 
-from backend.fulfillment.base import Fulfillment, FulfillmentWorker
+from backend.fulfillment.base import Fulfillment, MerchantUnreachable, Placement, PlaceRequest
 from backend.fulfillment.simulator import SimulatedWarehouse
+from backend.fulfillment.webhook import WebhookMerchant
 
-__all__ = ["Fulfillment", "FulfillmentWorker", "SimulatedWarehouse"]
+__all__ = ["Fulfillment", "MerchantUnreachable", "Placement", "PlaceRequest",
+           "SimulatedWarehouse", "WebhookMerchant"]

@@ -1,51 +1,75 @@
-"""The fulfillment interface and the worker thread that drives it."""
+"""The fulfillment interface and how a merchant's answer moves an order."""
 
 from __future__ import annotations
 
 import abc
-import logging
-import threading
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.db import utcnow
+from backend import orders
+from backend.models import Order
+from backend.orders import State
 
-log = logging.getLogger(__name__)
+
+@dataclass(frozen=True)
+class PlaceRequest:
+    order_id: int
+    sku: str
+    quantity: int
+    household_id: int
+    idempotency_key: str
+    is_test: bool
+
+
+@dataclass(frozen=True)
+class Placement:
+    status: str  # accepted | backordered | declined
+    reason: str | None = None  # for declined: payment_declined | out_of_stock | ...
+    merchant_ref: str | None = None
+
+
+class MerchantUnreachable(Exception):
+    """No usable answer (network, timeout, 5xx): the outbox retries later."""
 
 
 class Fulfillment(abc.ABC):
     name: str
 
     @abc.abstractmethod
+    def place(self, request: PlaceRequest, sessions: sessionmaker) -> Placement:
+        """Ask the merchant to fulfil the order. Idempotent per request.idempotency_key."""
+
     def advance(self, session: Session, now: datetime) -> int:
-        """Move due orders on inside `session`; return how many changed."""
+        """Move orders on from the merchant's side (in-process merchants only)."""
+        return 0
 
 
-class FulfillmentWorker:
-    """Polls the fulfillment adapter; each round is one transaction."""
+# A merchant status (from a placement, a callback or the simulator) -> order state.
+_STATUS_TO_STATE = {
+    "accepted": State.PLACED,
+    "backordered": State.BACKORDERED,
+    "declined": State.FAILED,
+    "shipped": State.SHIPPED,
+    "delivered": State.DELIVERED,
+    "failed": State.FAILED,
+    "cancelled": State.CANCELLED,
+}
+MERCHANT_STATUSES = frozenset(_STATUS_TO_STATE)
 
-    def __init__(self, sessions: sessionmaker, adapter: Fulfillment, poll_s: float):
-        self._sessions = sessions
-        self._adapter = adapter
-        self._poll_s = poll_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fulfillment", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-    def run_once(self) -> int:
-        with self._sessions() as session, session.begin():
-            return self._adapter.advance(session, utcnow())
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._poll_s):
-            try:
-                self.run_once()
-            except Exception:  # keep going: the next round retries the same orders
-                log.exception("fulfillment round failed")
+def apply_status(session: Session, order: Order, status: str, *, actor: str,
+                 reason: str | None = None, merchant_ref: str | None = None) -> bool:
+    """Apply what the merchant says; False if it does not fit the order's state."""
+    to = _STATUS_TO_STATE[status]
+    if to is State.FAILED and reason not in orders.FAILURE_REASONS:
+        reason = "delivery_failed" if status == "failed" else "merchant_rejected"
+    if merchant_ref and not order.merchant_ref:
+        order.merchant_ref = merchant_ref
+    if order.state == to:
+        return False  # already there (a repeated callback)
+    if to not in orders.ALLOWED[State(order.state)]:
+        raise orders.IllegalTransition(f"order {order.id} is {order.state}; merchant "
+                                       f"status {status!r} does not apply")
+    return orders.transition(session, order, to, actor=actor, reason=reason)

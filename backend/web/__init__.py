@@ -6,13 +6,18 @@ from flask import Flask, g, jsonify
 from sqlalchemy.orm import sessionmaker
 
 from backend.errors import ReplenishError
-from backend.web import api
+from backend.config import Settings
+from backend.web import api, merchant
 
 
-def create_app(sessions: sessionmaker) -> Flask:
+def create_app(sessions: sessionmaker, writer_sessions: sessionmaker | None = None,
+               settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.config["SESSIONS"] = sessions
+    app.config["WRITER_SESSIONS"] = writer_sessions or sessions
+    app.config["SETTINGS"] = settings or Settings()
     app.register_blueprint(api.bp)
+    app.register_blueprint(merchant.bp)
 
     @app.teardown_appcontext
     def close_session(_exc):
@@ -27,6 +32,10 @@ def create_app(sessions: sessionmaker) -> Flask:
     @app.errorhandler(404)
     def not_found(_err):
         return error_body(404, "NotFound", "no such resource")
+
+    @app.errorhandler(400)
+    def bad_request(err):
+        return error_body(400, "BadRequest", getattr(err, "description", "bad request"))
 
     @app.errorhandler(405)
     def wrong_method(_err):

@@ -8,9 +8,9 @@ from flask import Blueprint, current_app, g, request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend import devices, households
-from backend.errors import NotFound, Unauthorized
-from backend.models import Device, Order
+from backend import devices, households, orders, sensors
+from backend.errors import NotFound, ReplenishError, Unauthorized
+from backend.models import Device, Household, Notification, Order, Product, Slot
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -19,6 +19,35 @@ def db() -> Session:
     if "db" not in g:
         g.db = current_app.config["SESSIONS"]()
     return g.db
+
+
+def writing():
+    """A writing transaction (BEGIN IMMEDIATE on SQLite) for endpoints that change things."""
+    session = current_app.config["WRITER_SESSIONS"]()
+    return _Writing(session)
+
+
+class _Writing:
+    def __init__(self, session: Session):
+        self.session = session
+
+    def __enter__(self) -> Session:
+        self._tx = self.session.begin()
+        self._tx.__enter__()
+        return self.session
+
+    def __exit__(self, *exc):
+        try:
+            return self._tx.__exit__(*exc)
+        finally:
+            self.session.close()
+
+
+def body() -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ReplenishError("send a JSON object")
+    return data
 
 
 def token_required(view):
@@ -43,9 +72,14 @@ def device_json(device: Device) -> dict:
         "last_seen_at": _iso(device.last_seen_at),
         "battery_mv": device.battery_mv,
         "fw_version": device.fw_version,
-        "slots": [{"slot": s.index, "product_sku": s.product_sku, "quantity": s.quantity}
-                  for s in device.slots],
+        "test_mode": device.test_mode,
+        "slots": [slot_json(s) for s in device.slots],
     }
+
+
+def slot_json(slot: Slot) -> dict:
+    return {"slot": slot.index, "product_sku": slot.product_sku, "quantity": slot.quantity,
+            "kind": slot.kind, "safety_days": slot.safety_days}
 
 
 def order_json(order: Order, device_id: str) -> dict:
@@ -56,9 +90,15 @@ def order_json(order: Order, device_id: str) -> dict:
         "product_sku": order.product_sku,
         "quantity": order.quantity,
         "state": order.state,
+        "source": order.source,
+        "test": order.is_test,
+        "total_cents": order.total_cents,
         "created_at": _iso(order.created_at),
+        "hold_until": _iso(order.hold_until),
+        "cancellable": order.state in orders.CANCELLABLE_BY_HOUSEHOLD,
+        "failure_reason": order.failure_reason,
         "history": [{"from": t.from_state, "to": t.to_state, "at": _iso(t.at),
-                     "actor": t.actor} for t in order.history],
+                     "actor": t.actor, "reason": t.reason} for t in order.history],
     }
 
 
@@ -97,3 +137,126 @@ def get_order(order_id: int):
     if row is None:
         raise NotFound(f"no order {order_id} in this household")
     return order_json(*row)
+
+
+@bp.post("/orders/<int:order_id>/cancel")
+@token_required
+def cancel_order(order_id: int):
+    with writing() as session:
+        order = session.scalars(select(Order).where(
+            Order.id == order_id, Order.household_id == g.household.id)).one_or_none()
+        if order is None:
+            raise NotFound(f"no order {order_id} in this household")
+        orders.cancel_by_household(session, order, g.household.id)
+        device_id = session.get(Device, order.device_pk).device_id
+        return order_json(order, device_id)
+
+
+@bp.get("/notifications")
+@token_required
+def list_notifications():
+    rows = db().scalars(select(Notification).where(
+        Notification.household_id == g.household.id).order_by(Notification.id.desc())
+        .limit(200))
+    return {"notifications": [
+        {"id": n.id, "kind": n.kind, "message": n.message, "order_id": n.order_id,
+         "created_at": _iso(n.created_at), "read": n.read_at is not None} for n in rows]}
+
+
+_SETTINGS = {"hold_window_s": int, "allow_multiple_open": bool, "max_orders_per_day": int,
+             "monthly_limit_cents": int, "webhook_url": str, "webhook_secret": str}
+_NULLABLE = {"max_orders_per_day", "monthly_limit_cents", "webhook_url", "webhook_secret"}
+
+
+def household_json(household: Household) -> dict:
+    return {"id": household.id, "name": household.name,
+            **{k: getattr(household, k) for k in _SETTINGS if k != "webhook_secret"},
+            "webhook_secret_set": bool(household.webhook_secret)}
+
+
+@bp.get("/household")
+@token_required
+def get_household():
+    return household_json(g.household)
+
+
+@bp.patch("/household")
+@token_required
+def update_household():
+    changes = body()
+    for name, value in changes.items():
+        kind = _SETTINGS.get(name)
+        if kind is None:
+            raise ReplenishError(f"unknown setting {name!r}; known: {sorted(_SETTINGS)}")
+        if value is None and name in _NULLABLE:
+            continue
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ReplenishError(f"{name} must be {kind.__name__}")
+        if kind is int and value < 0:
+            raise ReplenishError(f"{name} must not be negative")
+    with writing() as session:
+        household = session.get(Household, g.household.id)
+        for name, value in changes.items():
+            setattr(household, name, value)
+        return household_json(household)
+
+
+@bp.put("/devices/<device_id>/slots/<int:index>")
+@token_required
+def configure_slot(device_id: str, index: int):
+    data = body()
+    with writing() as session:
+        device = devices.owned(session, g.household, device_id)
+        slot = devices.configure_slot(session, device, index, str(data.get("product_sku", "")),
+                                      _int(data.get("quantity", 1), "quantity"),
+                                      kind=str(data.get("kind", "button")),
+                                      safety_days=float(data.get("safety_days", 2.0)))
+        return slot_json(slot)
+
+
+@bp.patch("/devices/<device_id>")
+@token_required
+def update_device(device_id: str):
+    data = body()
+    with writing() as session:
+        device = devices.owned(session, g.household, device_id)
+        if "name" in data:
+            device.name = str(data["name"])[:200] or None
+        if "test_mode" in data:
+            if not isinstance(data["test_mode"], bool):
+                raise ReplenishError("test_mode must be true or false")
+            device.test_mode = data["test_mode"]
+        return device_json(device)
+
+
+@bp.get("/devices/<device_id>/slots/<int:index>/forecast")
+@token_required
+def slot_forecast(device_id: str, index: int):
+    device = devices.owned(db(), g.household, device_id)
+    slot = next((s for s in device.slots if s.index == index), None)
+    if slot is None:
+        raise NotFound(f"slot {index} is not configured")
+    estimate = sensors.forecast_for(db(), device, slot)
+    return {"device_id": device_id, "slot": index, "product_sku": slot.product_sku,
+            "rate_per_day": estimate.rate_per_day, "remaining": estimate.remaining,
+            "run_out_at": _iso(estimate.run_out_at),
+            "lead_time_days": estimate.lead_time_days,
+            "safety_stock": estimate.safety_stock, "reorder_point": estimate.reorder_point,
+            "should_order": estimate.should_order,
+            "last_refill_at": _iso(estimate.last_refill_at),
+            "readings_used": estimate.readings_used, "reason": estimate.reason}
+
+
+@bp.get("/products")
+@token_required
+def list_products():
+    rows = db().scalars(select(Product).order_by(Product.sku))
+    return {"products": [{"sku": p.sku, "name": p.name, "unit": p.unit,
+                          "package_amount": p.package_amount, "price_cents": p.price_cents}
+                         for p in rows]}
+
+
+def _int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ReplenishError(f"{name} must be an integer")
+    return value

@@ -1,0 +1,56 @@
+"""Signed status callbacks from the webhook merchant (docs/merchant-webhooks.md)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Blueprint, current_app, request
+from sqlalchemy.exc import IntegrityError
+
+from backend import signing
+from backend.errors import Conflict, NotFound, ReplenishError
+from backend.fulfillment.base import MERCHANT_STATUSES, apply_status
+from backend.models import MerchantCallback, Order
+
+log = logging.getLogger(__name__)
+bp = Blueprint("merchant", __name__, url_prefix="/api/v1/merchant")
+
+
+class Replayed(Conflict):
+    pass
+
+
+@bp.post("/callback")
+def callback():
+    settings = current_app.config["SETTINGS"]
+    if not settings.merchant_secret:
+        raise NotFound("no webhook merchant is configured")
+    body = request.get_data()
+    try:
+        signing.verify(settings.merchant_secret, request.headers, body)
+    except signing.BadSignature as err:
+        log.warning("refused merchant callback: %s", err)
+        raise
+    try:
+        event = json.loads(body)
+        event_id, order_id, status = event["event_id"], int(event["order_id"]), event["status"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise ReplenishError("callback body needs event_id, order_id and status") from err
+    if status not in MERCHANT_STATUSES:
+        raise ReplenishError(f"unknown status {status!r}")
+    with current_app.config["WRITER_SESSIONS"]() as session, session.begin():
+        order = session.get(Order, order_id, with_for_update=True)
+        if order is None or order.merchant != "webhook":
+            raise NotFound(f"no order {order_id} at this merchant")
+        session.add(MerchantCallback(merchant="webhook", event_id=str(event_id)))
+        try:
+            session.flush()
+        except IntegrityError as err:
+            log.warning("refused replayed merchant callback %s", event_id)
+            raise Replayed(f"callback {event_id} was already applied") from err
+        changed = apply_status(session, order, status, actor="merchant:webhook",
+                               reason=event.get("reason"))
+        state = order.state
+    log.info("merchant callback %s: order %d %s", event_id, order_id, status)
+    return {"order_id": order_id, "state": state, "changed": changed}
