@@ -54,3 +54,23 @@ async def _get(url: str):
 
 def coap_get(url: str):
     return asyncio.run(_get(url))
+
+
+def api(method: str, url: str, token: str | None = None, body: dict | None = None):
+    """One JSON API call; returns (status, parsed body)."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, json.loads(err.read())
