@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import threading
 from dataclasses import dataclass
@@ -20,17 +21,23 @@ DATABASES = ["sqlite", "postgresql"]
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    from tests.postgres import PostgresServer
+    from tests.postgres import ExternalPostgres, PostgresServer
 
+    if os.environ.get("DATABASE_URL", "").startswith("postgresql"):
+        yield ExternalPostgres(os.environ["DATABASE_URL"])
+        return
     server = PostgresServer()
     server.start()
     yield server
     server.stop()
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=DATABASES)
 def db_url(request, tmp_path):
-    """SQLite by default; tests that parametrize over DATABASES also get PostgreSQL."""
+    """Every test that touches the database runs on SQLite and on PostgreSQL.
+
+    PostgreSQL is a throwaway server started for the session, or the server named by
+    DATABASE_URL (a fresh database is created there for each test)."""
     if request.param == "postgresql":
         return request.getfixturevalue("postgres_server").new_database()
     return f"sqlite:///{tmp_path / 'replenish.db'}"

@@ -68,3 +68,23 @@ def _ensure_postgres_user() -> None:
         pwd.getpwnam("postgres")
     except KeyError:
         subprocess.run(["useradd", "--system", "--no-create-home", "postgres"], check=True)
+
+
+class ExternalPostgres:
+    """A server the developer points to with DATABASE_URL: a fresh database per test."""
+
+    def __init__(self, url: str):
+        from sqlalchemy.engine import make_url
+
+        self._url = make_url(url.replace("postgresql://", "postgresql+psycopg://", 1))
+        self.counter = 0
+
+    def new_database(self) -> str:
+        import psycopg
+
+        self.counter += 1
+        name = f"replenish_t{os.getpid()}_{self.counter}_{int(time.time() * 1000) % 100000}"
+        admin = self._url.set(database="postgres").render_as_string(hide_password=False)
+        with psycopg.connect(admin.replace("+psycopg", ""), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self._url.set(database=name).render_as_string(hide_password=False)

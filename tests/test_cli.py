@@ -151,11 +151,11 @@ def test_household_claim_and_configure(cli, tmp_path):
 
     device = rows[0]["device_id"]
     done = cli("device", "configure", device, "--household", str(home), "--slot", "0",
-               "--product", "COFFEE-1KG", "--quantity", "2")
-    assert f"device {device} slot 0: 2 x COFFEE-1KG" in done.stdout
+               "--product", "COFFEE-BEANS-1KG", "--quantity", "2")
+    assert f"device {device} slot 0: 2 x COFFEE-BEANS-1KG" in done.stdout
 
     stranger = cli("device", "configure", device, "--household", str(neighbour),
-                   "--slot", "0", "--product", "COFFEE-1KG", ok=False)
+                   "--slot", "0", "--product", "COFFEE-BEANS-1KG", ok=False)
     assert stranger.returncode == 1
     assert f"error: no device {device} in this household" in stranger.stderr
 
@@ -164,7 +164,7 @@ def test_household_claim_and_configure(cli, tmp_path):
     assert unclaimed.returncode == 1 and "no device" in unclaimed.stderr
 
     bad = cli("device", "configure", device, "--household", str(home),
-              "--product", "COFFEE-1KG", "--quantity", "0", ok=False)
+              "--product", "COFFEE-BEANS-1KG", "--quantity", "0", ok=False)
     assert bad.returncode == 2
     assert "Invalid value for '--quantity'" in bad.stderr
 

@@ -3,11 +3,14 @@
 import asyncio
 import sqlite3
 
+import pytest
+
 from backend.protocol import Result
 from tests.conftest import make_world
 from tests.test_ingest import press
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # holds SQLite's lock
 def test_events_waiting_behind_a_commit_share_the_next_one(world, backend, tmp_path):
     """Group commit: while the writer waits for the database, arrivals queue up and
     are then decided and committed together, each answered only after that commit."""
