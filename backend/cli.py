@@ -112,16 +112,42 @@ def device_claim(settings: Settings, claim_code, household_id):
 @click.argument("device_id")
 @click.option("--household", "household_id", type=int, required=True)
 @click.option("--slot", type=int, default=0, show_default=True)
-@click.option("--product", required=True, help="Product SKU to reorder.")
+@click.option("--product", required=True, help="Product SKU from the catalogue.")
 @click.option("--quantity", type=click.IntRange(1, 1000), default=1, show_default=True)
+@click.option("--kind", type=click.Choice(["button", "sensor"]), default="button",
+              show_default=True, help="sensor: order from level reports.")
+@click.option("--safety-days", type=click.FloatRange(0, 60), default=2.0, show_default=True,
+              help="Sensor safety stock, in days of use.")
 @click.pass_obj
-def device_configure(settings: Settings, device_id, household_id, slot, product, quantity):
+def device_configure(settings: Settings, device_id, household_id, slot, product, quantity,
+                     kind, safety_days):
     """Choose what a device's slot reorders."""
     with db.transaction(settings.db_url) as session:
         owner = households.get(session, household_id)
         devices.configure_slot(session, devices.owned(session, owner, device_id),
-                               slot, product, quantity)
-    click.echo(f"device {device_id} slot {slot}: {quantity} x {product}")
+                               slot, product, quantity, kind=kind, safety_days=safety_days)
+    click.echo(f"device {device_id} slot {slot}: {quantity} x {product} ({kind})")
+
+
+@household.command("settings")
+@click.argument("household_id", type=int)
+@click.option("--hold-window", "hold_window_s", type=click.IntRange(0, 86400),
+              help="Seconds a new order waits, cancellable (0: none).")
+@click.option("--max-orders-per-day", type=click.IntRange(0, 1000))
+@click.option("--monthly-limit-cents", type=click.IntRange(0))
+@click.option("--allow-multiple-open/--one-open-order", default=None)
+@click.pass_obj
+def household_settings(settings: Settings, household_id, **changes):
+    """Show or change a household's order policies."""
+    with db.transaction(settings.db_url) as session:
+        found = households.get(session, household_id)
+        for name, value in changes.items():
+            if value is not None:
+                setattr(found, name, value)
+        click.echo(f"household {found.id}: hold window {found.hold_window_s} s, "
+                   f"max {found.max_orders_per_day} orders/day, monthly limit "
+                   f"{found.monthly_limit_cents} cents, multiple open orders "
+                   f"{'allowed' if found.allow_multiple_open else 'not allowed'}")
 
 
 @main.command()

@@ -176,3 +176,20 @@ def typo_of(code: str) -> str:
     typo = plain[:5] + other + plain[6:]
     assert not claim_codes.is_valid(typo)
     return typo
+
+
+def test_household_settings_and_sensor_slots_from_the_command_line(cli, tmp_path):
+    out = tmp_path / "b"
+    provision(cli, out, "settings", count=1)
+    device = manifest(out)[0]
+    household = new_household(cli, "Flat")
+    cli("device", "claim", device["claim_code"], "--household", str(household))
+    done = cli("device", "configure", device["device_id"], "--household", str(household),
+               "--product", "DETERGENT-2KG", "--kind", "sensor", "--safety-days", "3")
+    assert "(sensor)" in done.stdout
+    done = cli("household", "settings", str(household), "--hold-window", "60",
+               "--max-orders-per-day", "2", "--allow-multiple-open")
+    assert "hold window 60 s, max 2 orders/day" in done.stdout
+    assert "multiple open orders allowed" in done.stdout
+    bad = cli("household", "settings", str(household), "--hold-window", "-1", ok=False)
+    assert bad.returncode == 2 and "Invalid value" in bad.stderr
