@@ -185,3 +185,25 @@ def test_household_settings_through_the_api(backends):
     assert status == 400 and "negative" in body["error"]["message"]
     status, body = api("PATCH", f"{world.api_url}/household", world.token, {"colour": "red"})
     assert status == 400 and "unknown setting" in body["error"]["message"]
+
+
+def test_a_silent_device_is_reported_offline_once(backends):
+    from datetime import timedelta
+
+    from backend.db import utcnow
+    from backend.models import Device
+
+    backend, world = backends.start(offline_after_s=3600)
+    button = world.buttons[0]
+    send_press(world, button, 1)
+    with backend.writer_sessions() as session, session.begin():
+        device = session.scalars(select(Device).where(
+            Device.device_id == button.device_id)).one()
+        device.last_seen_at = utcnow() - timedelta(hours=2)
+    for _ in range(3):
+        backend.engine_worker.run_once()
+    assert notification_kinds(backend, world.household_id).count("device_offline") == 1
+    send_press(world, button, 2)  # heard from again: a later silence is reported anew
+    with backend.sessions() as session:
+        assert session.scalars(select(Device).where(
+            Device.device_id == button.device_id)).one().offline_notified is False
