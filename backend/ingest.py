@@ -102,6 +102,8 @@ def decide(session: Session, keyring: Keyring, request: bytes,
         _watch_battery(session, device, config)
     if event.fw is not None:
         device.fw_version = event.fw
+    if event.dropped is not None:
+        device.dropped_events = event.dropped
 
     result, order, blocked = _order_decision(session, device, event)
     state = order.state if order else None

@@ -99,6 +99,7 @@ class Device(Base):
                                             server_default=false())
     low_battery_notified: Mapped[bool] = mapped_column(Boolean, default=False,
                                                        server_default=false())
+    dropped_events: Mapped[int | None] = mapped_column(Integer)  # reported by the device
     offline_notified: Mapped[bool] = mapped_column(Boolean, default=False,
                                                    server_default=false())
     # Provisioning life cycle (provisioning/cli.py): flashed over USB, key rotated,

@@ -45,6 +45,7 @@ class EventKey(enum.IntEnum):
     REMAINING = 5
     BATTERY_MV = 6
     FW = 7
+    DROPPED = 8
 
 
 class AnswerKey(enum.IntEnum):
@@ -102,6 +103,7 @@ class Event:
     remaining: int | None = None
     battery_mv: int | None = None
     fw: str | None = None
+    dropped: int | None = None  # events the device's offline queue had to drop, in all
 
     def to_map(self) -> dict[int, object]:
         fields = {
@@ -112,6 +114,7 @@ class Event:
             EventKey.REMAINING: self.remaining,
             EventKey.BATTERY_MV: self.battery_mv,
             EventKey.FW: self.fw,
+            EventKey.DROPPED: self.dropped,
         }
         return {int(k): v for k, v in fields.items() if v is not None}
 
@@ -242,6 +245,7 @@ def decode_event(payload: bytes) -> Event:
         remaining=_uint(fields, EventKey.REMAINING, kind is Kind.LEVEL),
         battery_mv=_uint(fields, EventKey.BATTERY_MV, False),
         fw=fw,
+        dropped=_uint(fields, EventKey.DROPPED, False),
     )
     if event.seq == 0:
         raise MalformedEvent("seq starts at 1")

@@ -83,7 +83,8 @@ def test_status_and_unconfigured_slot_are_recorded_without_order(world, backend)
     button = world.buttons[0]
     key, kid = identity(button)
     status = protocol.encode_event(key, kid, WireEvent(seq=1, kind=Kind.STATUS, slot=0,
-                                                       battery_mv=2950, fw="0.1.0"))
+                                                       battery_mv=2950, fw="0.1.0",
+                                                       dropped=3))
     other_slot = press(button, 2, slot=5)
     answers = coap_post_all(world.event_url, [status, other_slot])
     assert answer_of(button, status, answers[0]).result is Result.CHANGED
@@ -92,7 +93,8 @@ def test_status_and_unconfigured_slot_are_recorded_without_order(world, backend)
     with backend.sessions() as session:
         device = session.scalars(select(Device).where(
             Device.device_id == button.device_id)).one()
-        assert (device.battery_mv, device.fw_version) == (2950, "0.1.0")
+        assert (device.battery_mv, device.fw_version, device.dropped_events) == (
+            2950, "0.1.0", 3)
 
 
 def _refused(world, backend, caplog, payload, code, log_text, content_format=17):

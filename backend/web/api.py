@@ -73,6 +73,7 @@ def device_json(device: Device) -> dict:
         "battery_mv": device.battery_mv,
         "fw_version": device.fw_version,
         "test_mode": device.test_mode,
+        "dropped_events": device.dropped_events,
         "slots": [slot_json(s) for s in device.slots],
     }
 

@@ -93,6 +93,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('test_mode', sa.Boolean(), nullable=False, server_default=sa.false()))
         batch_op.add_column(sa.Column('low_battery_notified', sa.Boolean(), nullable=False, server_default=sa.false()))
         batch_op.add_column(sa.Column('offline_notified', sa.Boolean(), nullable=False, server_default=sa.false()))
+        batch_op.add_column(sa.Column('dropped_events', sa.Integer(), nullable=True))
 
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('blocked', sa.Integer(), nullable=True))
@@ -178,6 +179,7 @@ def downgrade() -> None:
         batch_op.drop_column('hold_window_s')
 
     with op.batch_alter_table('devices', schema=None) as batch_op:
+        batch_op.drop_column('dropped_events')
         batch_op.drop_column('offline_notified')
         batch_op.drop_column('low_battery_notified')
         batch_op.drop_column('test_mode')
