@@ -207,3 +207,15 @@ def test_a_silent_device_is_reported_offline_once(backends):
     with backend.sessions() as session:
         assert session.scalars(select(Device).where(
             Device.device_id == button.device_id)).one().offline_notified is False
+
+
+def test_the_firmware_shows_limit_reached_when_a_policy_blocks(backends):
+    from backend import unix_device
+
+    backend, world = backends.start()
+    set_household(backend, world, max_orders_per_day=1)
+    first, second = world.buttons
+    assert unix_device.run_commands(first.bundle_dir, ["press"], ack_timeout_ms=300)[0] \
+        .pattern == "ordered"
+    report = unix_device.run_commands(second.bundle_dir, ["press"], ack_timeout_ms=300)[0]
+    assert (report.pattern, report.result, report.order) == ("limit_reached", 68, None)

@@ -17,6 +17,7 @@ PATTERNS = {
     "ordered": (GREEN, 600, 200, 1),
     "already_ordered": (AMBER, 150, 150, 2),
     "not_configured": (AMBER, 150, 150, 3),
+    "limit_reached": (RED, 300, 300, 3),  # a household limit stopped the order
     "not_claimed": (RED, 80, 80, 6),
     "error": (RED, 40, 160, 10),  # no answer: the event is queued
     "recorded": (GREEN, 30, 0, 1),

@@ -32,6 +32,7 @@ ANS_RESULT = const(2)
 ANS_ORDER = const(3)
 ANS_STATE = const(4)
 ANS_LAST_SEQ = const(5)
+ANS_BLOCKED = const(6)  # 2.04: a household limit stopped the order
 
 # Results = CoAP response code numbers (class * 32 + detail)
 CREATED = const(65)  # 2.01 order created
@@ -74,14 +75,15 @@ def encode_event(seq, kind, slot, qty=None, remaining=None, battery_mv=None, fw=
 
 
 class Answer:
-    __slots__ = ("seq", "result", "order", "state", "last_seq")
+    __slots__ = ("seq", "result", "order", "state", "last_seq", "blocked")
 
-    def __init__(self, seq, result, order=None, state=None, last_seq=None):
+    def __init__(self, seq, result, order=None, state=None, last_seq=None, blocked=None):
         self.seq = seq
         self.result = result
         self.order = order
         self.state = state
         self.last_seq = last_seq
+        self.blocked = blocked
 
 
 def _uint(fields, key, required):
@@ -107,4 +109,5 @@ def decode_answer(payload):
         _uint(fields, ANS_ORDER, False),
         state,
         _uint(fields, ANS_LAST_SEQ, False),
+        _uint(fields, ANS_BLOCKED, False),
     )

@@ -14,6 +14,7 @@ from replenish.hmac_sha256 import HmacSha256
 ORDERED = "ordered"
 ALREADY_ORDERED = "already_ordered"
 NOT_CONFIGURED = "not_configured"
+LIMIT_REACHED = "limit_reached"
 NOT_CLAIMED = "not_claimed"
 ERROR = "error"
 RECORDED = "recorded"
@@ -124,7 +125,9 @@ class Sender:
                 self._counter.resync(answer.last_seq)
                 event = self._resign(event)
                 continue
-            if answer.result == protocol.CHANGED:
+            if answer.result == protocol.CHANGED and answer.blocked:
+                pattern = LIMIT_REACHED  # a household limit, not a missing product
+            elif answer.result == protocol.CHANGED:
                 pattern = NOT_CONFIGURED if event.kind == protocol.KIND_PRESS else RECORDED
             else:
                 pattern = _PATTERNS.get(answer.result, ERROR)
