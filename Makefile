@@ -37,6 +37,11 @@ firmware: $(INSTALLED)
 lint: $(INSTALLED)
 	$(BIN)/python -m tests.firmware_lint
 
+# Bare aiocoap vs the full ingest (SQLite, 100,000 devices, PostgreSQL), one JSON line
+# per configuration; a few minutes. Not part of `make test`. docs/performance.md.
+bench: $(INSTALLED)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 # Firmware figures per press on the unix port: CPU time, peak heap, flash writes.
 bench-firmware: $(INSTALLED)
 	$(BIN)/python -m tests.firmware_bench

@@ -1,0 +1,148 @@
+"""The servers under test, each in its own process so its CPU time is its own.
+
+    python -m bench.server bare
+    python -m bench.server ingest --db-url URL --data-dir DIR   (REPLENISH_KEK in env)
+
+Prints one JSON line `{"port": N}` once it answers, then serves until stdin closes.
+`ServerProcess` starts one and reads its CPU time (all threads) from /proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def _serve_bare(ready) -> None:
+    import aiocoap
+    import aiocoap.resource as resource
+
+    class Nothing(resource.Resource):
+        async def render_post(self, request):
+            return aiocoap.Message(code=aiocoap.CHANGED)
+
+    site = resource.Site()
+    site.add_resource(["ev"], Nothing())
+    context = await aiocoap.Context.create_server_context(
+        site, bind=("127.0.0.1", 0), transports=["udp6"])
+    from backend.runtime import _bound_udp_port
+
+    ready(_bound_udp_port(context))
+    try:
+        await _stdin_closed()
+    finally:
+        await context.shutdown()
+
+
+async def _serve_ingest(ready, db_url: str, data_dir: Path) -> None:
+    from backend.config import Settings
+    from backend.runtime import Backend
+
+    settings = Settings.from_env().with_(
+        data_dir=data_dir, database_url=db_url, coap_host="127.0.0.1", coap_port=0,
+        http_host="127.0.0.1", http_port=0)
+    backend = Backend(settings)
+    await backend.start()
+    ready(backend.coap_port)
+    try:
+        await _stdin_closed()
+    finally:
+        await backend.stop()
+
+
+async def _stdin_closed() -> None:
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.buffer.read)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.server")
+    parser.add_argument("kind", choices=["bare", "ingest"])
+    parser.add_argument("--db-url")
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--profile", type=Path, help="write a cProfile of the run here")
+    parser.add_argument("--log-level", default="INFO",
+                        help="INFO is what `replenish run` logs (one line per event)")
+    args = parser.parse_args(argv)
+    # As `replenish run` sets it up (backend/cli.py), to stderr.
+    logging.basicConfig(level=args.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("coap").setLevel(logging.WARNING)
+
+    def ready(port: int) -> None:
+        print(json.dumps({"port": port}), flush=True)
+
+    if args.kind == "bare":
+        serve = lambda: _serve_bare(ready)  # noqa: E731
+    else:
+        serve = lambda: _serve_ingest(ready, args.db_url, args.data_dir)  # noqa: E731
+    if args.profile:
+        import cProfile
+
+        cProfile.runctx("asyncio.run(serve())", globals(), {"serve": serve, "asyncio": asyncio},
+                        str(args.profile))
+    else:
+        asyncio.run(serve())
+    return 0
+
+
+class ServerProcess:
+    """A server under test in a child process; `cpu_s()` is its CPU time so far."""
+
+    def __init__(self, kind: str, *, db_url: str | None = None, data_dir: Path | None = None,
+                 kek_hex: str | None = None, log_path: Path | None = None,
+                 log_level: str = "INFO", profile: Path | None = None):
+        argv = [sys.executable, "-m", "bench.server", kind, "--log-level", log_level]
+        if profile:
+            argv += ["--profile", str(profile)]
+        if db_url:
+            argv += ["--db-url", db_url, "--data-dir", str(data_dir)]
+        env = dict(os.environ)
+        if kek_hex:
+            env["REPLENISH_KEK"] = kek_hex
+        self._log = open(log_path, "wb") if log_path else subprocess.DEVNULL
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self._log)
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait(30)
+            raise RuntimeError(f"bench server {kind} did not start (exit {self.proc.returncode})"
+                               + (f"; see {log_path}" if log_path else ""))
+        self.port = json.loads(line)["port"]
+        self.pid = self.proc.pid
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of the process, all its threads (/proc/PID/stat)."""
+        with open(f"/proc/{self.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc.stdout.close()
+        if self._log is not subprocess.DEVNULL:
+            self._log.close()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
