@@ -144,9 +144,12 @@ def household_settings(settings: Settings, household_id, **changes):
         for name, value in changes.items():
             if value is not None:
                 setattr(found, name, value)
+        per_day = found.max_orders_per_day
+        monthly = found.monthly_limit_cents
         click.echo(f"household {found.id}: hold window {found.hold_window_s} s, "
-                   f"max {found.max_orders_per_day} orders/day, monthly limit "
-                   f"{found.monthly_limit_cents} cents, multiple open orders "
+                   f"max {'no limit of' if per_day is None else per_day} orders/day, "
+                   f"monthly limit {'none' if monthly is None else f'{monthly} cents'}, "
+                   f"multiple open orders "
                    f"{'allowed' if found.allow_multiple_open else 'not allowed'}")
 
 
