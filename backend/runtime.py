@@ -48,7 +48,7 @@ class Backend:
         # UDP only: protocol v1 is CoAP over UDP (aiocoap would add CoAP over TCP).
         self._coap = await aiocoap.Context.create_server_context(
             build_site(self.pipeline), bind=(s.coap_host, s.coap_port), transports=["udp6"])
-        self.coap_port = _bound_udp_port(self._coap)
+        self.coap_port = bound_udp_port(self._coap)
         log.info("CoAP ingest listening on udp %s:%d (POST /ev)", s.coap_host, self.coap_port)
         app = create_app(self.sessions, self.writer_sessions, s)
         self._http = create_server(app, host=s.http_host,
@@ -82,7 +82,7 @@ class Backend:
         self._http = None
 
 
-def _bound_udp_port(context: aiocoap.Context) -> int:
+def bound_udp_port(context: aiocoap.Context) -> int:
     """The UDP port the server got (differs from the setting when that was 0)."""
     for interface in context.request_interfaces:
         messages = getattr(getattr(interface, "token_interface", None),

@@ -33,9 +33,9 @@ async def _serve_bare(ready) -> None:
     site.add_resource(["ev"], Nothing())
     context = await aiocoap.Context.create_server_context(
         site, bind=("127.0.0.1", 0), transports=["udp6"])
-    from backend.runtime import _bound_udp_port
+    from backend.runtime import bound_udp_port
 
-    ready(_bound_udp_port(context))
+    ready(bound_udp_port(context))
     try:
         await _stdin_closed()
     finally:

@@ -16,6 +16,7 @@ from aiocoap.numbers.codes import Code
 
 from backend import protocol
 from backend.protocol import Answer, Result
+from backend.runtime import bound_udp_port
 from tests.mpy import FIRMWARE, popen_script, run_snippet
 
 PEER_WAIT_S = 10
@@ -204,12 +205,6 @@ class FakeIngest(aiocoap.resource.Resource):
         return Message(code=code, payload=body, content_format=17)
 
 
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def make_bundle(tmp_path, port):
     bundle = tmp_path / "bundle"
     bundle.mkdir()
@@ -219,10 +214,15 @@ def make_bundle(tmp_path, port):
     return bundle
 
 
-async def run_firmware(resource, bundle, commands, port):
+async def run_firmware(resource, bundle, commands, port, tmp_path=None):
+    """Serve `resource` on `port` (0: any free port, then write the bundle for it)."""
     site = aiocoap.resource.Site()
     site.add_resource(["ev"], resource)
-    ctx = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port))
+    ctx = await aiocoap.Context.create_server_context(site, bind=("127.0.0.1", port),
+                                                      transports=["udp6"])
+    if port == 0:  # bound first, so no other socket can take the port meanwhile
+        port = bound_udp_port(ctx)
+        bundle = make_bundle(tmp_path, port)
     try:
         proc = popen_script(FIRMWARE / "main_unix.py", bundle,
                             env={"REPLENISH_ACK_TIMEOUT_MS": "200",
@@ -233,13 +233,11 @@ async def run_firmware(resource, bundle, commands, port):
         assert proc.returncode == 0, err
     finally:
         await ctx.shutdown()
-    return [line for line in out.splitlines() if not line.startswith("# ")], out
+    return [line for line in out.splitlines() if not line.startswith("# ")], out, bundle, port
 
 
 def e2e(tmp_path, resource, commands):
-    port = free_udp_port()
-    bundle = make_bundle(tmp_path, port)
-    lines, raw = asyncio.run(run_firmware(resource, bundle, commands, port))
+    lines, raw, bundle, port = asyncio.run(run_firmware(resource, None, commands, 0, tmp_path))
     assert KEY.hex() not in raw
     return lines, bundle, port
 
@@ -265,7 +263,7 @@ def test_button_against_aiocoap_server(tmp_path):
     # press continues after the persisted reservation (never reusing 1..7). A forged
     # answer (wrong MAC) counts as no answer: that event is queued.
     resource.slot9_down = False
-    lines, _ = asyncio.run(run_firmware(resource, bundle, "press\npress 8\nstats\n", port))
+    lines, *_ = asyncio.run(run_firmware(resource, bundle, "press\npress 8\nstats\n", port))
     assert lines == ["LED ordered seq=33 result=65 order=42 state=pending",
                      "LED error seq=34 result=65 order=none state=none",
                      "STATS queued=1 dropped=0 reported=0 flash_writes=3"]
