@@ -29,16 +29,22 @@ def bundle(tmp_path, secret=SECRET):
 
 
 def start(path, timeout_ms=60000):
-    port = free_tcp_port()
-    proc = popen_script(FIRMWARE / "main_unix.py", path,
-                        env={"REPLENISH_SETUP_TIMEOUT_MS": str(timeout_ms)})
-    proc.stdin.write(f"setup {port}\nquit\n")
-    proc.stdin.flush()
-    for _ in range(50):
-        line = proc.stdout.readline()
-        if line.startswith("SETUP"):
-            assert line.strip() == f"SETUP port={port}"
-            return proc, port
+    # The unix port has no getsockname(), so the test picks the port; if another socket
+    # takes it before the firmware binds, the firmware exits and we try another one.
+    for _attempt in range(5):
+        port = free_tcp_port()
+        proc = popen_script(FIRMWARE / "main_unix.py", path,
+                            env={"REPLENISH_SETUP_TIMEOUT_MS": str(timeout_ms)})
+        proc.stdin.write(f"setup {port}\nquit\n")
+        proc.stdin.flush()
+        for _ in range(50):
+            line = proc.stdout.readline()
+            if line.startswith("SETUP"):
+                assert line.strip() == f"SETUP port={port}"
+                return proc, port
+            if not line:  # exited: the port was taken meanwhile (EADDRINUSE)
+                break
+        proc.communicate(timeout=60)
     raise AssertionError("no SETUP line")
 
 
