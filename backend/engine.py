@@ -20,8 +20,8 @@ from sqlalchemy.orm import sessionmaker
 from backend import notifications, orders, outbox, signing
 from backend.config import Settings
 from backend.db import utcnow
-from backend.fulfillment import (Fulfillment, MerchantUnreachable, PlaceRequest,
-                                 SimulatedWarehouse, WebhookMerchant)
+from backend.fulfillment import (Fulfillment, PlaceRequest, SimulatedWarehouse,
+                                 WebhookMerchant)
 from backend.fulfillment.base import apply_status
 from backend.models import Device, Household, Notification, Order
 from backend.orders import State
@@ -163,5 +163,3 @@ class OrderEngine:
                                       actor=f"worker:{self.name}",
                                       reason="merchant_unreachable")
 
-
-__all__ = ["OrderEngine", "MerchantUnreachable"]

@@ -13,6 +13,7 @@ import pytest
 
 from backend import db, devices, households
 from backend.config import Settings, SimulatorSettings
+from backend.models import Batch, Device
 from backend.runtime import Backend
 from provisioning.batch import ProvisionedDevice, provision_batch
 
@@ -119,6 +120,22 @@ def make_world(backend: Backend, out: Path, buttons: int = 2, hold_window_s: int
             devices.configure_slot(session, claimed, 0, "DETERGENT-1L", 2)
         household_id = household.id
     return World(s, backend.coap_port, backend.http_port, household_id, token, made[:buttons], made[buttons])
+
+
+def household_with_device(session, name: str, device_id: str) -> tuple[int, int]:
+    """A household owning one device (with a stand-in key): (household id, device pk).
+    For tests of orders and the outbox that need rows, not a working device."""
+    household, _ = households.create(session, name)
+    batch = Batch(name=name, model="button", count=1, firmware_version="0",
+                  created_by="test")
+    session.add(batch)
+    session.flush()
+    device = Device(device_id=device_id, serial=f"{name}-00001", model="button",
+                    batch_id=batch.id, wrapped_key=b"\x01" * 45,
+                    claim_code_sha256=device_id * 4, household_id=household.id)
+    session.add(device)
+    session.flush()
+    return household.id, device.id
 
 
 @pytest.fixture

@@ -2,19 +2,13 @@
 
 import http.client
 import json
-import socket
 import urllib.parse
 
+from tests.net import free_tcp_port
 from tests.mpy import FIRMWARE, popen_script
 
 KEY = bytes(range(32))
 SECRET = "7K3M-9QXZ"  # as printed on the label (Crockford base32, 8 symbols)
-
-
-def free_tcp_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def bundle(tmp_path, secret=SECRET):

@@ -8,11 +8,11 @@ import threading
 import pytest
 from sqlalchemy import func, select, update
 
-from backend import db, households, orders
+from backend import db, orders
 from backend.errors import Conflict
-from backend.models import Batch, Device, Order, OrderTransition
+from backend.models import Order, OrderTransition
 from backend.orders import ALLOWED, OPEN_STATES, IllegalTransition, State
-from tests.conftest import DATABASES
+from tests.conftest import DATABASES, household_with_device
 
 on_every_database = pytest.mark.parametrize("db_url", DATABASES, indirect=True)
 
@@ -31,17 +31,7 @@ def sessions(settings):
 def new_order(sessions):
     """Factory: a fresh order in `state` (history: its creation only); returns its id."""
     with sessions() as session, session.begin():
-        household, _ = households.create(session, "Orders test")
-        batch = Batch(name="orders-test", model="button", count=1, firmware_version="0",
-                      created_by="test")
-        session.add(batch)
-        session.flush()
-        device = Device(device_id="00112233445566aa", serial="orders-test-00001",
-                        model="button", batch_id=batch.id, wrapped_key=b"\x01" * 45,
-                        claim_code_sha256="0" * 64, household_id=household.id)
-        session.add(device)
-        session.flush()
-        ids = household.id, device.id
+        ids = household_with_device(session, "orders-test", "00112233445566aa")
 
     def make(state: State = State.PENDING) -> int:
         with sessions() as session, session.begin():

@@ -13,7 +13,8 @@ from backend import db, households, orders, outbox, signing
 from backend.db import utcnow
 from backend.engine import OrderEngine
 from backend.fulfillment import PlaceRequest
-from backend.models import Batch, Device, Notification, Order, OrderTransition, OutboxItem
+from backend.models import Notification, Order, OrderTransition, OutboxItem
+from tests.conftest import household_with_device
 from tests.merchant_server import FakeMerchant
 
 SECRET = "outbox-merchant"
@@ -29,18 +30,10 @@ def sessions(settings):
 def confirmed_orders(sessions, count: int) -> list[int]:
     """`count` orders past their hold window: each has an order.place outbox item."""
     with sessions() as session, session.begin():
-        household, _ = households.create(session, "Outbox")
-        batch = Batch(name="outbox", model="button", count=1, firmware_version="0",
-                      created_by="test")
-        session.add(batch)
-        session.flush()
-        device = Device(device_id="00aa00aa00aa00aa", serial="outbox-1", model="button",
-                        batch_id=batch.id, wrapped_key=b"\x01" * 45,
-                        claim_code_sha256="1" * 64, household_id=household.id)
-        session.add(device)
-        session.flush()
+        household_id, device_pk = household_with_device(session, "outbox",
+                                                        "00aa00aa00aa00aa")
         made = [orders.create(session, actor="test", hold_window_s=0,
-                              household_id=household.id, device_pk=device.id,
+                              household_id=household_id, device_pk=device_pk,
                               slot_index=i, product_sku="DETERGENT-1L", quantity=1).id
                 for i in range(count)]
     return made

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 from flask import Blueprint, current_app, g, request
@@ -21,26 +22,11 @@ def db() -> Session:
     return g.db
 
 
+@contextlib.contextmanager
 def writing():
     """A writing transaction (BEGIN IMMEDIATE on SQLite) for endpoints that change things."""
-    session = current_app.config["WRITER_SESSIONS"]()
-    return _Writing(session)
-
-
-class _Writing:
-    def __init__(self, session: Session):
-        self.session = session
-
-    def __enter__(self) -> Session:
-        self._tx = self.session.begin()
-        self._tx.__enter__()
-        return self.session
-
-    def __exit__(self, *exc):
-        try:
-            return self._tx.__exit__(*exc)
-        finally:
-            self.session.close()
+    with current_app.config["WRITER_SESSIONS"]() as session, session.begin():
+        yield session
 
 
 def body() -> dict:
