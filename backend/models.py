@@ -77,6 +77,8 @@ class Batch(Base):
 
 class Device(Base):
     __tablename__ = "devices"
+    # The order engine looks for newly silent devices every round (backend/engine.py).
+    __table_args__ = (Index("ix_devices_offline_watch", "offline_notified", "last_seen_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     device_id: Mapped[str] = mapped_column(String(16), unique=True)  # hex of the COSE kid
@@ -267,7 +269,8 @@ class SimOrder(Base):
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), unique=True)
     sku: Mapped[str] = mapped_column(String(100))
     quantity: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(20))  # accepted|backordered|shipped|delivered|failed
+    # Indexed: the simulator picks the orders still moving every round.
+    status: Mapped[str] = mapped_column(String(20), index=True)  # accepted|...|delivered
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
