@@ -46,13 +46,50 @@ class Household(Base):
     devices: Mapped[list[Device]] = relationship(back_populates="household")
 
 
+class User(Base):
+    """A person who logs in to the web app: a household member or an operator.
+
+    `role` is "household" (sees only `household_id`'s devices, orders, notifications)
+    or "operator" (manufacturer staff: batches, fleet, revocation; no household).
+    Passwords are stored only as a standard salted hash (backend/web/accounts.py).
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-case
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20), default="household",
+                                      server_default="household")
+    household_id: Mapped[int | None] = mapped_column(ForeignKey("households.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class AuthThrottle(Base):
+    """Failed attempts per key ("login:<email>", "claim:<household id>", ...) and the
+    lockout they lead to. Kept in the database so every web process shares it."""
+
+    __tablename__ = "auth_throttle"
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_start: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+
+
 class ApiToken(Base):
-    """A bearer token for the JSON API. Only its SHA-256 is stored."""
+    """A bearer token for the JSON API. Only its SHA-256 is stored.
+
+    A household token has `household_id`; an operator token has `user_id` of an
+    operator and no household. Tokens issued at login carry the user.
+    """
 
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)
+    household_id: Mapped[int | None] = mapped_column(ForeignKey("households.id"), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
