@@ -153,6 +153,26 @@ def household_settings(settings: Settings, household_id, **changes):
                    f"{'allowed' if found.allow_multiple_open else 'not allowed'}")
 
 
+@main.group()
+def user():
+    """Web accounts."""
+
+
+@user.command("create-operator")
+@click.argument("email")
+@click.option("--password", envvar="REPLENISH_OPERATOR_PASSWORD", prompt=True,
+              hide_input=True, confirmation_prompt=True,
+              help="Asked for when not given (or set REPLENISH_OPERATOR_PASSWORD).")
+@click.pass_obj
+def user_create_operator(settings: Settings, email, password):
+    """Create an operator account (batches, fleet, revocation) for EMAIL."""
+    from backend import accounts
+
+    with db.transaction(settings.db_url) as session:
+        created = accounts.create_operator(session, email, password)
+    click.echo(f"operator {created.id} created: {created.email}")
+
+
 @main.command()
 @click.option("--presses", type=click.IntRange(1, 50), default=4, show_default=True)
 def demo(presses):
