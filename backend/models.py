@@ -321,3 +321,15 @@ class MerchantCallback(Base):
     merchant: Mapped[str] = mapped_column(String(50))
     event_id: Mapped[str] = mapped_column(String(100))
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class WebSession(Base):
+    """A logged-in browser. The cookie holds a random id; only its SHA-256 is here.
+    A new id at every log-in (no session fixation); log-out deletes the row."""
+
+    __tablename__ = "web_sessions"
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
