@@ -39,6 +39,11 @@ class Settings:
     engine_poll_s: float = 0.5  # hold windows, outbox, offline checks
     low_battery_mv: int = 2300
     offline_after_s: float = 26 * 3600
+    # Web pages (backend/web/pages): the key that signs session cookies (else an
+    # owner-only file in data_dir), and whether to trust X-Forwarded-Proto/-For from
+    # one reverse proxy in front (then cookies are Secure when the proxy speaks https).
+    web_secret_key: str = field(default="", repr=False)
+    behind_proxy: bool = False
 
     @property
     def db_url(self) -> str:
@@ -81,6 +86,8 @@ class Settings:
             low_battery_mv=int(env.get("REPLENISH_LOW_BATTERY_MV", base.low_battery_mv)),
             offline_after_s=float(env.get("REPLENISH_OFFLINE_AFTER_S",
                                           base.offline_after_s)),
+            web_secret_key=env.get("REPLENISH_SECRET_KEY", ""),
+            behind_proxy=env.get("REPLENISH_BEHIND_PROXY", "").lower() in {"1", "true", "yes"},
         )
 
 

@@ -1,4 +1,4 @@
-"""The Flask web app: JSON API v1 now, household pages later."""
+"""The Flask web app: JSON API v1, merchant callbacks, household and operator pages."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from sqlalchemy.orm import sessionmaker
 
 from backend.errors import ReplenishError
 from backend.config import Settings
-from backend.web import api, merchant
+from backend.web import api, merchant, pages, security
 
 
 def create_app(sessions: sessionmaker, writer_sessions: sessionmaker | None = None,
@@ -18,6 +18,8 @@ def create_app(sessions: sessionmaker, writer_sessions: sessionmaker | None = No
     app.config["SETTINGS"] = settings or Settings()
     app.register_blueprint(api.bp)
     app.register_blueprint(merchant.bp)
+    security.init_app(app, app.config["SETTINGS"])  # secret key, cookies, headers
+    app.register_blueprint(pages.bp)  # household and operator pages (CSRF inside)
 
     @app.teardown_appcontext
     def close_session(_exc):

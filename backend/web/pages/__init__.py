@@ -1,0 +1,188 @@
+"""Server-rendered web pages for households and operators (docs/web.md).
+
+One blueprint; each area is a small module (auth, household, devices, orders, sensor,
+operator). Cross-cutting rules live here: the database session per request, who is
+logged in, `login_required` / `operator_required`, CSRF on every form, pagination,
+and HTML error pages. The JSON API (bearer tokens) and the merchant callbacks are
+other blueprints and are not touched by the CSRF check.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import secrets
+from dataclasses import dataclass
+
+from flask import (Blueprint, abort, g, redirect, render_template, request,
+                   session, url_for)
+from sqlalchemy import func, select
+
+from backend.errors import ReplenishError
+from backend.models import Household
+from backend.web.request_db import db, writing  # noqa: F401 (used by the page modules)
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("pages", __name__)
+
+PER_PAGE = 20
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+# -- CSRF -------------------------------------------------------------------------
+# A per-session synchronizer token: every form carries it in a hidden field and every
+# unsafe request to these pages must send it back. The session cookie is SameSite=Lax
+# as a second line.
+
+@bp.app_template_global()
+def csrf_token() -> str:
+    token = session.get("csrf")
+    if not token:
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+@bp.before_request
+def check_csrf():
+    if request.method in _SAFE_METHODS:
+        return None
+    sent = request.form.get("csrf_token", "")
+    expected = session.get("csrf", "")
+    if not sent or not expected or not secrets.compare_digest(sent, expected):
+        log.warning("refused a form without a valid CSRF token: %s %s", request.method,
+                    request.path)
+        return render_template("error.html", status=400, message=(
+            "This form has expired or did not come from this site. Reload the page "
+            "and send it again.")), 400
+    return None
+
+
+@bp.app_context_processor
+def template_helpers():
+    return {"current_user": g.get("user")}
+
+
+# -- who is logged in -------------------------------------------------------------
+
+def login_required(view):
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if g.get("user") is None:
+            session["next"] = request.full_path.rstrip("?") if request.method == "GET" else None
+            return redirect(url_for("pages.login"))
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def household_required(view):
+    """A household member's page; an operator has no household and gets 404."""
+    @login_required
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if g.user.role != "household" or g.user.household_id is None:
+            abort(404)
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def operator_required(view):
+    """An operator's page; households get 404 (they are never told it exists)."""
+    @login_required
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        if g.user.role != "operator":
+            log.warning("user %d (not an operator) asked for %s", g.user.id, request.path)
+            abort(404)
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def my_household() -> Household:
+    """The logged-in member's household (household_required pages only)."""
+    return db().get(Household, g.user.household_id)
+
+
+# -- pagination ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Page:
+    items: list
+    number: int
+    pages: int
+    total: int
+
+    @property
+    def has_prev(self) -> bool:
+        return self.number > 1
+
+    @property
+    def has_next(self) -> bool:
+        return self.number < self.pages
+
+
+def page_number() -> int:
+    raw = request.args.get("page", "1")
+    if not raw.isdigit() or int(raw) < 1:
+        raise ReplenishError("page must be a whole number from 1")
+    return int(raw)
+
+
+def paginate(query, per_page: int = PER_PAGE, scalars: bool = True) -> Page:
+    """One page of `query` (a select ordered by the caller) and the page count."""
+    number = page_number()
+    total = db().scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    pages = max(1, math.ceil(total / per_page))
+    number = min(number, pages)
+    bounded = query.limit(per_page).offset((number - 1) * per_page)
+    rows = db().scalars(bounded) if scalars else db().execute(bounded)
+    return Page(list(rows.all()), number, pages, total)
+
+
+def page_url(number: int) -> str:
+    args = {**request.args.to_dict(), "page": number}
+    return url_for(request.endpoint, **(request.view_args or {}), **args)
+
+
+@bp.app_template_global()
+def page_link(number: int) -> str:
+    return page_url(number)
+
+
+# -- errors as pages ------------------------------------------------------------------
+
+@bp.errorhandler(ReplenishError)
+def replenish_error(err: ReplenishError):
+    response = render_template("error.html", status=err.http_status, message=str(err))
+    return response, err.http_status, _retry_after(err)
+
+
+def _retry_after(err: ReplenishError) -> dict:
+    seconds = getattr(err, "retry_after_s", 0)
+    return {"Retry-After": str(seconds)} if seconds else {}
+
+
+@bp.errorhandler(404)
+def not_found(_err):
+    return render_template("error.html", status=404, message="There is no such page."), 404
+
+
+@bp.after_request
+def no_store(response):
+    # Pages show a household's own data: never kept by shared caches or the back button.
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def form_error(template: str, err: ReplenishError, **context):
+    """Re-render a form with what was wrong, in words; nothing was changed."""
+    log.info("form on %s refused: %s", request.path, type(err).__name__)
+    return (render_template(template, error=str(err), **context), err.http_status,
+            _retry_after(err))
+
+
+from backend.web.pages import auth, devices, household, operator, orders, sensor  # noqa: E402,F401

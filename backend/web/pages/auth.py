@@ -1,0 +1,128 @@
+"""Register, log in, log out; the server side of a browser session (web_sessions).
+
+The cookie (signed by the app's secret key, HttpOnly, SameSite=Lax, Secure over https)
+holds a random session id and the CSRF token. The database keeps only the id's
+SHA-256. Logging in clears the cookie and makes a new id (no session fixation);
+logging out deletes the row, so a copied cookie stops working.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from datetime import timedelta
+
+from flask import current_app, g, redirect, render_template, request, session, url_for
+from sqlalchemy import delete
+
+from backend import accounts
+from backend.db import utcnow
+from backend.errors import ReplenishError
+from backend.models import User, WebSession
+from backend.web.pages import bp, db, form_error, login_required, writing
+
+log = logging.getLogger(__name__)
+
+SESSION_LIFETIME = timedelta(days=14)
+
+
+def _sid_hash(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
+@bp.before_request
+def load_user():
+    g.user = None
+    sid = session.get("sid")
+    if not sid:
+        return
+    row = db().get(WebSession, _sid_hash(sid))
+    if row is None or row.expires_at <= utcnow():
+        session.pop("sid", None)
+        return
+    g.user = db().get(User, row.user_id)
+
+
+def _start_session(user: User) -> None:
+    """A fresh cookie with a new id and CSRF token for `user` (no fixation)."""
+    nxt = session.get("next")
+    session.clear()
+    sid = secrets.token_urlsafe(32)
+    with writing() as s:
+        s.add(WebSession(id_sha256=_sid_hash(sid), user_id=user.id,
+                         expires_at=utcnow() + SESSION_LIFETIME))
+        # Expired rows of this user go now; nobody else's are touched.
+        s.execute(delete(WebSession).where(WebSession.user_id == user.id,
+                                           WebSession.expires_at <= utcnow()))
+    session["sid"] = sid
+    session["next"] = nxt
+
+
+def _after_login(user: User):
+    nxt = session.pop("next", None)
+    if user.role == "operator":
+        default = url_for("pages.fleet")
+    else:
+        default = url_for("pages.devices")
+    if nxt and nxt.startswith("/") and not nxt.startswith("//") and "\\" not in nxt:
+        return redirect(nxt)
+    return redirect(default)
+
+
+def _source() -> str:
+    return request.remote_addr or "unknown"
+
+
+@bp.route("/register", methods=["GET", "POST"])
+def register():
+    if request.method == "GET":
+        return render_template("register.html")
+    form = request.form
+    try:
+        if form.get("password", "") != form.get("password_again", ""):
+            raise ReplenishError("the two passwords differ: type the same one twice")
+        with writing() as s:
+            user = accounts.register(s, form.get("email", ""), form.get("password", ""),
+                                     form.get("household_name", ""))
+    except ReplenishError as err:
+        return form_error("register.html", err, email=form.get("email", ""),
+                          household_name=form.get("household_name", ""))
+    _start_session(user)
+    return _after_login(user)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if request.method == "GET":
+        if g.user is not None:
+            return _after_login(g.user)
+        return render_template("login.html")
+    email = request.form.get("email", "")
+    try:
+        with accounts.attempt(current_app.config["WRITER_SESSIONS"]) as s:
+            user = accounts.authenticate(s, email, request.form.get("password", ""),
+                                         _source())
+    except ReplenishError as err:
+        return form_error("login.html", err, email=email)
+    _start_session(user)
+    return _after_login(user)
+
+
+@bp.post("/logout")
+@login_required
+def logout():
+    sid = session.get("sid")
+    if sid:
+        with writing() as s:
+            s.execute(delete(WebSession).where(WebSession.id_sha256 == _sid_hash(sid)))
+    log.info("user %d logged out", g.user.id)
+    session.clear()
+    return redirect(url_for("pages.login"))
+
+
+@bp.get("/")
+def home():
+    if g.user is None:
+        return redirect(url_for("pages.login"))
+    return _after_login(g.user)

@@ -1,0 +1,145 @@
+"""A household's devices: list with state and warnings, claim (typed or QR), rename,
+and what each slot reorders."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from flask import current_app, g, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from backend import accounts, devices as device_service
+from backend.db import utcnow
+from backend.errors import ReplenishError
+from backend.models import Device, Product
+from backend.web.pages import (bp, db, form_error, household_required, my_household, paginate,
+                                writing)
+
+log = logging.getLogger(__name__)
+
+NAME_MAX = 200
+QUANTITY_MAX = 1000
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    offline: bool
+    low_battery: bool
+
+
+def state_of(device: Device) -> DeviceState:
+    """Warnings as the order engine sees them (REPLENISH_OFFLINE_AFTER_S, _LOW_BATTERY_MV)."""
+    settings = current_app.config["SETTINGS"]
+    limit = utcnow() - timedelta(seconds=settings.offline_after_s)
+    offline = device.last_seen_at is None or device.last_seen_at < limit
+    low = device.battery_mv is not None and device.battery_mv < settings.low_battery_mv
+    return DeviceState(offline=offline and device.status == "active", low_battery=low)
+
+
+def owned(device_id: str, session=None) -> Device:
+    """The logged-in household's device, or NotFound (also for a stranger's)."""
+    return device_service.owned(session or db(), my_household(), device_id)
+
+
+def catalogue() -> list[Product]:
+    return list(db().scalars(select(Product).order_by(Product.name)))
+
+
+@bp.get("/devices")
+@household_required
+def devices():
+    page = paginate(select(Device).where(Device.household_id == g.user.household_id)
+                    .order_by(Device.id))
+    return render_template("devices.html", page=page, state_of=state_of)
+
+
+@bp.route("/devices/claim", methods=["GET", "POST"])
+@household_required
+def claim():
+    if request.method == "GET":
+        return render_template("claim.html", code="")
+    code = request.form.get("code", "")
+    try:
+        with accounts.attempt(current_app.config["WRITER_SESSIONS"]) as s:
+            device = accounts.claim_device(s, my_household(), code)
+            device_id = device.device_id
+    except ReplenishError as err:
+        return form_error("claim.html", err, code=code)
+    return redirect(url_for("pages.device", device_id=device_id, claimed=1))
+
+
+@bp.get("/claim/<code>")
+@household_required
+def claim_from_qr(code: str):
+    """The URL in the label's QR code: after log-in, confirm with one press (a GET
+    never changes anything)."""
+    return render_template("claim.html", code=code[:40], from_qr=True)
+
+
+@bp.get("/devices/<device_id>")
+@household_required
+def device(device_id: str):
+    found = owned(device_id)
+    return render_template("device.html", device=found, state=state_of(found),
+                           products=catalogue(), claimed=request.args.get("claimed"))
+
+
+@bp.post("/devices/<device_id>/name")
+@household_required
+def rename(device_id: str):
+    name = request.form.get("name", "").strip()
+    try:
+        if len(name) > NAME_MAX:
+            raise ReplenishError(f"the name must be at most {NAME_MAX} characters")
+        with writing() as s:
+            owned(device_id, s).name = name or None
+    except ReplenishError as err:
+        found = owned(device_id)
+        return form_error("device.html", err, device=found, state=state_of(found),
+                          products=catalogue())
+    return redirect(url_for("pages.device", device_id=device_id))
+
+
+def _whole(text: str, what: str, low: int, high: int) -> int:
+    text = (text or "").strip()
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise ReplenishError(f"{what} must be a whole number from {low} to {high}")
+    return int(text)
+
+
+def _number(text: str, what: str, low: float, high: float) -> float:
+    try:
+        value = float((text or "").strip())
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:  # also refuses NaN
+        raise ReplenishError(f"{what} must be a number from {low:g} to {high:g}")
+    return value
+
+
+@bp.post("/devices/<device_id>/slots")
+@household_required
+def configure(device_id: str):
+    form = request.form
+    try:
+        index = _whole(form.get("slot", "0"), "the slot", 0, 15)
+        quantity = _whole(form.get("quantity", ""), "the quantity", 1, QUANTITY_MAX)
+        kind = form.get("kind", "button")
+        if kind not in device_service.SLOT_KINDS:
+            raise ReplenishError("choose 'button' or 'sensor'")
+        safety = _number(form.get("safety_days", "2") or "2", "the safety stock (days)", 0, 60)
+        sku = form.get("product_sku", "")
+        if db().get(Product, sku) is None:
+            raise ReplenishError("choose a product from the list")
+        with writing() as s:
+            device_service.configure_slot(s, owned(device_id, s), index, sku, quantity,
+                                          kind=kind, safety_days=safety)
+    except ReplenishError as err:
+        found = owned(device_id)
+        return form_error("device.html", err, device=found, state=state_of(found),
+                          products=catalogue())
+    log.info("household %d configured device %s slot %d", g.user.household_id,
+             device_id, index)
+    return redirect(url_for("pages.device", device_id=device_id))

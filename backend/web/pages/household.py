@@ -1,0 +1,75 @@
+"""The household's order policies (docs/orders.md): hold window, one or several open
+orders, daily order limit, monthly spending limit."""
+
+from __future__ import annotations
+
+import logging
+from decimal import Decimal, InvalidOperation
+
+from flask import g, redirect, render_template, request, url_for
+
+from backend.errors import ReplenishError
+from backend.models import Household
+from backend.web.pages import bp, form_error, household_required, my_household, writing
+
+log = logging.getLogger(__name__)
+
+HOLD_MAX_MIN = 24 * 60
+ORDERS_PER_DAY_MAX = 1000
+MONTHLY_MAX = Decimal("1000000")
+
+
+def _optional_whole(text: str, what: str, high: int) -> int | None:
+    text = (text or "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) > high:
+        raise ReplenishError(f"{what} must be empty (no limit) or a whole number "
+                             f"from 0 to {high}")
+    return int(text)
+
+
+def _money_cents(text: str) -> int | None:
+    text = (text or "").strip().replace(",", ".")
+    if not text:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        value = Decimal(-1)
+    if not value.is_finite() or not 0 <= value <= MONTHLY_MAX or value != round(value, 2):
+        raise ReplenishError("the monthly limit must be empty (no limit) or an amount "
+                             "like 40 or 39.90")
+    return int(value * 100)
+
+
+def parse_settings(form) -> dict:
+    hold = (form.get("hold_window_min") or "").strip()
+    if not hold.isdigit() or int(hold) > HOLD_MAX_MIN:
+        raise ReplenishError(f"the hold window must be a whole number of minutes from 0 "
+                             f"to {HOLD_MAX_MIN}")
+    return {
+        "hold_window_s": int(hold) * 60,
+        "allow_multiple_open": form.get("allow_multiple_open") == "on",
+        "max_orders_per_day": _optional_whole(form.get("max_orders_per_day"),
+                                              "the daily order limit", ORDERS_PER_DAY_MAX),
+        "monthly_limit_cents": _money_cents(form.get("monthly_limit")),
+    }
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+@household_required
+def settings():
+    if request.method == "GET":
+        return render_template("settings.html", household=my_household(),
+                               saved=request.args.get("saved"))
+    try:
+        changes = parse_settings(request.form)
+    except ReplenishError as err:
+        return form_error("settings.html", err, household=my_household())
+    with writing() as s:
+        household = s.get(Household, g.user.household_id)
+        for name, value in changes.items():
+            setattr(household, name, value)
+    log.info("household %d changed its order policies", g.user.household_id)
+    return redirect(url_for("pages.settings", saved=1))

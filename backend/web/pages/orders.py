@@ -1,0 +1,78 @@
+"""A household's orders (with the status timeline and cancel) and notifications."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import g, redirect, render_template, url_for
+from sqlalchemy import select
+
+from backend import orders as order_service
+from backend.errors import NotFound, ReplenishError
+from backend.models import Device, Notification, Order
+from backend.web.pages import bp, db, form_error, household_required, paginate, writing
+
+log = logging.getLogger(__name__)
+
+
+def _owned_order(session, order_id: int) -> Order:
+    order = session.scalars(select(Order).where(
+        Order.id == order_id, Order.household_id == g.user.household_id)).one_or_none()
+    if order is None:
+        raise NotFound(f"no order {order_id} in this household")
+    return order
+
+
+def _devices_by_pk(pks) -> dict[int, Device]:
+    rows = db().scalars(select(Device).where(Device.id.in_(set(pks)),
+                                             Device.household_id == g.user.household_id))
+    return {d.id: d for d in rows}
+
+
+def cancellable(order: Order) -> bool:
+    return order.state in order_service.CANCELLABLE_BY_HOUSEHOLD
+
+
+@bp.get("/orders")
+@household_required
+def orders():
+    page = paginate(select(Order).where(Order.household_id == g.user.household_id)
+                    .order_by(Order.id.desc()))
+    return render_template("orders.html", page=page, cancellable=cancellable,
+                           devices=_devices_by_pk(o.device_pk for o in page.items))
+
+
+def _order_context(order_id: int) -> dict:
+    order = _owned_order(db(), order_id)
+    return {"order": order, "cancellable": cancellable(order),
+            "device": _devices_by_pk([order.device_pk]).get(order.device_pk)}
+
+
+@bp.get("/orders/<int:order_id>")
+@household_required
+def order(order_id: int):
+    return render_template("order.html", **_order_context(order_id))
+
+
+@bp.post("/orders/<int:order_id>/cancel")
+@household_required
+def cancel(order_id: int):
+    try:
+        with writing() as s:
+            order_service.cancel_by_household(s, _owned_order(s, order_id),
+                                              g.user.household_id)
+    except NotFound:
+        raise
+    except ReplenishError as err:  # no longer pending: say so on the order's page
+        return form_error("order.html", err, **_order_context(order_id))
+    log.info("household %d cancelled order %d", g.user.household_id, order_id)
+    return redirect(url_for("pages.order", order_id=order_id))
+
+
+@bp.get("/notifications")
+@household_required
+def notifications():
+    page = paginate(select(Notification)
+                    .where(Notification.household_id == g.user.household_id)
+                    .order_by(Notification.id.desc()))
+    return render_template("notifications.html", page=page)
