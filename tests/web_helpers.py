@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 import secrets
 
-from backend import accounts
+from sqlalchemy import func, select
+
+from backend import accounts, orders
 from backend.db import make_engine, make_sessionmaker
+from backend.models import Device, User
 from backend.web import create_app
 
 PASSWORD = "correct horse battery"
@@ -32,18 +35,18 @@ class App:
         self.engine.dispose()
 
 
+def web_app(settings):
+    """The body of a test module's `app` fixture: the web app on the test's database."""
+    made = App(settings)
+    yield made
+    made.close()
+
+
 def csrf(client, path: str = "/login") -> str:
     page = client.get(path)
     match = _CSRF.search(page.get_data(as_text=True))
     assert match, f"no CSRF token on {path}"
     return match.group(1)
-
-
-def post(client, path: str, data: dict | None = None, token_from: str | None = None):
-    """A form POST with the CSRF token taken from `token_from` (default: the path)."""
-    token = csrf(client, token_from or "/devices" if path.startswith("/devices")
-                 else token_from or path)
-    return client.post(path, data={**(data or {}), "csrf_token": token})
 
 
 def register(client, email: str | None = None, name: str = "Test flat"):
@@ -66,3 +69,63 @@ def make_operator(app: App, email: str = "ops@example.org") -> str:
     with app.writer() as session, session.begin():
         accounts.create_operator(session, email, PASSWORD)
     return email
+
+
+def add_device(session, *, model: str = "button", fw: str | None = "1.0.0",
+               battery_mv: int | None = 3000, household_id: int | None = None,
+               last_seen_at=None) -> tuple[str, str]:
+    """A device row with a real claim code (no key needed by the pages): (id, code)."""
+    from backend.models import Batch
+    from provisioning import claim_codes
+
+    batch = session.scalars(select_batch()).first()
+    if batch is None:
+        batch = Batch(name="web-test", model=model, count=0, firmware_version="1.0.0",
+                      created_by="test")
+        session.add(batch)
+        session.flush()
+    code = claim_codes.generate()
+    device_id = secrets.token_hex(8)
+    session.add(Device(device_id=device_id, serial=f"SN-{device_id}", model=model,
+                       batch_id=batch.id, wrapped_key=b"\x01" * 45,
+                       claim_code_sha256=claim_codes.code_hash(code), fw_version=fw,
+                       battery_mv=battery_mv, household_id=household_id,
+                       last_seen_at=last_seen_at))
+    session.flush()
+    return device_id, code
+
+
+def select_batch():
+    from backend.models import Batch
+
+    return select(Batch).where(Batch.name == "web-test")
+
+
+def household_of(app: App, email: str) -> int:
+    with app.sessions() as session:
+        return session.scalars(select(User.household_id).where(User.email == email)).one()
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def count(app: App, model) -> int:
+    with app.sessions() as session:
+        return session.scalar(select(func.count()).select_from(model))
+
+
+def new_order(app: App, household_id: int, device_id: str, hold_window_s: int = 900) -> int:
+    with app.writer() as session, session.begin():
+        device = session.scalars(select(Device).where(Device.device_id == device_id)).one()
+        order = orders.create(session, actor=f"device:{device_id}",
+                              hold_window_s=hold_window_s, household_id=household_id,
+                              device_pk=device.id, slot_index=0, product_sku="DETERGENT-1L",
+                              quantity=1)
+        return order.id
+
+
+def claimed_device(app: App, household_id: int, **kw) -> str:
+    with app.writer() as session, session.begin():
+        device_id, _ = add_device(session, household_id=household_id, **kw)
+    return device_id

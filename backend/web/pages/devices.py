@@ -128,7 +128,7 @@ def configure(device_id: str):
         quantity = _whole(form.get("quantity", ""), "the quantity", 1, QUANTITY_MAX)
         kind = form.get("kind", "button")
         if kind not in device_service.SLOT_KINDS:
-            raise ReplenishError("choose 'button' or 'sensor'")
+            raise ReplenishError("choose button or sensor")
         safety = _number(form.get("safety_days", "2") or "2", "the safety stock (days)", 0, 60)
         sku = form.get("product_sku", "")
         if db().get(Product, sku) is None:
