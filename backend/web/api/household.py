@@ -1,0 +1,199 @@
+"""Accounts and tokens, the household's settings, the catalogue, notifications."""
+
+from __future__ import annotations
+
+from flask import current_app, g, request
+from sqlalchemy import select, update
+
+from backend import accounts
+from backend.db import utcnow
+from backend.errors import NotFound
+from backend.models import ApiToken, Device, Household, Notification, Product, User
+from backend.web.api.common import (
+    ID,
+    bp,
+    db,
+    household_required,
+    iso,
+    page,
+    token_required,
+    writing,
+)
+from backend.web.api.validation import INT32_MAX, BadRequest, Body, Field, query_bool
+
+EMAIL = Field(str, "Email address (case does not matter).", required=True, min_length=1,
+              max_length=accounts.EMAIL_MAX, format="email")
+
+REGISTER = Body({
+    "email": EMAIL,
+    "password": Field(str, f"At least {accounts.PASSWORD_MIN} characters.", required=True,
+                      min_length=accounts.PASSWORD_MIN, max_length=accounts.PASSWORD_MAX,
+                      write_only=True),
+    "household_name": Field(str, "What the household is called, e.g. 'Our flat'.",
+                            required=True, min_length=1, max_length=accounts.NAME_MAX),
+})
+LOGIN = Body({
+    "email": EMAIL,
+    "password": Field(str, "The account's password.", required=True, min_length=1,
+                      max_length=accounts.PASSWORD_MAX, write_only=True),
+})
+SETTINGS = Body({
+    "hold_window_s": Field(int, "Seconds a new order waits, cancellable, before it is "
+                           "placed; 0 places it at once.", minimum=0, maximum=7 * 86400),
+    "allow_multiple_open": Field(bool, "Allow a new order while the slot has an open one."),
+    "max_orders_per_day": Field(int, "Most orders in 24 hours; null for no limit.",
+                                nullable=True, minimum=0, maximum=1000),
+    "monthly_limit_cents": Field(int, "Spending limit per calendar month (UTC), in cents; "
+                                 "null for no limit.", nullable=True, minimum=0,
+                                 maximum=INT32_MAX),
+    "webhook_url": Field(str, "http(s) URL that notifications are also POSTed to, signed; "
+                         "null to stop.", nullable=True, max_length=500),
+    "webhook_secret": Field(str, "Secret the webhook requests are signed with; never "
+                            "returned.", nullable=True, max_length=100, write_only=True),
+}, noun="setting")
+
+
+def user_json(user: User | None) -> dict | None:
+    if user is None:
+        return None
+    return {"id": user.id, "email": user.email, "role": user.role,
+            "household_id": user.household_id}
+
+
+def household_json(household: Household) -> dict:
+    return {"id": household.id, "name": household.name,
+            "hold_window_s": household.hold_window_s,
+            "allow_multiple_open": household.allow_multiple_open,
+            "max_orders_per_day": household.max_orders_per_day,
+            "monthly_limit_cents": household.monthly_limit_cents,
+            "webhook_url": household.webhook_url,
+            "webhook_secret_set": bool(household.webhook_secret)}
+
+
+# -- accounts and tokens ----------------------------------------------------------------
+
+@bp.post("/accounts")
+def register():
+    data = REGISTER.parse()
+    with writing() as session:
+        user = accounts.register(session, data["email"], data["password"],
+                                 data["household_name"])
+        token = accounts.issue_user_token(session, user)
+        answer = {"token": token, "user": user_json(user),
+                  "household": household_json(session.get(Household, user.household_id))}
+    return answer, 201
+
+
+@bp.post("/tokens")
+def log_in():
+    data = LOGIN.parse()
+    with accounts.attempt(current_app.config["WRITER_SESSIONS"]) as session:
+        user = accounts.authenticate(session, data["email"], data["password"],
+                                     request.remote_addr or "unknown")
+        answer = {"token": accounts.issue_user_token(session, user), "user": user_json(user)}
+    return answer, 201
+
+
+@bp.get("/tokens/current")
+@token_required
+def whoami():
+    return {"role": g.role, "user": user_json(g.user),
+            "household_id": g.household.id if g.household else None,
+            "created_at": iso(g.token.created_at)}
+
+
+@bp.delete("/tokens/current")
+@token_required
+def log_out():
+    with writing() as session:
+        token = session.get(ApiToken, g.token.id)
+        if token is not None:
+            session.delete(token)
+    return "", 204
+
+
+# -- the household ----------------------------------------------------------------------
+
+@bp.get("/household")
+@household_required
+def get_household():
+    return household_json(g.household)
+
+
+@bp.patch("/household")
+@household_required
+def update_household():
+    changes = SETTINGS.parse()
+    url = changes.get("webhook_url")
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise BadRequest("webhook_url must be an http:// or https:// URL")
+    with writing() as session:
+        household = session.get(Household, g.household.id)
+        for name, value in changes.items():
+            setattr(household, name, value)
+        return household_json(household)
+
+
+@bp.get("/products")
+@token_required
+def list_products():
+    return page(db(), select(Product), Product.sku, "products", product_json,
+                descending=False, cursor_is_int=False, cursor_of=lambda row: row[0].sku)
+
+
+def product_json(product: Product) -> dict:
+    return {"sku": product.sku, "name": product.name, "unit": product.unit,
+            "package_amount": product.package_amount, "price_cents": product.price_cents}
+
+
+# -- notifications ------------------------------------------------------------------------
+
+def notification_json(note: Notification, device_id: str | None) -> dict:
+    return {"id": note.id, "kind": note.kind, "message": note.message,
+            "order_id": note.order_id, "device_id": device_id,
+            "created_at": iso(note.created_at), "read": note.read_at is not None,
+            "read_at": iso(note.read_at)}
+
+
+def _notifications():
+    return (select(Notification, Device.device_id)
+            .outerjoin(Device, Device.id == Notification.device_pk)
+            .where(Notification.household_id == g.household.id))
+
+
+@bp.get("/notifications")
+@household_required
+def list_notifications():
+    query = _notifications()
+    unread = query_bool("unread")
+    if unread is not None:
+        query = query.where(Notification.read_at.is_(None) if unread
+                            else Notification.read_at.is_not(None))
+    return page(db(), query, Notification.id, "notifications", notification_json)
+
+
+@bp.post(f"/notifications/<{ID}:notification_id>/read")
+@household_required
+def mark_read(notification_id: int):
+    with writing() as session:
+        row = session.execute(_notifications().where(
+            Notification.id == notification_id)).one_or_none()
+        if row is None:
+            raise NotFound(f"no notification {notification_id} in this household")
+        note, device_id = row
+        if note.read_at is None:
+            note.read_at = utcnow()
+        return notification_json(note, device_id)
+
+
+@bp.post("/notifications/read-all")
+@household_required
+def mark_all_read():
+    with writing() as session:
+        marked = session.execute(
+            update(Notification)
+            .where(Notification.household_id == g.household.id,
+                   Notification.read_at.is_(None))
+            .values(read_at=utcnow()).execution_options(synchronize_session=False)
+        ).rowcount
+    return {"marked": marked}

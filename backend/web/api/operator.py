@@ -1,0 +1,112 @@
+"""Operators (manufacturer staff): provisioning batches, the fleet, revocation.
+
+Only tokens of users with role "operator" get in; a household's token gets 403
+Forbidden. The paths are public in the OpenAPI document anyway, so a 404 would hide
+nothing, and a 403 tells an integrator plainly that the token is the problem.
+Operators see a device's health and provisioning, never whose it is or what it orders.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import case, func, select
+
+from backend import devices
+from backend.errors import NotFound
+from backend.models import Batch, Device
+from backend.web.api.common import ID, bp, db, iso, operator_required, page, writing
+from backend.web.api.devices import DEVICE_ID_PATTERN, device_state
+from backend.web.api.validation import INT32_MAX, query_int, query_text, query_time
+
+DEVICE_STATUSES = ("active", "revoked")
+
+
+def batch_json(batch: Batch, made: int | None, claimed: int | None,
+               revoked: int | None) -> dict:
+    return {"id": batch.id, "name": batch.name, "model": batch.model, "count": batch.count,
+            "firmware_version": batch.firmware_version, "board": batch.board,
+            "firmware_sha256": batch.firmware_sha256, "created_by": batch.created_by,
+            "created_at": iso(batch.created_at), "devices": made or 0,
+            "claimed": claimed or 0, "revoked": revoked or 0}
+
+
+def fleet_json(device: Device) -> dict:
+    return {"device_id": device.device_id, "serial": device.serial, "model": device.model,
+            "batch_id": device.batch_id, "status": device.status,
+            "claimed": device.household_id is not None, **device_state(device),
+            "created_at": iso(device.created_at), "flashed_at": iso(device.flashed_at),
+            "flashed_firmware": device.flashed_firmware,
+            "key_rotated_at": iso(device.key_rotated_at),
+            "revoked_at": iso(device.revoked_at)}
+
+
+def _batches():
+    counts = (select(Device.batch_id, func.count().label("made"),
+                     func.count(Device.household_id).label("claimed"),
+                     func.sum(case((Device.status == "revoked", 1), else_=0)).label("revoked"))
+              .group_by(Device.batch_id).subquery())
+    return (select(Batch, counts.c.made, counts.c.claimed, counts.c.revoked)
+            .outerjoin(counts, counts.c.batch_id == Batch.id))
+
+
+@bp.get("/operator/batches")
+@operator_required
+def list_batches():
+    return page(db(), _batches(), Batch.id, "batches", batch_json)
+
+
+@bp.get(f"/operator/batches/<{ID}:batch_id>")
+@operator_required
+def get_batch(batch_id: int):
+    row = db().execute(_batches().where(Batch.id == batch_id)).one_or_none()
+    if row is None:
+        raise NotFound(f"no batch {batch_id}")
+    return batch_json(*row)
+
+
+@bp.get("/operator/devices")
+@operator_required
+def fleet():
+    """The fleet, filtered; all filters combine (AND)."""
+    query = select(Device)
+    if (model := query_text("model", 50)) is not None:
+        query = query.where(Device.model == model)
+    if (fw := query_text("fw_version", 50)) is not None:
+        query = query.where(Device.fw_version == fw)
+    if (status := query_text("status", 20, DEVICE_STATUSES)) is not None:
+        query = query.where(Device.status == status)
+    if (batch_id := query_int("batch_id", None, 1, INT32_MAX)) is not None:
+        query = query.where(Device.batch_id == batch_id)
+    if (before := query_time("last_seen_before")) is not None:
+        query = query.where(Device.last_seen_at < before)
+    if (after := query_time("last_seen_after")) is not None:
+        query = query.where(Device.last_seen_at >= after)
+    if (below := query_int("battery_below", None, 0, 100_000)) is not None:
+        query = query.where(Device.battery_mv < below)
+    return page(db(), query, Device.id, "devices", fleet_json, descending=False)
+
+
+def _device(session, device_id: str) -> Device:
+    device = None
+    if DEVICE_ID_PATTERN.fullmatch(device_id):
+        device = session.scalars(select(Device).where(Device.device_id == device_id)
+                                 ).one_or_none()
+    if device is None:
+        raise NotFound(f"no device {device_id[:16]!r}")
+    return device
+
+
+@bp.get("/operator/devices/<device_id>")
+@operator_required
+def fleet_device(device_id: str):
+    return fleet_json(_device(db(), device_id))
+
+
+@bp.post("/operator/devices/<device_id>/revoke")
+@operator_required
+def revoke(device_id: str):
+    """Refuse the device's events from now on (as `replenish provision revoke`).
+    Revoking a revoked device changes nothing and answers the same."""
+    with writing() as session:
+        device = _device(session, device_id)
+        devices.revoke(session, device)
+        return fleet_json(device)

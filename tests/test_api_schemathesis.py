@@ -1,0 +1,106 @@
+"""schemathesis against the served OpenAPI document: no server error, and every answer
+fits the document (status, content type, headers, body schema).
+
+In-process on the real Flask app (WSGI) over a populated SQLite and PostgreSQL database,
+with real tokens: the owner household's, an operator's for /operator/..., and now and
+then the other role's (to reach the 403s). Half the cases get real ids (the owner's
+device, order, notification, the batch) in place of generated ones, so the 200 answers
+are checked too and not just the 404s. Cases are generated from the schema (positive)
+and against it (negative: wrong types, values out of bounds, missing fields).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections import Counter
+
+import hypothesis
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+from schemathesis import checks
+from schemathesis.generation import GenerationMode
+
+from backend import accounts
+from backend.models import User
+from backend.web import create_app
+from tests import api_world
+from tests.conftest import DATABASES
+
+EXAMPLES_PER_MODE = 12  # per operation, per generation mode, per database
+
+CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
+          checks.content_type_conformance, checks.response_headers_conformance,
+          checks.response_schema_conformance, checks.negative_data_rejection]
+
+
+@pytest.fixture(params=DATABASES)
+def world(request, tmp_path) -> api_world.ApiWorld:
+    url = (request.getfixturevalue("postgres_server").new_database()
+           if request.param == "postgresql" else f"sqlite:///{tmp_path / 'api.db'}")
+    return api_world.build(tmp_path, url)
+
+
+def fresh_token(world: api_world.ApiWorld) -> str:
+    """A throwaway token of the owner's user, for DELETE /tokens/current."""
+    with world.sessions() as session, session.begin():
+        user = session.scalars(select(User).where(User.email == world.owner.email)).one()
+        return accounts.issue_user_token(session, user)
+
+
+def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(world, capsys):
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", world.app)
+    real_ids = {"device_id": world.owner.device_ids[0], "order_id": world.owner.order_ids[0],
+                "notification_id": world.owner.notification_ids[0],
+                "batch_id": world.batch_id, "index": 1}
+    turn = itertools.count()
+    ran: Counter = Counter()
+    statuses: Counter = Counter()
+
+    def call(case) -> None:
+        n = next(turn)
+        negative = case.meta.generation.mode is GenerationMode.NEGATIVE
+        if case.path_parameters and n % 2 == 0 and not negative:
+            case.path_parameters.update(
+                {k: v for k, v in real_ids.items() if k in case.path_parameters})
+        operator_path = case.operation.path.startswith("/operator/")
+        token = world.operator_token if operator_path else world.owner.token
+        if n % 7 == 3:  # the other role's token: 403 (or 200 where both may)
+            token = world.owner.token if operator_path else world.operator_token
+        if case.method == "DELETE" and case.operation.path == "/tokens/current":
+            token = fresh_token(world)
+        headers = {"Authorization": f"Bearer {token}"}
+        if negative and "Authorization" not in (case.headers or {}):
+            headers = {}  # a negative case without the header: it must get 401
+        response = case.call_and_validate(headers=headers, checks=CHECKS)
+        ran[case.operation.label] += 1
+        statuses[response.status_code] += 1
+
+    operations = [result.ok() for result in schema.get_all_operations()]
+    for operation in operations:
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            test = hypothesis.settings(
+                max_examples=EXAMPLES_PER_MODE, database=None, deadline=None,
+                phases=[Phase.explicit, Phase.generate, Phase.shrink],
+                suppress_health_check=list(HealthCheck),
+            )(hypothesis.given(case=operation.as_strategy(generation_mode=mode))(call))
+            test()
+    assert set(ran) == {op.label for op in operations}, "every operation was called"
+    with capsys.disabled():
+        print(f"\nschemathesis: {sum(ran.values())} cases over {len(ran)} operations, "
+              f"answers by status: {dict(sorted(statuses.items()))}")
+    assert statuses[200] and statuses[201], "real ids and bodies reached the happy paths"
+
+
+def test_the_document_covers_every_api_route():
+    app = create_app(sessionmaker())
+    routes = {(method, re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule))
+              for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/v1/")
+              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    document = app.test_client().get("/api/v1/openapi.json").get_json()
+    documented = {(method.upper(), "/api/v1" + path)
+                  for path, item in document["paths"].items() for method in item}
+    assert routes == documented
