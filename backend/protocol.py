@@ -46,6 +46,19 @@ class EventKey(enum.IntEnum):
     BATTERY_MV = 6
     FW = 7
     DROPPED = 8
+    RSSI = 9  # Wi-Fi signal in dBm (a negative integer)
+    QUEUED = 10
+    WAKES = 11
+    OTA = 12  # OtaReport: how the last firmware update ended
+    RELEASE = 13  # the release an OTA report is about
+
+
+class OtaReport(enum.IntEnum):
+    """Event key 12 (docs/fleet.md): the device's word on an update."""
+
+    INSTALLED = 1  # running the new firmware and it checked in
+    ROLLED_BACK = 2  # the new firmware did not check in within its boots
+    REFUSED = 3  # a digest or the manifest's signature did not verify
 
 
 class AnswerKey(enum.IntEnum):
@@ -55,6 +68,7 @@ class AnswerKey(enum.IntEnum):
     STATE = 4
     LAST_SEQ = 5
     BLOCKED = 6
+    UPDATE = 7  # a release is due for this device (docs/fleet.md)
 
 
 class Result(enum.IntEnum):
@@ -104,6 +118,11 @@ class Event:
     battery_mv: int | None = None
     fw: str | None = None
     dropped: int | None = None  # events the device's offline queue had to drop, in all
+    rssi: int | None = None  # dBm
+    queued: int | None = None
+    wakes: int | None = None
+    ota: int | None = None  # OtaReport
+    release: int | None = None
 
     def to_map(self) -> dict[int, object]:
         fields = {
@@ -115,6 +134,11 @@ class Event:
             EventKey.BATTERY_MV: self.battery_mv,
             EventKey.FW: self.fw,
             EventKey.DROPPED: self.dropped,
+            EventKey.RSSI: self.rssi,
+            EventKey.QUEUED: self.queued,
+            EventKey.WAKES: self.wakes,
+            EventKey.OTA: self.ota,
+            EventKey.RELEASE: self.release,
         }
         return {int(k): v for k, v in fields.items() if v is not None}
 
@@ -141,6 +165,7 @@ class Answer:
     state: str | None = None
     last_seq: int | None = None
     blocked: int | None = None  # policies.Blocked: why no order was created
+    update: int | None = None  # id of a release the device should install
 
     def to_map(self) -> dict[int, object]:
         fields = {
@@ -150,6 +175,7 @@ class Answer:
             AnswerKey.STATE: self.state,
             AnswerKey.LAST_SEQ: self.last_seq,
             AnswerKey.BLOCKED: self.blocked,
+            AnswerKey.UPDATE: self.update,
         }
         return {int(k): v for k, v in fields.items() if v is not None}
 
@@ -237,6 +263,10 @@ def decode_event(payload: bytes) -> Event:
     fw = fields.get(int(EventKey.FW))
     if fw is not None and not isinstance(fw, str):
         raise MalformedEvent("fw must be a text string")
+    rssi = fields.get(int(EventKey.RSSI))
+    if rssi is not None and (isinstance(rssi, bool) or not isinstance(rssi, int)
+                             or not -200 <= rssi <= 0):
+        raise MalformedEvent("rssi must be an integer from -200 to 0 (dBm)")
     event = Event(
         seq=_uint(fields, EventKey.SEQ, True),
         kind=kind,
@@ -246,6 +276,11 @@ def decode_event(payload: bytes) -> Event:
         battery_mv=_uint(fields, EventKey.BATTERY_MV, False),
         fw=fw,
         dropped=_uint(fields, EventKey.DROPPED, False),
+        rssi=rssi,
+        queued=_uint(fields, EventKey.QUEUED, False),
+        wakes=_uint(fields, EventKey.WAKES, False),
+        ota=_uint(fields, EventKey.OTA, False),
+        release=_uint(fields, EventKey.RELEASE, False),
     )
     if event.seq == 0:
         raise MalformedEvent("seq starts at 1")
@@ -269,4 +304,5 @@ def decode_answer(key: bytes, request_tag: bytes, data: bytes) -> Answer:
         state=fields.get(AnswerKey.STATE),
         last_seq=fields.get(AnswerKey.LAST_SEQ),
         blocked=fields.get(AnswerKey.BLOCKED),
+        update=fields.get(AnswerKey.UPDATE),
     )

@@ -58,6 +58,9 @@ EVENTS = [
     ("status heartbeat", KEY_B, DEVICE_B,
      Event(seq=4294967296, kind=Kind.STATUS, slot=0, battery_mv=3300, fw="1.0.0")),
     ("boot", KEY_A, DEVICE_A, Event(seq=2, kind=Kind.BOOT, slot=0, fw="1.0.0")),
+    ("fleet heartbeat with an update report", KEY_B, DEVICE_B,
+     Event(seq=77, kind=Kind.STATUS, slot=0, battery_mv=2710, fw="0.2.0", dropped=2,
+           rssi=-67, queued=1, wakes=1234, ota=1, release=7)),
 ]
 
 ANSWERS = [
@@ -66,6 +69,7 @@ ANSWERS = [
     ("recorded", Answer(seq=3, result=Result.CHANGED)),
     ("not claimed", Answer(seq=4, result=Result.FORBIDDEN)),
     ("replay", Answer(seq=5, result=Result.CONFLICT, last_seq=64)),
+    ("update offered", Answer(seq=6, result=Result.CHANGED, update=7)),
 ]
 
 
@@ -76,9 +80,7 @@ def event_vector(name, key, device_id, event):
         "name": name,
         "key": key.hex(),
         "device_id": device_id.hex(),
-        "fields": {k.name.lower(): v for k, v in zip(protocol.EventKey, (
-            event.seq, int(event.kind), event.slot, event.qty, event.remaining,
-            event.battery_mv, event.fw)) if v is not None},
+        "fields": {protocol.EventKey(k).name.lower(): v for k, v in event.to_map().items()},
         "payload_hex": signed.payload.hex(),
         "tag_hex": signed.tag.hex(),
         "cose_hex": cose.hex(),
@@ -93,9 +95,7 @@ def answer_vector(name, request, answer):
         "name": name,
         "key": request["key"],
         "request_tag_hex": request["tag_hex"],
-        "fields": {k.name.lower(): v for k, v in zip(protocol.AnswerKey, (
-            answer.seq, int(answer.result), answer.order, answer.state,
-            answer.last_seq)) if v is not None},
+        "fields": {protocol.AnswerKey(k).name.lower(): v for k, v in answer.to_map().items()},
         "payload_hex": cbor2.dumps(answer.to_map(), canonical=True).hex(),
         "cose_hex": cose.hex(),
     }

@@ -117,6 +117,13 @@ class Wifi:
             time.sleep_ms(_WIFI_POLL_MS)
         return True
 
+    def rssi(self):
+        """Signal of the joined network in dBm (status heartbeats), None if unknown."""
+        try:
+            return int(self._sta.status("rssi"))
+        except (OSError, ValueError, TypeError):
+            return None
+
     def off(self):
         self._sta.active(False)
 

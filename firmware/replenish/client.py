@@ -80,9 +80,14 @@ class Client:
 
     def request(self, code, path, payload=b"", content_format=None):
         """Send a CON request; return (code, content_format, payload) of the answer."""
+        msg = self.exchange(code, path, payload, content_format)
+        return msg.code, msg.content_format, msg.payload
+
+    def exchange(self, code, path, payload=b"", content_format=None, options=None):
+        """Send a CON request with extra options [(number, bytes)]; the answer Message."""
         mid = self._next_mid()
         token = random.getrandbits(32).to_bytes(_TOKEN_BYTES, "big")
-        options = coap.path_options(path)
+        options = coap.path_options(path) + (options or [])
         if content_format is not None:
             options.append((coap.OPT_CONTENT_FORMAT, coap.uint_value(content_format)))
         datagram = coap.encode(coap.Message(coap.CON, code, mid, token, options, payload))
@@ -111,7 +116,7 @@ class Client:
                 raise Timeout("no separate response after the empty ACK")
 
     def _wait(self, mid, token, deadline):
-        """Until deadline: an answer tuple, True for an empty ACK, None on timeout."""
+        """Until deadline: the answer Message, True for an empty ACK, None on timeout."""
         while True:
             left_ms = time.ticks_diff(deadline, time.ticks_ms())
             if left_ms <= 0:
@@ -129,13 +134,13 @@ class Client:
                 if msg.code == coap.EMPTY:
                     return True
                 if msg.token == token:
-                    return msg.code, msg.content_format, msg.payload
+                    return msg
                 continue
             if msg.token == token and msg.code >> 5 >= 2:  # separate response
                 if msg.mtype == coap.CON:
                     self._send_empty(coap.ACK, msg.mid, addr)
                     self._last_separate = (msg.mid, msg.token)
-                return msg.code, msg.content_format, msg.payload
+                return msg
             if msg.mtype == coap.CON:
                 if self._last_separate == (msg.mid, msg.token):
                     self._send_empty(coap.ACK, msg.mid, addr)  # our ACK was lost

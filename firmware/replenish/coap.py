@@ -21,6 +21,7 @@ OPT_URI_PATH = const(11)
 OPT_CONTENT_FORMAT = const(12)
 OPT_URI_QUERY = const(15)
 OPT_ACCEPT = const(17)
+OPT_BLOCK2 = const(23)  # RFC 7959: block number << 4 | more << 3 | size exponent
 
 
 class Message:
@@ -88,7 +89,10 @@ def encode(msg):
     out.extend(msg.token)
     last = 0
     ext = bytearray()
-    for number, value in sorted(msg.options, key=lambda o: o[0]):
+    # MicroPython's sort is not stable: the index keeps repeated options (Uri-Path
+    # segments, Uri-Query parts) in their order.
+    ordered = sorted(range(len(msg.options)), key=lambda i: (msg.options[i][0], i))
+    for number, value in (msg.options[i] for i in ordered):
         ext[:] = b""
         delta = _nibble(ext, number - last)
         length = _nibble(ext, len(value))

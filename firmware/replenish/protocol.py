@@ -19,6 +19,15 @@ EV_REMAINING = const(5)
 EV_BATTERY_MV = const(6)
 EV_FW = const(7)
 EV_DROPPED = const(8)  # events dropped from the offline queue (cumulative)
+EV_RSSI = const(9)  # Wi-Fi signal, dBm (negative)
+EV_QUEUED = const(10)  # events waiting in the offline queue
+EV_WAKES = const(11)  # wakes since power-on
+EV_OTA = const(12)  # how the last update ended: OTA_INSTALLED, OTA_ROLLED_BACK, OTA_REFUSED
+EV_RELEASE = const(13)  # the release an EV_OTA report is about
+
+OTA_INSTALLED = const(1)
+OTA_ROLLED_BACK = const(2)
+OTA_REFUSED = const(3)
 
 # Event kinds
 KIND_BOOT = const(0)
@@ -33,6 +42,7 @@ ANS_ORDER = const(3)
 ANS_STATE = const(4)
 ANS_LAST_SEQ = const(5)
 ANS_BLOCKED = const(6)  # 2.04: a household limit stopped the order
+ANS_UPDATE = const(7)  # id of a firmware release to install (docs/fleet.md)
 
 # Results = CoAP response code numbers (class * 32 + detail)
 CREATED = const(65)  # 2.01 order created
@@ -54,7 +64,8 @@ def dotted(code):
 
 
 def event_map(seq, kind, slot, qty=None, remaining=None, battery_mv=None, fw=None,
-              dropped=None):
+              dropped=None, extra=None):
+    """The event's map; extra: more {key: value} (status fields), None values left out."""
     fields = {EV_SEQ: seq, EV_KIND: kind, EV_SLOT: slot}
     if qty is not None:
         fields[EV_QTY] = qty
@@ -66,6 +77,10 @@ def event_map(seq, kind, slot, qty=None, remaining=None, battery_mv=None, fw=Non
         fields[EV_FW] = fw
     if dropped is not None:
         fields[EV_DROPPED] = dropped
+    if extra:
+        for key in extra:
+            if extra[key] is not None:
+                fields[key] = extra[key]
     return fields
 
 
@@ -75,15 +90,17 @@ def encode_event(seq, kind, slot, qty=None, remaining=None, battery_mv=None, fw=
 
 
 class Answer:
-    __slots__ = ("seq", "result", "order", "state", "last_seq", "blocked")
+    __slots__ = ("seq", "result", "order", "state", "last_seq", "blocked", "update")
 
-    def __init__(self, seq, result, order=None, state=None, last_seq=None, blocked=None):
+    def __init__(self, seq, result, order=None, state=None, last_seq=None, blocked=None,
+                 update=None):
         self.seq = seq
         self.result = result
         self.order = order
         self.state = state
         self.last_seq = last_seq
         self.blocked = blocked
+        self.update = update
 
 
 def _uint(fields, key, required):
@@ -110,4 +127,5 @@ def decode_answer(payload):
         state,
         _uint(fields, ANS_LAST_SEQ, False),
         _uint(fields, ANS_BLOCKED, False),
+        _uint(fields, ANS_UPDATE, False),
     )

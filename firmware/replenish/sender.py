@@ -29,10 +29,10 @@ _TAG_BYTES = 32
 
 class Outcome:
     __slots__ = ("pattern", "seq", "result", "order", "state", "reason", "queued",
-                 "authenticated")
+                 "authenticated", "update")
 
     def __init__(self, pattern, seq, result=None, order=None, state=None, reason=None,
-                 queued=False, authenticated=False):
+                 queued=False, authenticated=False, update=None):
         self.pattern = pattern
         self.seq = seq
         self.result = result  # CoAP code number of the answer, None if no answer
@@ -41,6 +41,7 @@ class Outcome:
         self.reason = reason  # short diagnostic for errors
         self.queued = queued  # kept in the offline queue
         self.authenticated = authenticated  # the answer's MAC verified: delivered
+        self.update = update  # release id the backend offers (answer key 7), or None
 
 
 class Event:
@@ -75,10 +76,10 @@ class Sender:
         self.last_battery_mv = mv
         return mv
 
-    def sign(self, kind, slot, qty=None, remaining=None, fw=None, dropped=None):
+    def sign(self, kind, slot, qty=None, remaining=None, fw=None, dropped=None, extra=None):
         seq = self._counter.next()
         fields = protocol.event_map(seq, kind, slot, qty, remaining, self.battery_mv(), fw,
-                                    dropped)
+                                    dropped, extra)
         cose_bytes, _tag = cose.create(self._mac, cbor.encode(fields), self._kid)
         return Event(kind, slot, seq, cose_bytes)
 
@@ -133,7 +134,7 @@ class Sender:
                 pattern = _PATTERNS.get(answer.result, ERROR)
             return Outcome(pattern, event.seq, answer.result, answer.order, answer.state,
                            None if pattern != ERROR else "result %d" % answer.result,
-                           authenticated=True)
+                           authenticated=True, update=answer.update)
 
     def flush(self):
         """Send queued events oldest first; (delivered outcomes, failure Outcome or None)."""
@@ -160,12 +161,12 @@ class Sender:
         queue.commit()
         return done, failure
 
-    def send(self, kind, slot, qty=None, remaining=None, fw=None):
+    def send(self, kind, slot, qty=None, remaining=None, fw=None, extra=None):
         """Flush the queue, then sign and send one event; queue it if unanswered."""
         failure = None
         if len(self.queue) or self.queue.dropped > self.queue.reported:
             failure = self.flush()[1]
-        event = self.sign(kind, slot, qty, remaining, fw)
+        event = self.sign(kind, slot, qty, remaining, fw, extra=extra)
         if failure is None:
             outcome = self.deliver(event)
             if outcome.authenticated:

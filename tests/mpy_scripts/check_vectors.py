@@ -51,8 +51,14 @@ for v in doc["cbor"]:
 
 for v in doc["events"]:
     f = v["fields"]
-    payload = protocol.encode_event(f["seq"], f["kind"], f["slot"], f.get("qty"),
-                                    f.get("remaining"), f.get("battery_mv"), f.get("fw"))
+    extra = {}
+    for name, key in (("rssi", protocol.EV_RSSI), ("queued", protocol.EV_QUEUED),
+                      ("wakes", protocol.EV_WAKES), ("ota", protocol.EV_OTA),
+                      ("release", protocol.EV_RELEASE)):
+        extra[key] = f.get(name)
+    payload = cbor.encode(protocol.event_map(
+        f["seq"], f["kind"], f["slot"], f.get("qty"), f.get("remaining"), f.get("battery_mv"),
+        f.get("fw"), f.get("dropped"), extra))
     assert payload == ux(v["payload_hex"]), ("payload", v["name"])
     mac = hmac_sha256.HmacSha256(ux(v["key"]))
     data, tag = cose.create(mac, payload, ux(v["device_id"]))
@@ -70,8 +76,9 @@ for v in doc["answers"]:
     assert payload == ux(v["payload_hex"]), v["name"]
     ans = protocol.decode_answer(payload)
     f = v["fields"]
-    assert (ans.seq, ans.result, ans.order, ans.state, ans.last_seq) == (
-        f["seq"], f["result"], f.get("order"), f.get("state"), f.get("last_seq")), v["name"]
+    assert (ans.seq, ans.result, ans.order, ans.state, ans.last_seq, ans.update) == (
+        f["seq"], f["result"], f.get("order"), f.get("state"), f.get("last_seq"),
+        f.get("update")), v["name"]
     assert cose.create(mac, payload, None, request_tag)[0] == data, v["name"]
     # tampered: one bit of the payload, the tag, or another request's tag
     for bad, aad in ((data[:-1] + bytes([data[-1] ^ 1]), request_tag),
