@@ -12,6 +12,7 @@ import click
 from backend import db, devices, households
 from backend.config import Settings
 from backend.errors import ReplenishError
+from backend.fleet_cli import release
 from provisioning.cli import provision
 
 
@@ -75,6 +76,7 @@ def _safe_url(url: str) -> str:
 
 
 main.add_command(provision)
+main.add_command(release)
 
 
 @main.group()

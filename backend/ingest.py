@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend import notifications, orders, policies, protocol, sensors
+from backend import fleet, notifications, orders, policies, protocol, sensors
 from backend.db import utcnow
 from backend.errors import ConfigError, MalformedEvent
 from backend.keys import Keyring
@@ -170,6 +170,7 @@ def decide(session: Session, keyring: Keyring, request: bytes,
         device.fw_version = event.fw
     if event.dropped is not None:
         device.dropped_events = event.dropped
+    update = fleet.on_event(session, device, event)  # status history, update reports
 
     result, order, blocked = _order_decision(session, device, event, lookups)
     state = order.state if order else None
@@ -182,7 +183,7 @@ def decide(session: Session, keyring: Keyring, request: bytes,
     log.info("device %s seq %d %s: %s %s%s", device_id, event.seq, event.kind.name.lower(),
              result.dotted, result.outcome, f" (order {order.id})" if order else "")
     return answer(result=result, order=order.id if order else None, state=state,
-                  blocked=blocked)
+                  blocked=blocked, update=update)
 
 
 @dataclass(frozen=True)

@@ -333,3 +333,81 @@ class WebSession(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+# -- Fleet: status history, firmware releases, rollouts (docs/fleet.md) ---------------
+
+class DeviceStatus(Base):
+    """One status heartbeat, as reported (the device row keeps last seen and the latest
+    battery, firmware and dropped count)."""
+
+    __tablename__ = "device_status"
+    __table_args__ = (Index("ix_device_status_device_at", "device_pk", "received_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_pk: Mapped[int] = mapped_column(ForeignKey("devices.id"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    battery_mv: Mapped[int | None] = mapped_column(Integer)
+    fw_version: Mapped[str | None] = mapped_column(String(50))
+    rssi_dbm: Mapped[int | None] = mapped_column(Integer)
+    queued: Mapped[int | None] = mapped_column(Integer)
+    dropped: Mapped[int | None] = mapped_column(Integer)
+    wakes: Mapped[int | None] = mapped_column(BigInteger)
+    ota: Mapped[int | None] = mapped_column(Integer)  # protocol.OtaReport
+    release_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class Release(Base):
+    """A signed firmware release for a model, and who it goes to.
+
+    `manifest` is the signed envelope the devices verify (Ed25519 under the
+    manufacturer key); the backend never holds that private key."""
+
+    __tablename__ = "releases"
+    __table_args__ = (UniqueConstraint("model", "build"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model: Mapped[str] = mapped_column(String(50))
+    version: Mapped[str] = mapped_column(String(50))
+    build: Mapped[int] = mapped_column(Integer)  # devices take only newer builds
+    manifest: Mapped[bytes] = mapped_column(LargeBinary)
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))
+    percent: Mapped[int] = mapped_column(Integer, default=100, server_default="100")
+    state: Mapped[str] = mapped_column(String(20), default="active",  # active | paused
+                                       server_default="active")
+    paused_reason: Mapped[str | None] = mapped_column(String(200))
+    max_failures: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    min_battery_mv: Mapped[int] = mapped_column(Integer, default=2600, server_default="2600")
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ReleaseFile(Base):
+    """One compiled module of a release, served over CoAP Block2 (GET /fw/<id>/<path>)."""
+
+    __tablename__ = "release_files"
+    __table_args__ = (UniqueConstraint("release_id", "path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"))
+    path: Mapped[str] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DeviceUpdate(Base):
+    """Where one device stands with one release: offered, installed, rolled_back, refused."""
+
+    __tablename__ = "device_updates"
+    __table_args__ = (UniqueConstraint("release_id", "device_pk"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"))
+    device_pk: Mapped[int] = mapped_column(ForeignKey("devices.id"), index=True)
+    state: Mapped[str] = mapped_column(String(20))
+    offers: Mapped[int] = mapped_column(Integer, default=0)
+    offered_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

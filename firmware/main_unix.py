@@ -6,14 +6,18 @@ Commands: press [slot], boot, flush (send the offline queue), stats, setup PORT 
 setup mode on loopback: prints "SETUP port=N", then "SETUP <result>"), quit; on a
 sensor board (board.json "sensor"): weight G (the simulated load), cycle [n] (appliance
 cycles on the simulated pulse line), refill, tare, calibrate G, wake NOW_S (a timer
-wake at second NOW_S: measure, report if the policy says so).
+wake at second NOW_S: measure, report if the policy says so). Fleet (docs/fleet.md):
+status [NOW_S] sends a heartbeat now, heartbeat NOW_S only when one is due; both print
+"STATUS result=.. update=.. fw=.. wakes=..", then "OTA <outcome> release=.." when the
+answer offered an update, and "REBOOT" (the process ends) once one is installed.
 Environment: REPLENISH_ACK_TIMEOUT_MS (default 2000), REPLENISH_MAX_RETRANSMIT
-(default 4), REPLENISH_BATTERY_MV.
+(default 4), REPLENISH_BATTERY_MV, REPLENISH_RSSI_DBM.
 """
 
 import os
 import socket
 import sys
+import time
 
 
 def _here():
@@ -24,6 +28,10 @@ def _here():
 
 sys.path.insert(0, _here())
 
+import otaboot  # noqa: E402  (first: it decides where replenish/ and hw/ come from)
+
+BOOT = otaboot.select(sys.argv[1]) if len(sys.argv) > 1 else otaboot.FACTORY
+
 from hw import unix  # noqa: E402
 from replenish import identity as identity_mod  # noqa: E402
 from replenish.button import ERROR, RECORDED, Button  # noqa: E402
@@ -32,6 +40,7 @@ from replenish.counter import SeqCounter  # noqa: E402
 from replenish.queue import Queue  # noqa: E402
 from replenish.sender import Sender  # noqa: E402
 from replenish import sensor as sensor_mod  # noqa: E402
+from replenish.status import DEFAULT_INTERVAL_S, Status  # noqa: E402
 
 
 def _env_int(name, default):
@@ -53,13 +62,59 @@ def line_for(outcome, pattern=None):
 
 def make_sender(bundle, led, ack_timeout_ms, max_retransmit=4):
     ident = identity_mod.load(bundle)
+    ident.fw = otaboot.running(bundle, ident.fw)[0]  # an installed update's version
     addr = socket.getaddrinfo(ident.coap_host, ident.coap_port)[0][-1]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client = Client(sock, addr, ack_timeout_ms=ack_timeout_ms, max_retransmit=max_retransmit)
     storage = unix.FileStorage(bundle + "/state")
     battery = unix.Battery(_env_int("REPLENISH_BATTERY_MV", None))
     sender = Sender(ident, SeqCounter(storage), client, Queue(storage), battery, led)
+    sender.client = client
+    sender.battery = battery
     return ident, sender, storage
+
+
+class Fleet:
+    """Heartbeats and updates on the unix port (docs/fleet.md)."""
+
+    def __init__(self, bundle, ident, sender):
+        board = ident.board or {}
+        self.bundle = bundle
+        self.ident = ident
+        self.sender = sender
+        self.status = Status(unix.Rtc(bundle + "/state/status.bin"),
+                             board.get("status_interval_s", DEFAULT_INTERVAL_S))
+        self.rssi = _env_int("REPLENISH_RSSI_DBM", None)  # the simulated Wi-Fi signal
+
+    def heartbeat(self, now_s):
+        """Send a heartbeat (carrying any update report); True when the device reboots."""
+        report = otaboot.pending_report(self.bundle)
+        outcome = self.status.send(self.sender, now_s, self.rssi, report)
+        if outcome.authenticated and report is not None:
+            otaboot.checked_in(self.bundle)
+        unix.out("STATUS result=%s update=%s fw=%s wakes=%d" % (
+            _none(outcome.result), _none(outcome.update), self.sender.fw, self.status.wakes))
+        if outcome.reason:
+            unix.out("# %s" % outcome.reason)
+        if not outcome.authenticated or outcome.update is None:
+            return False
+        return self.update(outcome.update, now_s)
+
+    def update(self, release, now_s):
+        from replenish import ota
+
+        updater = ota.Updater(self.bundle, self.sender.client, self.ident, self.sender.battery,
+                              log=lambda text: unix.out("# " + text))
+        result, detail = updater.run(release)
+        unix.out("OTA %s release=%d blocks=%d bytes=%d kept=%d heap_peak=%d" % (
+            result, release, updater.blocks, updater.bytes, updater.kept, updater.heap_peak))
+        unix.out("# %s" % detail)
+        if result == ota.INSTALLED:
+            unix.out("REBOOT")
+            return True
+        if result == ota.REFUSED:
+            self.heartbeat(now_s)  # report it at once; the offer stops
+        return False
 
 
 class UnixSensor:
@@ -154,14 +209,30 @@ def run(bundle, stdin=None):
     led = unix.Led()
     ident, sender, storage = make_sender(bundle, led, _env_int("REPLENISH_ACK_TIMEOUT_MS", 2000),
                                          _env_int("REPLENISH_MAX_RETRANSMIT", 4))
+    fleet = Fleet(bundle, ident, sender)
+    fleet.status.wake()
     button = Button(sender, led)
     sensor = None
     if ident.board and "sensor" in ident.board:
         sensor = UnixSensor(bundle, ident.board, sender, led, storage)
     unix.out("# replenish %s device %s fw %s" % (ident.model, ident.device_hex, ident.fw))
+    import replenish
+
+    unix.out("# boot %d code %s" % (BOOT, replenish.__path__))
+    if otaboot.pending_report(bundle) is not None and fleet.heartbeat(int(time.time())):
+        return 0  # a trial firmware checks in at once; a report goes out at once
     for verb, args in unix.commands(stdin):
         if verb == "quit":
             break
+        if verb in ("status", "heartbeat"):
+            now_s = int(args[0]) if args else int(time.time())
+            if verb == "heartbeat" and not fleet.status.due(now_s):
+                unix.out("STATUS result=none update=none fw=%s wakes=%d" % (
+                    sender.fw, fleet.status.wakes))
+                continue
+            if fleet.heartbeat(now_s):
+                return 0  # installed: "reboot" (the test starts the process again)
+            continue
         if verb == "press":
             try:
                 slot = int(args[0]) if args else 0
@@ -171,6 +242,7 @@ def run(bundle, stdin=None):
                 unix.out("# bad slot")
                 unix.out("LED error seq=none result=none order=none state=none")
                 continue
+            fleet.status.wake()
             outcome = button.press(slot)
             pattern = None
         elif sensor is not None and verb in ("weight", "cycle", "refill", "tare", "calibrate",

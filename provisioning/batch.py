@@ -53,12 +53,18 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def write_bundle(bundle_dir: Path, device_id: str, key: bytes, model: str,
-                 coap_host: str, coap_port: int, setup_secret: str | None = None) -> None:
-    """The per-device identity the firmware reads (see firmware/README.md)."""
+                 coap_host: str, coap_port: int, setup_secret: str | None = None,
+                 release_key: str | None = None) -> None:
+    """The per-device identity the firmware reads (see firmware/README.md).
+
+    release_key: the manufacturer's Ed25519 public key (hex) that signs firmware
+    releases (docs/fleet.md); without it the device refuses every update."""
     bundle_dir.mkdir(parents=True, exist_ok=True)
     identity = {"device_id": device_id, "key": key.hex(), "model": model,
                 "coap_host": coap_host, "coap_port": coap_port, "fw": FIRMWARE_VERSION,
                 "setup_secret": setup_secret or claim_codes.setup_secret()}
+    if release_key:
+        identity["release_key"] = release_key
     _write_private(bundle_dir / "identity.json", json.dumps(identity, indent=1) + "\n")
 
 
@@ -67,7 +73,8 @@ def provision_batch(session: Session, keyring: Keyring, *, model: str, count: in
                     progress=None, board: str | None = None,
                     firmware_sha256: str | None = None,
                     claim_url_base: str = DEFAULT_CLAIM_URL_BASE,
-                    labels: bool = True) -> list[ProvisionedDevice]:
+                    labels: bool = True,
+                    release_key: str | None = None) -> list[ProvisionedDevice]:
     name = name or f"{model}-{secrets.token_hex(3)}"
     if not _SAFE_NAME.fullmatch(name):
         raise ReplenishError("batch names use letters, digits, '.', '_' and '-' only "
@@ -92,7 +99,8 @@ def provision_batch(session: Session, keyring: Keyring, *, model: str, count: in
         ))
         bundle_dir = out / serial
         setup = claim_codes.setup_secret()
-        write_bundle(bundle_dir, device_id, key, model, coap_host, coap_port, setup)
+        write_bundle(bundle_dir, device_id, key, model, coap_host, coap_port, setup,
+                     release_key)
         made.append(ProvisionedDevice(serial, device_id, code, model, bundle_dir, setup))
         if progress:
             progress(1)

@@ -41,9 +41,11 @@ def provision():
               "with the batch; validated, and its model must match --model.")
 @click.option("--claim-url-base", default="http://127.0.0.1:8000/claim/", show_default=True,
               help="QR codes on the labels hold this followed by the claim code.")
+@click.option("--release-key", help="Manufacturer release public key (hex, from "
+              "`replenish release keygen`): devices install only releases it signed.")
 @click.pass_obj
 def batch(settings: Settings, model, count, out, name, coap_host, coap_port, board,
-          claim_url_base):
+          claim_url_base, release_key):
     """Create COUNT devices with unique ids, keys, claim codes and labels."""
     from provisioning.batch import provision_batch
 
@@ -57,7 +59,7 @@ def batch(settings: Settings, model, count, out, name, coap_host, coap_port, boa
         made = provision_batch(session, keyring, model=model, count=count, out=out,
                                name=name, coap_host=coap_host, coap_port=coap_port,
                                progress=bar.update, board=board,
-                               claim_url_base=claim_url_base)
+                               claim_url_base=claim_url_base, release_key=release_key)
     click.echo(f"{len(made)} devices; manifest: {out / 'manifest.csv'}; "
                f"labels: {out / 'labels.svg'}")
     for device in made:

@@ -10,6 +10,7 @@ from aiocoap.numbers.codes import Code
 
 from backend import protocol
 from backend.coap.pipeline import GroupCommitPipeline
+from backend.fleet_coap import FW_PATH, FirmwareResource
 from backend.protocol import Result
 
 log = logging.getLogger(__name__)
@@ -54,4 +55,5 @@ def build_site(pipeline: GroupCommitPipeline) -> resource.Site:
     site.add_resource([".well-known", "core"],
                       resource.WKCResource(site.get_resources_as_linkheader))
     site.add_resource([protocol.EVENT_PATH], EventResource(pipeline))
+    site.add_resource([FW_PATH], FirmwareResource.for_pipeline(pipeline))
     return site

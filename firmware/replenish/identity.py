@@ -11,7 +11,7 @@ BOARD_FILE = "board.json"
 
 class Identity:
     def __init__(self, device_id, key, model, coap_host, coap_port, fw, board=None,
-                 setup_secret=None):
+                 setup_secret=None, release_key=None):
         self.device_id = device_id  # 8 bytes, the COSE kid
         self.key = key  # 32 bytes; never print
         self.model = model
@@ -20,6 +20,7 @@ class Identity:
         self.fw = fw
         self.board = board
         self.setup_secret = setup_secret  # Wi-Fi setup proof of possession; never print
+        self.release_key = release_key  # manufacturer's Ed25519 public key (32 bytes)
 
     @property
     def device_hex(self):
@@ -60,6 +61,7 @@ def parse(fields, board=None):
         fields.get("fw", "0.0.0"),
         board,
         fields.get("setup_secret"),
+        _hex(fields, "release_key", 32) if fields.get("release_key") else None,
     )
 
 
