@@ -51,7 +51,7 @@ class User(Base):
 
     `role` is "household" (sees only `household_id`'s devices, orders, notifications)
     or "operator" (manufacturer staff: batches, fleet, revocation; no household).
-    Passwords are stored only as a standard salted hash (backend/web/accounts.py).
+    Passwords are stored only as a standard salted hash (backend/accounts.py).
     """
 
     __tablename__ = "users"
