@@ -2,8 +2,11 @@
 
 wake -> (setup mode | press | measure | count | boot) -> connect -> send (queue first)
 -> verified answer -> LED -> deep sleep with the button (ext0) armed and a timer for
-sensors or queue retries. Nothing else runs: no boot event on a deep-sleep wake, no
-Wi-Fi when a sensor reading did not change enough. The bundle lives in /bundle.
+sensors, queue retries and status heartbeats. Nothing else runs: no boot event on a
+deep-sleep wake, no Wi-Fi when a sensor reading did not change enough. The bundle lives
+in /bundle. Before anything else, otaboot picks the firmware slot (a trial after an
+update: a watchdog resets it if it hangs or crashes); a heartbeat answered with an
+update fetches, verifies and installs it, then resets (docs/fleet.md).
 """
 
 import json
@@ -11,22 +14,33 @@ import socket
 import struct
 import time
 
-from hw import esp32
-from replenish import identity, power, protocol
-from replenish import sensor as sensor_mod
-from replenish.button import Button
-from replenish.client import Client
-from replenish.counter import SeqCounter
-from replenish.queue import Queue
-from replenish.sender import Sender
+import otaboot
 
 BUNDLE = "/bundle"
+OTA_ROOT = ""  # the flash root: slots in /ota/b<build>, record /ota/boot.json (docs/fleet.md)
+if otaboot.select(OTA_ROOT) == otaboot.TRIAL:
+    import machine  # noqa: PLC0415  (entry point)
+
+    # A trial firmware that crashes into the REPL or hangs is reset, counted, rolled back.
+    machine.WDT(timeout=60000)
+
+from hw import esp32  # noqa: E402  (after otaboot.select: from the running slot)
+from replenish import identity, power, protocol  # noqa: E402
+from replenish import sensor as sensor_mod  # noqa: E402
+from replenish.button import Button  # noqa: E402
+from replenish.client import Client  # noqa: E402
+from replenish.counter import SeqCounter  # noqa: E402
+from replenish.queue import Queue  # noqa: E402
+from replenish.sender import Sender  # noqa: E402
+from replenish.status import DEFAULT_INTERVAL_S, Status  # noqa: E402
+
 _WIFI_TIMEOUT_MS = 15000
 _SETUP_TIMEOUT_MS = 600000
 _SETUP_PORT = 80
 _RTC_QUEUE = 0  # RTC memory cells (hw/esp32.Rtc)
 _RTC_SENSOR = 1
 _RTC_FAILURES = 2
+_RTC_STATUS = 3
 
 
 def wifi_credentials(storage):
@@ -81,7 +95,10 @@ class Failures:
 def main():
     wdt = esp32.Watchdog()
     ident = identity.load(BUNDLE)
+    ident.fw = otaboot.running(OTA_ROOT, ident.fw)[0]
     board = ident.board or {}
+    status = Status(esp32.Rtc(_RTC_STATUS), board.get("status_interval_s", DEFAULT_INTERVAL_S))
+    status.wake()
     storage = esp32.FlashStorage(BUNDLE + "/state")
     led = esp32.Led(board["led"])
     button = esp32.ButtonInput(board["button"])
@@ -111,16 +128,22 @@ def main():
         remaining = measure(board, cfg, state, storage)
         if remaining is None:
             todo = None
-    if todo is not None and wifi is not None:
+    root = OTA_ROOT
+    report = otaboot.pending_report(root)
+    beat = wifi is not None and (report is not None or status.due(time.time()))
+    if (todo is not None or beat) and wifi is not None:
         wdt.feed()
-        if esp32.Wifi().connect(wifi["ssid"], wifi.get("password", ""), _WIFI_TIMEOUT_MS):
+        station = esp32.Wifi()
+        client = None  # no Wi-Fi: the event goes straight to the queue
+        if station.connect(wifi["ssid"], wifi.get("password", ""), _WIFI_TIMEOUT_MS):
             addr = socket.getaddrinfo(ident.coap_host, ident.coap_port)[0][-1]
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             client = Client(sock, addr)
-        else:
-            client = None  # no Wi-Fi: the event goes straight to the queue
         sender = Sender(ident, SeqCounter(storage), client or _Offline(), queue, battery, led)
         outcome = run(todo, ident, sender, led, cfg, state, remaining)
+        if beat and client is not None:
+            wdt.feed()
+            heartbeat(root, ident, sender, client, status, station.rssi(), report, battery, wdt)
         failures.set(0 if outcome is None or not outcome.queued else failures.count + 1)
     led.off()
     wdt.feed()
@@ -128,7 +151,30 @@ def main():
     if "pulse" in board:
         esp32.arm_pulse_wake(board["pulse"]["pin"], board["pulse"].get("active_low", True))
     interval = cfg.get("wake_interval_s", 3600) if cfg and "pulse" not in board else 0
+    interval = min(interval, status.interval_s) if interval else status.interval_s
     esp32.deep_sleep(power.next_timer_s(interval, failures.count, len(queue)))
+
+
+def heartbeat(root, ident, sender, client, status, rssi, report, battery, wdt):
+    """Status heartbeat; an offered update is fetched, verified and installed, then the
+    device resets into it (otaboot runs it on trial until it checks in)."""
+    outcome = status.send(sender, time.time(), rssi, report)
+    if not outcome.authenticated:
+        return
+    if report is not None:
+        otaboot.checked_in(root)
+    if outcome.update is None:
+        return
+    from replenish import ota
+
+    wdt.feed()
+    result, _detail = ota.Updater(root, client, ident, battery, log=lambda _t: wdt.feed()).run(
+        outcome.update)
+    if result == ota.INSTALLED:
+        esp32.reset()
+    if result == ota.REFUSED:  # report it now: the offer stops, the old firmware stays
+        if status.send(sender, time.time(), rssi, otaboot.pending_report(root)).authenticated:
+            otaboot.checked_in(root)
 
 
 class _Offline:
