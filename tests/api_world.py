@@ -34,6 +34,7 @@ class Party:
     device_ids: list[str] = field(default_factory=list)
     order_ids: list[int] = field(default_factory=list)  # [pending, confirmed]
     notification_ids: list[int] = field(default_factory=list)
+    claim_codes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -66,6 +67,7 @@ def _party(session, made, name: str) -> Party:
         devices.configure_slot(session, device, 1, "COFFEE-BEANS-1KG", 1, kind="sensor")
         device.last_seen_at, device.battery_mv, device.fw_version = now, 2900, "1.0.0"
         party.device_ids.append(device.device_id)
+        party.claim_codes.append(provisioned.claim_code)
         for hours in range(8):
             session.add(Event(device_pk=device.id, seq=hours + 1, kind=int(Kind.LEVEL),
                               slot=1, remaining=900 - 40 * hours, battery_mv=2900,
