@@ -239,7 +239,7 @@ def test_operator_fleet_filters_batches_and_revoke(world):
     assert fleet("fw_version=1.1.0") == [other_device]
     assert fleet("battery_below=2300") == [other_device]
     assert fleet("last_seen_before=" + (utcnow() - timedelta(days=1)).isoformat() + "Z") == [
-        other_device]
+        other_device, world.unclaimed_device_id]  # never seen counts as before
     assert fleet("last_seen_after=" + (utcnow() - timedelta(days=1)).isoformat() + "%2B00:00"
                  ) == [owner_device]
     assert fleet("model=button&status=active&limit=100") == everything

@@ -302,7 +302,7 @@ PATHS = {
     "/operator/devices": {"get": _op(
         "The fleet, filtered", "operator", {"200": ("Fleet", "A page of devices.")},
         "400 403", description=OPERATOR_ONLY + " Filters combine; a device never seen "
-        "matches neither last_seen filter.",
+        "counts as seen before any date (as on the fleet page).",
         params=[*PAGED,
                 _param("model", "query", _text(50),
                        "Only this model, e.g. button."),
@@ -311,7 +311,8 @@ PATHS = {
                 _param("status", "query", {"enum": list(operator.DEVICE_STATUSES)},
                        "Only active or only revoked devices."),
                 _param("batch_id", "query", _ID, "Only this batch's devices."),
-                _param("last_seen_before", "query", TIME, "Last seen before this time."),
+                _param("last_seen_before", "query", TIME,
+                       "Last seen before this time, or never."),
                 _param("last_seen_after", "query", TIME, "Last seen at or after this time."),
                 _param("battery_below", "query",
                        {"type": "integer", "minimum": 0, "maximum": 100_000},

@@ -77,7 +77,8 @@ def fleet():
     if (batch_id := query_int("batch_id", None, 1, INT32_MAX)) is not None:
         query = query.where(Device.batch_id == batch_id)
     if (before := query_time("last_seen_before")) is not None:
-        query = query.where(Device.last_seen_at < before)
+        # As on the fleet page: a device never seen counts as seen before any date.
+        query = query.where((Device.last_seen_at < before) | Device.last_seen_at.is_(None))
     if (after := query_time("last_seen_after")) is not None:
         query = query.where(Device.last_seen_at >= after)
     if (below := query_int("battery_below", None, 0, 100_000)) is not None:
