@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 
 from backend import accounts
 from backend.db import utcnow
-from backend.models import Device, Household, Order, Slot, User, WebSession
-from tests.web_helpers import (PASSWORD, add_device, claimed_device, count, csrf,
+from backend.models import AuthThrottle, Device, Household, Order, Slot, User, WebSession
+from tests.web_helpers import (PASSWORD, App, add_device, claimed_device, count, csrf,
                                household_of, login, make_operator, new_order, register,
                                text, web_app)
 
@@ -454,3 +454,55 @@ def test_operator_fleet_paginates(app):
         page = text(operator.get(f"/operator/fleet?model=button&page={number}"))
         seen |= set(re.findall(r'<tr id="device-([0-9a-f]+)"', page))
     assert seen == made
+
+
+# -- deployment settings ---------------------------------------------------------------
+
+def test_expired_session_sends_back_to_login(app):
+    client = app.client()
+    register(client)
+    with app.writer() as session, session.begin():
+        for row in session.scalars(select(WebSession)):
+            row.expires_at = utcnow() - timedelta(seconds=1)
+    assert client.get("/devices").headers["Location"].endswith("/login")
+
+
+def test_behind_a_proxy_the_cookie_follows_its_https_and_client_address(settings):
+    proxied = App(settings.with_(behind_proxy=True, web_secret_key="k" * 64))
+    try:
+        client = proxied.client()
+        headers = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "127.0.0.9"}
+        response = client.get("/login", headers=headers)
+        assert "Secure" in response.headers["Set-Cookie"]
+        email = register(client)
+        for _ in range(accounts.MAX_FAILURES):
+            attacker = proxied.client()
+            attacker.environ_base["HTTP_X_FORWARDED_FOR"] = "127.0.0.9"
+            login(attacker, email, "wrong password!")
+        with proxied.sessions() as session:  # counted against the forwarded address
+            assert session.get(AuthThrottle, "login-from:127.0.0.9").failures == 5
+            assert session.get(AuthThrottle, "login-from:127.0.0.1") is None
+        assert not (settings.data_dir / "web-secret.key").exists()  # the key came from env
+    finally:
+        proxied.close()
+
+
+def test_secret_key_file_readable_by_others_is_refused(settings):
+    from backend.errors import ConfigError
+    from backend.web.security import SECRET_FILE, secret_key
+
+    path = settings.data_dir / SECRET_FILE
+    assert secret_key(settings) == secret_key(settings)  # created once, then read
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match="owner only"):
+        secret_key(settings)
+
+
+def test_settings_read_the_web_variables():
+    from backend.config import Settings
+
+    loaded = Settings.from_env({"REPLENISH_SECRET_KEY": "s" * 40,
+                                "REPLENISH_BEHIND_PROXY": "true"})
+    assert loaded.web_secret_key == "s" * 40 and loaded.behind_proxy
+    assert "s" * 40 not in repr(loaded)
+    assert not Settings.from_env({}).behind_proxy
