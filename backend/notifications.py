@@ -3,9 +3,11 @@ delivered through the outbox."""
 
 from __future__ import annotations
 
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from backend import outbox
+from backend.db import utcnow
 from backend.models import Household, Notification
 
 
@@ -20,3 +22,17 @@ def notify(session: Session, household_id: int, kind: str, message: str, *,
         outbox.enqueue(session, "household.webhook", {"notification_id": note.id},
                        key=f"notification-{note.id}-webhook")
     return note
+
+
+def unread_count(session: Session, household_id: int) -> int:
+    return session.scalar(select(func.count()).select_from(Notification).where(
+        Notification.household_id == household_id, Notification.read_at.is_(None)))
+
+
+def mark_all_read(session: Session, household_id: int) -> int:
+    """Mark every unread notification of the household read; returns how many."""
+    return session.execute(
+        update(Notification)
+        .where(Notification.household_id == household_id, Notification.read_at.is_(None))
+        .values(read_at=utcnow()).execution_options(synchronize_session=False)
+    ).rowcount

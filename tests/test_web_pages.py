@@ -11,9 +11,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from backend import accounts
+from backend import accounts, notifications
 from backend.db import utcnow
-from backend.models import AuthThrottle, Device, Household, Order, Slot, User, WebSession
+from backend.models import (AuthThrottle, Device, Household, Notification, Order, Slot,
+                            User, WebSession)
 from tests.web_helpers import (PASSWORD, App, add_device, claimed_device, count, csrf,
                                household_of, login, make_operator, new_order, register,
                                text, web_app)
@@ -47,6 +48,8 @@ def test_cookie_is_secure_over_https(app):
     client = app.client()
     response = client.get("/login", base_url="https://localhost")
     assert "Secure" in response.headers["Set-Cookie"]
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
+    assert "Strict-Transport-Security" not in client.get("/login").headers
 
 
 def test_login_makes_a_new_session_and_logout_ends_it(app):
@@ -338,7 +341,14 @@ def test_order_timeline_and_cancel(app):
     again = client.post(f"/orders/{order_id}/cancel",
                         data={"csrf_token": csrf(client, "/orders")})
     assert again.status_code == 409 and "only be cancelled while pending" in text(again)
-    assert "was cancelled" in text(client.get("/notifications"))
+    notes = text(client.get("/notifications"))
+    assert "was cancelled" in notes and 'aria-label="1 unread"' in notes
+    assert client.post("/notifications/read").status_code == 400  # no CSRF token
+    assert client.post("/notifications/read", data={
+        "csrf_token": csrf(client, "/notifications")}).status_code == 302
+    assert "unread" not in text(client.get("/notifications"))
+    with app.sessions() as session:
+        assert session.scalars(select(Notification.read_at)).one() is not None
 
 
 def test_long_lists_paginate(app):
@@ -370,6 +380,8 @@ def test_a_household_cannot_touch_another_households_things(app):
         session.add(Slot(device_pk=device.id, index=0, product_sku="DETERGENT-1L",
                          quantity=1, kind="sensor"))
     order_id = new_order(app, hid, device_id)
+    with app.writer() as session, session.begin():
+        notifications.notify(session, hid, "test", "For the owner only")
     token = csrf(stranger, "/devices")
     for path in (f"/devices/{device_id}", f"/devices/{device_id}/slots/0",
                  f"/orders/{order_id}"):
@@ -380,6 +392,7 @@ def test_a_household_cannot_touch_another_households_things(app):
                                                         "product_sku": "DETERGENT-1L"}),
                        (f"/orders/{order_id}/cancel", {})]:
         assert stranger.post(path, data={**data, "csrf_token": token}).status_code == 404, path
+    stranger.post("/notifications/read", data={"csrf_token": token})  # marks only its own
     listing = text(stranger.get("/orders")) + text(stranger.get("/devices"))
     listing += text(stranger.get("/notifications"))
     assert device_id not in listing and f"order-{order_id}" not in listing
@@ -387,6 +400,8 @@ def test_a_household_cannot_touch_another_households_things(app):
         assert session.get(Order, order_id).state == "pending"
         device = session.scalars(select(Device).where(Device.device_id == device_id)).one()
         assert device.name is None and device.slots[0].quantity == 1
+        assert session.scalars(select(Notification.read_at)).one() is None
+    assert "For the owner only" not in listing
     # Operator pages: a household gets 404, for reading and for revoking.
     for path in ("/operator/fleet", "/operator/batches"):
         assert stranger.get(path).status_code == 404
@@ -395,6 +410,28 @@ def test_a_household_cannot_touch_another_households_things(app):
     with app.sessions() as session:
         assert session.scalars(select(Device.status)
                                .where(Device.device_id == device_id)).one() == "active"
+
+
+# Every page route that takes an id (or a code) and where its isolation is tested.
+ID_ROUTES = {
+    "/devices/<device_id>": "test_a_household_cannot_touch_another_households_things",
+    "/devices/<device_id>/name": "test_a_household_cannot_touch_another_households_things",
+    "/devices/<device_id>/slots": "test_a_household_cannot_touch_another_households_things",
+    "/devices/<device_id>/slots/<int:index>":
+        "test_a_household_cannot_touch_another_households_things",
+    "/orders/<int:order_id>": "test_a_household_cannot_touch_another_households_things",
+    "/orders/<int:order_id>/cancel": "test_a_household_cannot_touch_another_households_things",
+    "/operator/devices/<device_id>/revoke":
+        "test_a_household_cannot_touch_another_households_things",
+    "/claim/<code>": "test_claim_from_the_qr_url_goes_through_login",
+}
+
+
+def test_every_page_route_with_an_id_has_an_isolation_test(app):
+    rules = {rule.rule for rule in app.flask.url_map.iter_rules()
+             if rule.endpoint.startswith("pages.") and rule.arguments}
+    assert rules == set(ID_ROUTES)
+    assert all(name in globals() for name in ID_ROUTES.values())
 
 
 def test_operator_cannot_use_household_pages(app):

@@ -5,7 +5,8 @@
 - Session cookie: HttpOnly, SameSite=Lax, Secure whenever the request came over https
   (with REPLENISH_BEHIND_PROXY=true, as told by one reverse proxy's X-Forwarded-Proto).
 - Headers on every answer: nosniff, no framing, no referrer (claim URLs carry the
-  code), and a Content-Security-Policy that allows no inline script or style.
+  code), and a Content-Security-Policy that allows no inline script or style; HSTS
+  over https.
 """
 
 from __future__ import annotations
@@ -74,4 +75,6 @@ def init_app(app: Flask, settings: Settings) -> None:
     def security_headers(response):
         for name, value in HEADERS.items():
             response.headers.setdefault(name, value)
+        if request.is_secure:  # only over https, or a browser would pin plain http out
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response

@@ -19,6 +19,7 @@ from flask import (Blueprint, abort, g, redirect, render_template, request,
                    session, url_for)
 from sqlalchemy import func, select
 
+from backend import notifications
 from backend.errors import ReplenishError
 from backend.models import Household
 from backend.web.request_db import db, writing  # noqa: F401 (used by the page modules)
@@ -61,7 +62,11 @@ def check_csrf():
 
 @bp.app_context_processor
 def template_helpers():
-    return {"current_user": g.get("user")}
+    user = g.get("user")
+    unread = 0
+    if user is not None and user.household_id is not None:
+        unread = notifications.unread_count(db(), user.household_id)
+    return {"current_user": user, "unread": unread}
 
 
 # -- who is logged in -------------------------------------------------------------

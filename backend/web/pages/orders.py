@@ -7,7 +7,7 @@ import logging
 from flask import g, redirect, render_template, url_for
 from sqlalchemy import select
 
-from backend import orders as order_service
+from backend import notifications as notification_service, orders as order_service
 from backend.errors import NotFound, ReplenishError
 from backend.models import Device, Notification, Order
 from backend.web.pages import bp, db, form_error, household_required, paginate, writing
@@ -76,3 +76,11 @@ def notifications():
                     .where(Notification.household_id == g.user.household_id)
                     .order_by(Notification.id.desc()))
     return render_template("notifications.html", page=page)
+
+
+@bp.post("/notifications/read")
+@household_required
+def mark_read():
+    with writing() as s:
+        notification_service.mark_all_read(s, g.user.household_id)
+    return redirect(url_for("pages.notifications"))
