@@ -106,8 +106,9 @@ class Fleet:
         updater = ota.Updater(self.bundle, self.sender.client, self.ident, self.sender.battery,
                               log=lambda text: unix.out("# " + text))
         result, detail = updater.run(release)
-        unix.out("OTA %s release=%d blocks=%d bytes=%d kept=%d heap_peak=%d" % (
-            result, release, updater.blocks, updater.bytes, updater.kept, updater.heap_peak))
+        unix.out("OTA %s release=%d blocks=%d bytes=%d kept=%d heap_base=%s heap_peak=%d" % (
+            result, release, updater.blocks, updater.bytes, updater.kept, updater.heap_base,
+            updater.heap_peak))
         unix.out("# %s" % detail)
         if result == ota.INSTALLED:
             unix.out("REBOOT")

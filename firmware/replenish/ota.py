@@ -167,7 +167,8 @@ class Updater:
         self.blocks = 0  # Block2 exchanges (figures)
         self.bytes = 0  # payload bytes received
         self.kept = 0  # files found complete in the stage (resumed)
-        self.heap_peak = 0  # largest gc.mem_alloc() after a collection between files
+        self.heap_base = None  # gc.mem_alloc() after a collection, before the update
+        self.heap_peak = 0  # the largest such figure between files (live heap)
 
     def _note(self, text):
         if self._log is not None:
@@ -176,6 +177,8 @@ class Updater:
     def _heap(self):
         gc.collect()
         used = gc.mem_alloc()
+        if self.heap_base is None:
+            self.heap_base = used
         if used > self.heap_peak:
             self.heap_peak = used
 
