@@ -34,7 +34,8 @@ EXAMPLES_PER_MODE = 12  # per operation, per generation mode, per database
 
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
           checks.content_type_conformance, checks.response_headers_conformance,
-          checks.response_schema_conformance, checks.negative_data_rejection]
+          checks.response_schema_conformance, checks.negative_data_rejection,
+          checks.ignored_auth]
 
 
 @pytest.fixture(params=DATABASES)

@@ -157,12 +157,16 @@ def test_bodies_that_are_not_json_objects(world):
     headers = world.headers(token)
     assert_error(client.patch(f"/api/v1{path}", data="hold=0", headers=headers,
                               content_type="text/plain"), 415, "UnsupportedMediaType")
-    for raw in ("[1, 2]", "{not json", "null", '"text"', '{"hold_window_s": NaN}'):
+    deep = "[" * 100_000 + "]" * 100_000  # json.loads gives up with a RecursionError
+    for raw in ("[1, 2]", "{not json", "null", '"text"', '{"hold_window_s": NaN}', deep):
         answer = client.patch(f"/api/v1{path}", data=raw, headers=headers,
                               content_type="application/json")
         assert answer.status_code == 400 and answer.get_json()["error"]["code"] == "BadRequest"
     assert_error(call(world, "PATCH", path, token, {"webhook_url": "ftp://x"}), 400,
                  "BadRequest", "http")
+    huge = client.patch(f"/api/v1{path}", data='{"webhook_url": "' + "x" * 2**21 + '"}',
+                        headers=headers, content_type="application/json")
+    assert_error(huge, 413, "RequestEntityTooLarge")
 
 
 def test_unknown_paths_wrong_methods_and_a_broken_database_are_json_errors(world, tmp_path):

@@ -137,6 +137,7 @@ _ERRORS = {
     "404": ("NotFound", "No such thing — or it belongs to another household."),
     "409": ("Conflict", "Clashes with the current state (e.g. the order is no longer "
             "cancellable, the device is already claimed, the email is taken)."),
+    "413": ("RequestEntityTooLarge", "The body is larger than the app accepts."),
     "415": ("UnsupportedMediaType", "The body is not sent as application/json."),
     "429": ("Locked", "Too many failed attempts: locked for a while (see Retry-After)."),
 }
@@ -194,7 +195,8 @@ def _op(summary: str, tag: str, ok: dict, errors: str = "", *, params=(), body=N
         if schema is not None:
             out["responses"][status]["content"] = {"application/json": {
                 "schema": _ref(schema)}}
-    codes = errors.split() + ([] if public else ["401"])
+    codes = errors.split() + ([] if public else ["401"]) + (["413"] if "requestBody" in out
+                                                             else [])
     for code in sorted(set(codes)):
         out["responses"][code] = {"$ref": f"#/components/responses/{code}"}
     return out

@@ -143,7 +143,10 @@ class Body:
 def json_object() -> dict:
     if not request.is_json:
         raise UnsupportedMediaType("send the body as JSON (Content-Type: application/json)")
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # json gives up on very deep nesting with this, not ValueError
+        raise BadRequest("the body is nested too deeply") from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
     return data
