@@ -96,6 +96,13 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(world
     assert statuses[200] and statuses[201], "real ids and bodies reached the happy paths"
 
 
+def test_the_document_is_valid_openapi_3_1():
+    from openapi_spec_validator import validate
+
+    app = create_app(sessionmaker())
+    validate(app.test_client().get("/api/v1/openapi.json").get_json())
+
+
 def test_the_document_covers_every_api_route():
     app = create_app(sessionmaker())
     routes = {(method, re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule))
