@@ -33,6 +33,13 @@ class Settings:
     kek_hex: str = field(default="", repr=False)  # never printed
     kek_file: Path | None = None
     group_commit_max: int = 64
+    # "process": the group-commit writer runs in a child process and the event loop only
+    # moves bytes (backend/coap/writer_process.py); "thread": in this process.
+    ingest_writer: str = "process"
+    # Overload (backend/coap/server.py): past this many events waiting for the writer,
+    # answer 5.03 with Max-Age = overload_retry_s instead of queueing.
+    overload_max_waiting: int = 1024
+    overload_retry_s: int = 5
     simulator: SimulatorSettings = SimulatorSettings()
     merchant_url: str = ""  # empty: every order goes to the simulator
     merchant_secret: str = field(default="", repr=False)
@@ -70,6 +77,10 @@ class Settings:
             kek_hex=env.get("REPLENISH_KEK", ""),
             kek_file=Path(env["REPLENISH_KEK_FILE"]) if env.get("REPLENISH_KEK_FILE") else None,
             group_commit_max=int(env.get("REPLENISH_GROUP_COMMIT_MAX", base.group_commit_max)),
+            ingest_writer=env.get("REPLENISH_INGEST_WRITER", base.ingest_writer),
+            overload_max_waiting=int(env.get("REPLENISH_OVERLOAD_MAX_WAITING",
+                                             base.overload_max_waiting)),
+            overload_retry_s=int(env.get("REPLENISH_OVERLOAD_RETRY_S", base.overload_retry_s)),
             simulator=SimulatorSettings(
                 step_s=float(env.get("REPLENISH_SIM_STEP_S", base.simulator.step_s)),
                 poll_s=float(env.get("REPLENISH_SIM_POLL_S", base.simulator.poll_s)),

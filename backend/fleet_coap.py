@@ -69,18 +69,6 @@ class FirmwareResource(resource.Resource, resource.PathCapable):
         self._content_bytes = 0
         self.blocks_served = 0
 
-    @classmethod
-    def for_pipeline(cls, pipeline) -> FirmwareResource:
-        """The database and keyring the ingest pipeline uses (build_site has only it):
-        its own when it writes in this process, else opened from its settings."""
-        settings = getattr(pipeline, "_settings", None)
-        if settings is None:
-            return cls(pipeline._sessions, pipeline._keyring)
-        from backend.db import make_engine, make_sessionmaker
-        from backend.keys import load_keyring
-
-        return cls(make_sessionmaker(make_engine(settings.db_url)), load_keyring(settings))
-
     async def needs_blockwise_assembly(self, request):
         return False  # Block2 is sliced here, per request
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+import sys
 import threading
 
 import aiocoap
@@ -12,9 +14,12 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 from backend.coap.pipeline import GroupCommitPipeline
-from backend.coap.server import build_site
+from backend.coap.server import OverloadGuard, OverloadPolicy, build_site
+from backend.coap.writer_process import ProcessPipeline
 from backend.config import Settings
 from backend.db import make_engine, make_sessionmaker
+from backend.errors import ConfigError
+from backend.gc_tuning import tune_gc
 from backend.engine import OrderEngine
 from backend.ingest import IngestConfig
 from backend.keys import load_keyring
@@ -23,33 +28,64 @@ from backend.web import create_app
 log = logging.getLogger(__name__)
 
 
-class Backend:
-    """One process worth of backend. `await start()`, then `await stop()`."""
+ROLES = ("ingest", "web", "engine")
 
-    def __init__(self, settings: Settings, create_kek: bool = False):
+
+class Backend:
+    """One process worth of backend. `await start()`, then `await stop()`.
+
+    `roles` picks what this process runs: the CoAP ingest, the web app, the order
+    engine (holds, outbox, simulator). Every role keeps its state in the database, so
+    any number of processes can run any roles against one database (docs/deployment.md).
+    """
+
+    def __init__(self, settings: Settings, create_kek: bool = False,
+                 roles: tuple[str, ...] | frozenset[str] = ROLES):
+        unknown = set(roles) - set(ROLES)
+        if unknown or not roles:
+            raise ConfigError(f"roles must be some of {', '.join(ROLES)}")
+        self.roles = frozenset(roles)
         self.settings = settings
         self.engine = make_engine(settings.db_url)
         self.sessions = make_sessionmaker(self.engine)
         self.writer_sessions = make_sessionmaker(self.engine, writer=True)
         self.keyring = load_keyring(settings, create=create_kek)
-        self.pipeline = GroupCommitPipeline(
-            self.writer_sessions, self.keyring, settings.group_commit_max,
-            IngestConfig(low_battery_mv=settings.low_battery_mv))
+        self.pipeline = _pipeline(settings, self.writer_sessions, self.keyring)
         self.engine_worker = OrderEngine(self.writer_sessions, settings)
         self._coap: aiocoap.Context | None = None
+        self.overload: OverloadGuard | None = None
         self._http = None
         self._http_thread: threading.Thread | None = None
         self.http_port = settings.http_port
         self.coap_port = settings.coap_port
 
     async def start(self) -> None:
+        if "ingest" in self.roles:
+            await self._start_ingest()
+        if "web" in self.roles:
+            self._start_web()
+        if "engine" in self.roles:
+            self.engine_worker.start()
+            merchant = self.settings.merchant_url or "none (built-in simulator)"
+            log.info("order engine running; merchant webhook: %s; simulator: one stage "
+                     "every %.1f s", merchant, self.settings.simulator.step_s)
+
+    async def _start_ingest(self) -> None:
         s = self.settings
         self.pipeline.start()
         # UDP only: protocol v1 is CoAP over UDP (aiocoap would add CoAP over TCP).
+        # aiocoap sets SO_REUSEPORT: several ingest processes can share the port.
+        self.overload = OverloadGuard(self.pipeline, OverloadPolicy(
+            max_waiting=s.overload_max_waiting, retry_after_s=s.overload_retry_s))
         self._coap = await aiocoap.Context.create_server_context(
-            build_site(self.pipeline), bind=(s.coap_host, s.coap_port), transports=["udp6"])
+            build_site(self.pipeline, self.sessions, self.keyring, self.overload),
+            bind=(s.coap_host, s.coap_port), transports=["udp6"])
+        self.overload.watch_socket(bound_udp_socket(self._coap))
         self.coap_port = bound_udp_port(self._coap)
         log.info("CoAP ingest listening on udp %s:%d (POST /ev)", s.coap_host, self.coap_port)
+
+    def _start_web(self) -> None:
+        s = self.settings
         app = create_app(self.sessions, self.writer_sessions, s)
         self._http = create_server(app, host=s.http_host,
                                    port=s.http_port, threads=4)
@@ -58,18 +94,16 @@ class Backend:
         self._http_thread.start()
         log.info("web app listening on http://%s:%d/ (API under /api/v1)",
                  s.http_host, self.http_port)
-        self.engine_worker.start()
-        merchant = s.merchant_url or "none (built-in simulator)"
-        log.info("order engine running; merchant webhook: %s; simulator: one stage "
-                 "every %.1f s", merchant, s.simulator.step_s)
 
     async def stop(self) -> None:
         if self._coap is not None:
             await self._coap.shutdown()
         if self._http is not None:
             self._stop_http()
-        self.engine_worker.stop()
-        self.pipeline.stop()
+        if "engine" in self.roles:
+            self.engine_worker.stop()
+        if "ingest" in self.roles:
+            self.pipeline.stop()
         self.engine.dispose()
 
 
@@ -82,28 +116,93 @@ class Backend:
         self._http = None
 
 
+def _pipeline(settings: Settings, sessions, keyring):
+    config = IngestConfig(low_battery_mv=settings.low_battery_mv)
+    if settings.ingest_writer == "thread":
+        return GroupCommitPipeline(sessions, keyring, settings.group_commit_max, config)
+    if settings.ingest_writer == "process":
+        return ProcessPipeline(settings, settings.group_commit_max, config)
+    raise ConfigError(f"REPLENISH_INGEST_WRITER must be 'process' or 'thread', "
+                      f"not {settings.ingest_writer!r}")
+
+
 def bound_udp_port(context: aiocoap.Context) -> int:
     """The UDP port the server got (differs from the setting when that was 0)."""
+    return bound_udp_socket(context).getsockname()[1]
+
+
+def bound_udp_socket(context: aiocoap.Context):
+    """aiocoap's UDP server socket."""
     for interface in context.request_interfaces:
         messages = getattr(getattr(interface, "token_interface", None),
                            "message_interface", None)
         transport = getattr(messages, "transport", None)
         if transport is not None:
-            return transport.get_extra_info("socket").getsockname()[1]
+            return transport.get_extra_info("socket")
     raise RuntimeError("aiocoap opened no UDP transport")
 
 
-async def serve_forever(settings: Settings) -> None:
-    """Run until SIGINT or SIGTERM, then stop cleanly (answers in flight are sent)."""
-    backend = Backend(settings, create_kek=True)
+async def serve_forever(settings: Settings, roles: tuple[str, ...] = ROLES,
+                        ingest_processes: int = 1) -> None:
+    """Run until SIGINT or SIGTERM, then stop cleanly (answers in flight are sent).
+
+    With `ingest_processes` > 1, that many more ingest-only processes share the CoAP
+    port (SO_REUSEPORT: the kernel spreads devices over them by source address)."""
+    backend = Backend(settings, create_kek=True, roles=roles)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
     await backend.start()
+    extra = IngestSiblings(backend.coap_port, ingest_processes - 1)
+    await extra.start()
+    tune_gc()
     try:
         await stopping.wait()
         log.info("stopping")
     finally:
+        await extra.stop()
         await backend.stop()
     log.info("stopped")
+
+
+class IngestSiblings:
+    """Extra `replenish run --role ingest` processes on the same CoAP port, restarted
+    if one dies (each holds nothing the others need: state is in the database)."""
+
+    def __init__(self, port: int, count: int):
+        self._argv = [sys.executable, "-m", "backend", "run", "--role", "ingest",
+                      "--coap-port", str(port)]
+        self._count = max(0, count)
+        self._procs: list[asyncio.subprocess.Process] = []
+        self._watchers: list[asyncio.Task] = []
+        self._stopping = False
+
+    async def start(self) -> None:
+        for number in range(self._count):
+            self._watchers.append(asyncio.create_task(self._keep(number)))
+
+    async def _keep(self, number: int) -> None:
+        while not self._stopping:
+            proc = await asyncio.create_subprocess_exec(*self._argv)
+            self._procs.append(proc)
+            log.info("ingest process %d started (pid %d)", number + 2, proc.pid)
+            code = await proc.wait()
+            self._procs.remove(proc)
+            if not self._stopping:
+                log.error("ingest process %d (pid %d) exited with %s; restarting",
+                          number + 2, proc.pid, code)
+                await asyncio.sleep(1.0)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for proc in list(self._procs):
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
+        for proc in list(self._procs):
+            try:
+                await asyncio.wait_for(proc.wait(), 30)
+            except asyncio.TimeoutError:
+                proc.kill()
+        for watcher in self._watchers:
+            watcher.cancel()

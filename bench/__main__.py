@@ -37,16 +37,17 @@ def loadavg() -> list[float]:
 
 async def measure(config: str, server: ServerProcess, workload: Workload, args,
                   fixed_rate: float | None, expected=SUCCESS, extra: dict | None = None,
-                  ) -> dict:
+                  window: int | None = None) -> dict:
     """Warm up, then a saturation phase and (when given) a fixed-rate phase."""
+    window = window or args.window
     gen = LoadGenerator("127.0.0.1", server.port, workload, sockets=args.sockets,
                         expected_codes=expected)
     await gen.open()
     lines = {}
     try:
-        workload.prepare(int(args.window * 20))
-        await gen.run(args.warmup_s, window=args.window, drain_s=args.drain_s)
-        phases = [("saturation", dict(window=args.window), args.max_rate * args.phase_s)]
+        workload.prepare(int(window * 20))
+        await gen.run(args.warmup_s, window=min(window, args.window), drain_s=args.drain_s)
+        phases = [("saturation", dict(window=window), args.max_rate * args.phase_s)]
         if fixed_rate:
             phases.append(("fixed_rate", dict(rate=fixed_rate), fixed_rate * args.phase_s * 1.1))
         for mode, how, budget in phases:
@@ -104,7 +105,8 @@ def recorded_events(db_url: str) -> int:
 
 
 async def ingest_config(config: str, db_url: str, devices: int, workdir: Path, args,
-                        fixed_rate: float | None, spread: bool = False) -> dict:
+                        fixed_rate: float | None, spread: bool = False, processes: int = 1,
+                        window: int | None = None) -> dict:
     """The full ingest on `db_url` with `devices` provisioned. The measured presses
     come from `args.devices` of them (first press orders, later ones are suppressed);
     with `spread`, a further saturation phase sends one press from each device in turn
@@ -116,11 +118,15 @@ async def ingest_config(config: str, db_url: str, devices: int, workdir: Path, a
     data_dir = workdir / config
     data_dir.mkdir(parents=True, exist_ok=True)
     server = ServerProcess("ingest", db_url=db_url, data_dir=data_dir, kek_hex=kek.hex(),
-                           log_path=data_dir / "server.log", log_level=args.server_log_level)
-    active = min(devices, args.devices)
+                           log_path=data_dir / "server.log", log_level=args.server_log_level,
+                           processes=processes)
+    active = min(devices, max(args.devices, window or 0))
+    extra = {"devices": devices, "active_devices": active}
+    if processes > 1:
+        extra["processes"] = processes
     try:
         lines = await measure(config, server, Workload(fleet[:active]), args, fixed_rate,
-                              extra={"devices": devices, "active_devices": active})
+                              extra=extra, window=window)
         if spread:
             lines.update({f"spread-{mode}": line for mode, line in (await measure(
                 f"{config}-spread", server, Workload(fleet), args, None,
@@ -129,10 +135,11 @@ async def ingest_config(config: str, db_url: str, devices: int, workdir: Path, a
         server.stop()
     answered_ok = sum(line["codes"].get(c, 0) for line in lines.values()
                       for c in ("2.01", "2.03", "2.04"))
+    shed = sum(line.get("shed", 0) for line in lines.values())
     emit({"config": config, "check": "recorded", "devices": devices,
           "provision_s": round(provision_s, 2),
           "events_recorded": recorded_events(db_url),
-          "measured_success_answers": answered_ok,
+          "measured_success_answers": answered_ok, "shed_5_03": shed,
           "note": "events_recorded also counts warm-up events"})
     return lines
 
@@ -152,14 +159,21 @@ async def run(args) -> int:
 
     sqlite = await ingest_config("ingest-sqlite", f"sqlite:///{workdir / 'bench.db'}",
                                  args.devices, workdir, args, fixed_rate)
+    two = await ingest_config("ingest-sqlite-2proc", f"sqlite:///{workdir / 'two.db'}",
+                              args.devices, workdir, args, None, processes=2)
+    await ingest_config("ingest-sqlite-overload", f"sqlite:///{workdir / 'overload.db'}",
+                        args.overload_devices, workdir, args, None,
+                        window=args.overload_devices)
     if not args.no_large:
         await ingest_config("ingest-sqlite-large", f"sqlite:///{workdir / 'large.db'}",
                             args.large, workdir, args, fixed_rate, spread=True)
     if not args.no_postgres:
         await postgres_configs(args, workdir, fixed_rate)
     ingest_eps = sqlite["saturation"]["events_per_s"]
+    two_eps = two["saturation"]["events_per_s"]
     emit({"ratio_ingest_vs_bare": round(ingest_eps / bare_eps, 3) if bare_eps else None,
           "bare_events_per_s": bare_eps, "ingest_sqlite_events_per_s": ingest_eps,
+          "ratio_2proc_vs_1proc": round(two_eps / ingest_eps, 3) if ingest_eps else None,
           "fixed_rate_per_s": fixed_rate, "loadavg": loadavg(), "cpus": _cpus()})
     return 0
 
@@ -223,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-rate", type=float, default=9000,
                    help="events encoded ahead per second of a saturation phase")
     p.add_argument("--devices", type=int, default=100)
+    p.add_argument("--overload-devices", type=int, default=2000,
+                   help="devices (and window) of the overload phase: far past saturation")
     p.add_argument("--large", type=int, default=100_000)
     p.add_argument("--sockets", type=int, default=256, help="source UDP sockets (pool)")
     p.add_argument("--server-log-level", default="INFO")

@@ -15,6 +15,7 @@ POST = 0x02
 EMPTY = 0x00
 OPT_URI_PATH = 11
 OPT_CONTENT_FORMAT = 12
+OPT_MAX_AGE = 14
 
 _HEADER = struct.Struct("!BBH")
 
@@ -42,11 +43,11 @@ def encode_empty_ack(mid: int) -> bytes:
 
 
 class Parsed:
-    __slots__ = ("type", "code", "mid", "token", "content_format", "payload")
+    __slots__ = ("type", "code", "mid", "token", "content_format", "payload", "max_age")
 
-    def __init__(self, mtype, code, mid, token, content_format, payload):
+    def __init__(self, mtype, code, mid, token, content_format, payload, max_age=None):
         self.type, self.code, self.mid, self.token = mtype, code, mid, token
-        self.content_format, self.payload = content_format, payload
+        self.content_format, self.payload, self.max_age = content_format, payload, max_age
 
 
 def parse(data: bytes) -> Parsed | None:
@@ -62,13 +63,13 @@ def parse(data: bytes) -> Parsed | None:
         return None
     token = data[4:pos]
     number = 0
-    content_format = None
+    content_format = max_age = None
     end = len(data)
     while pos < end:
         byte = data[pos]
         pos += 1
         if byte == 0xFF:
-            return Parsed((b0 >> 4) & 3, code, mid, token, content_format, data[pos:])
+            return Parsed((b0 >> 4) & 3, code, mid, token, content_format, data[pos:], max_age)
         delta, pos = _extended(byte >> 4, data, pos)
         length, pos = _extended(byte & 0x0F, data, pos)
         if delta < 0 or length < 0:
@@ -76,8 +77,10 @@ def parse(data: bytes) -> Parsed | None:
         number += delta
         if number == OPT_CONTENT_FORMAT:
             content_format = int.from_bytes(data[pos:pos + length], "big")
+        elif number == OPT_MAX_AGE:
+            max_age = int.from_bytes(data[pos:pos + length], "big")
         pos += length
-    return Parsed((b0 >> 4) & 3, code, mid, token, content_format, b"")
+    return Parsed((b0 >> 4) & 3, code, mid, token, content_format, b"", max_age)
 
 
 def _extended(nibble: int, data: bytes, pos: int) -> tuple[int, int]:

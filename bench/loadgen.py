@@ -27,6 +27,7 @@ from backend import protocol
 from backend.protocol import Event, Kind
 from bench import coapwire
 
+UNAVAILABLE = 163  # 5.03
 ACK_TIMEOUT = 2.0
 ACK_RANDOM_FACTOR = 1.5
 MAX_RETRANSMIT = 4
@@ -99,6 +100,7 @@ class PhaseResult:
     errors: int = 0
     unmatched: int = 0
     backlog: int = 0
+    shed: int = 0  # 5.03 with Max-Age: the device keeps the event and backs off
     exhausted: bool = False
     codes: Counter = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
@@ -133,6 +135,8 @@ class PhaseResult:
             out["exhausted"] = True
         if self.unmatched:
             out["unmatched"] = self.unmatched
+        if self.shed:
+            out["shed"] = self.shed
         return out
 
 
@@ -243,12 +247,18 @@ class LoadGenerator:
         self._result.lost += 1
         self._after_completion()
 
-    def _forget(self, inflight: _Inflight) -> None:
+    def _forget(self, inflight: _Inflight, back_off_s: float = 0.0) -> None:
         del self._inflight[inflight.token]
         self._by_mid.pop((inflight.sock, inflight.mid), None)
         if inflight.timer is not None:
             inflight.timer.cancel()
-        self._idle.append(inflight.request.device)
+        device = inflight.request.device
+        if back_off_s:  # as the firmware does: keep the event, retry after Max-Age
+            self.workload.queues[device].appendleft(inflight.request)
+            delay = back_off_s * (1 + random.random() * (ACK_RANDOM_FACTOR - 1))
+            asyncio.get_running_loop().call_later(delay, self._idle.append, device)
+        else:
+            self._idle.append(device)
 
     def _after_completion(self) -> None:
         if self._result.mode == "saturation" and self._sending:
@@ -284,8 +294,14 @@ class LoadGenerator:
         if inflight is None or inflight.sock != s:
             self._result.unmatched += 1  # e.g. a second copy of a separate response
             return
-        self._forget(inflight)
         result = self._result
+        if msg.code == UNAVAILABLE and msg.max_age is not None:  # shed: not an answer
+            self._forget(inflight, back_off_s=msg.max_age)
+            result.shed += 1
+            result.codes[msg.code] += 1
+            self._after_completion()
+            return
+        self._forget(inflight)
         result.answered += 1
         if now <= self._phase_end:
             result.answered_in_phase += 1

@@ -42,20 +42,45 @@ async def _serve_bare(ready) -> None:
         await context.shutdown()
 
 
-async def _serve_ingest(ready, db_url: str, data_dir: Path) -> None:
+async def _serve_ingest(ready, db_url: str, data_dir: Path, tune: bool,
+                        processes: int = 1) -> None:
     from backend.config import Settings
-    from backend.runtime import Backend
+    from backend.gc_tuning import tune_gc
+    from backend.runtime import Backend, IngestSiblings
 
     settings = Settings.from_env().with_(
         data_dir=data_dir, database_url=db_url, coap_host="127.0.0.1", coap_port=0,
         http_host="127.0.0.1", http_port=0)
     backend = Backend(settings)
     await backend.start()
+    # More ingest-only processes on the same port, as `replenish run --ingest-processes`.
+    os.environ.update(DATABASE_URL=db_url, REPLENISH_DATA_DIR=str(data_dir),
+                      REPLENISH_COAP_HOST="127.0.0.1")
+    siblings = IngestSiblings(backend.coap_port, processes - 1)
+    await siblings.start()
+    await _until_bound(backend.coap_port, processes)
+    if tune:
+        tune_gc()
     ready(backend.coap_port)
     try:
         await _stdin_closed()
     finally:
+        await siblings.stop()
         await backend.stop()
+
+
+async def _until_bound(port: int, sockets: int) -> None:
+    """Wait (bounded) until `sockets` UDP sockets listen on `port` (/proc/net/udp*)."""
+    for _ in range(600):
+        found = 0
+        for table in ("/proc/net/udp", "/proc/net/udp6"):
+            with open(table) as f:
+                found += sum(1 for line in f.readlines()[1:]
+                             if int(line.split()[1].rsplit(":", 1)[1], 16) == port)
+        if found >= sockets:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"only {found} of {sockets} ingest processes bound port {port}")
 
 
 async def _stdin_closed() -> None:
@@ -69,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db-url")
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--profile", type=Path, help="write a cProfile of the run here")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="ingest processes sharing the port (SO_REUSEPORT)")
+    parser.add_argument("--default-gc", action="store_true",
+                        help="ingest: keep CPython's GC settings (`replenish run` tunes them)")
     parser.add_argument("--log-level", default="INFO",
                         help="INFO is what `replenish run` logs (one line per event)")
     args = parser.parse_args(argv)
@@ -83,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.kind == "bare":
         serve = lambda: _serve_bare(ready)  # noqa: E731
     else:
-        serve = lambda: _serve_ingest(ready, args.db_url, args.data_dir)  # noqa: E731
+        serve = lambda: _serve_ingest(ready, args.db_url, args.data_dir,  # noqa: E731
+                                      not args.default_gc, args.processes)
     if args.profile:
         import cProfile
 
@@ -94,13 +124,41 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None  # exited meanwhile
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = _stat(pid)
+    return int(fields[11]) + int(fields[12]) if fields else 0
+
+
+def _tree(root: int) -> list[int]:
+    """`root` and every live descendant (from the parent pids in /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat(int(entry))):
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
 class ServerProcess:
     """A server under test in a child process; `cpu_s()` is its CPU time so far."""
 
     def __init__(self, kind: str, *, db_url: str | None = None, data_dir: Path | None = None,
                  kek_hex: str | None = None, log_path: Path | None = None,
-                 log_level: str = "INFO", profile: Path | None = None):
-        argv = [sys.executable, "-m", "bench.server", kind, "--log-level", log_level]
+                 log_level: str = "INFO", profile: Path | None = None, processes: int = 1):
+        argv = [sys.executable, "-m", "bench.server", kind, "--log-level", log_level,
+                "--processes", str(processes)]
         if profile:
             argv += ["--profile", str(profile)]
         if db_url:
@@ -120,10 +178,9 @@ class ServerProcess:
         self.pid = self.proc.pid
 
     def cpu_s(self) -> float:
-        """User + system CPU seconds of the process, all its threads (/proc/PID/stat)."""
-        with open(f"/proc/{self.pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU seconds of the server: all threads of the process and of
+        its descendants (the ingest writer runs in a child of the fork server)."""
+        return sum(_cpu_ticks(pid) for pid in _tree(self.pid)) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -1,8 +1,10 @@
 """Group commit: many events, one transaction, then every answer.
 
-One writer thread takes whatever events are waiting (up to `max_batch`), decides them
-all in one transaction, commits once and only then resolves the waiting requests.
-A device is never told "ordered" about an order that a crash could still lose.
+The writer takes whatever events are waiting (up to `max_batch`), decides them all in
+one transaction, commits once and only then resolves the waiting requests. A device
+is never told "ordered" about an order that a crash could still lose. The writer runs
+in its own process by default (backend/coap/writer_process.py: the event loop then
+only moves bytes) or as a thread of this process (`GroupCommitPipeline`).
 
 The common case decides the batch with per-batch lookups and no savepoints (per-event
 ORM work was most of the writer's time). If any event raises, that transaction is
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 import queue
 import threading
 
@@ -30,12 +33,93 @@ _STOP = object()
 _ATTEMPTS = 3
 
 
-class GroupCommitPipeline:
-    def __init__(self, sessions: sessionmaker, keyring: Keyring, max_batch: int = 64,
+class BatchWriter:
+    """Decides a batch of events in one transaction and commits it (no threads here:
+    the thread pipeline below and the writer process both drive one of these)."""
+
+    def __init__(self, sessions: sessionmaker, keyring: Keyring,
                  config: IngestConfig | None = None):
         self._sessions = sessions
         self._config = config or IngestConfig()
         self._keyring = keyring
+
+    def commit(self, requests: list[bytes]) -> list[Reply]:
+        isolated = False
+        attempt = 1
+        while attempt <= _ATTEMPTS:
+            try:
+                with self._sessions() as session, session.begin():
+                    if isolated:
+                        replies = [self._decide_one(session, r) for r in requests]
+                    else:
+                        replies = self._decide_together(session, requests)
+                _log_committed(replies)
+                return replies
+            except _EventFailed:
+                isolated = True  # not an attempt: nothing was wrong with the database
+                continue
+            except OperationalError as err:
+                # Deadlock, serialization failure, lock timeout: nothing was committed
+                # and decisions depend only on the database, so deciding again is safe.
+                log.warning("group commit of %d events failed (attempt %d/%d): %s",
+                            len(requests), attempt, _ATTEMPTS, err.orig)
+                attempt += 1
+            except Exception:
+                log.exception("group commit of %d events failed", len(requests))
+                break
+        log.error("answering %d events 5.03; devices will retry", len(requests))
+        return [unavailable("storage unavailable, retry later") for _ in requests]
+
+    def _decide_together(self, session, requests: list[bytes]) -> list[Reply]:
+        replies = []
+        try:
+            lookups = BatchLookups(session, requests)
+            with session.no_autoflush:  # one flush at commit (see BatchLookups)
+                for request in requests:
+                    replies.append(decide(session, self._keyring, request, self._config,
+                                          lookups))
+            lookups.flush(session)
+        except OperationalError:
+            raise  # the database, not an event: retry the whole batch
+        except Exception as err:
+            log.debug("event failed in a shared batch; deciding each on its own: %r", err)
+            raise _EventFailed from err
+        return replies
+
+    def _decide_one(self, session, request: bytes) -> Reply:
+        savepoint = session.begin_nested()
+        try:
+            reply = decide(session, self._keyring, request, self._config)
+        except OperationalError:
+            savepoint.rollback()
+            raise  # the database, not this event: retry the whole batch
+        except Exception:
+            savepoint.rollback()
+            log.exception("event could not be processed; answered 5.03")
+            return unavailable("internal error, retry later")
+        savepoint.commit()
+        return reply
+
+
+def _log_committed(replies: list[Reply]) -> None:
+    """One line per batch (each event is in the events table; refusals log their own)."""
+    if log.isEnabledFor(logging.INFO):
+        codes = Counter(reply.result.dotted for reply in replies)
+        log.info("committed %d events: %s", len(replies),
+                 ", ".join(f"{n} x {code}" for code, n in sorted(codes.items())))
+
+
+def unavailable(message: str) -> Reply:
+    """5.03: nothing was recorded; the device keeps the event and sends it again."""
+    return Reply.text(Result.UNAVAILABLE, message)
+
+
+class GroupCommitPipeline:
+    """The writer as a thread of this process (REPLENISH_INGEST_WRITER=thread)."""
+
+    def __init__(self, sessions: sessionmaker, keyring: Keyring, max_batch: int = 64,
+                 config: IngestConfig | None = None):
+        self._writer = BatchWriter(sessions, keyring, config)
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
@@ -77,64 +161,11 @@ class GroupCommitPipeline:
 
     def _run(self) -> None:
         while (batch := self._take_batch()) is not None:
-            replies = self._commit(batch)
+            replies = self._writer.commit([request for request, _loop, _future in batch])
             self.batches += 1
             self.events += len(batch)
             for (_request, loop, future), reply in zip(batch, replies):
                 loop.call_soon_threadsafe(_resolve, future, reply)
-
-    def _commit(self, batch: list) -> list[Reply]:
-        requests = [request for request, _loop, _future in batch]
-        isolated = False
-        attempt = 1
-        while attempt <= _ATTEMPTS:
-            try:
-                with self._sessions() as session, session.begin():
-                    if isolated:
-                        return [self._decide_one(session, r) for r in requests]
-                    return self._decide_together(session, requests)
-            except _EventFailed:
-                isolated = True  # not an attempt: nothing was wrong with the database
-                continue
-            except OperationalError as err:
-                # Deadlock, serialization failure, lock timeout: nothing was committed
-                # and decisions depend only on the database, so deciding again is safe.
-                log.warning("group commit of %d events failed (attempt %d/%d): %s",
-                            len(batch), attempt, _ATTEMPTS, err.orig)
-                attempt += 1
-            except Exception:
-                log.exception("group commit of %d events failed", len(batch))
-                break
-        log.error("answering %d events 5.03; devices will retry", len(batch))
-        return [Reply.text(Result.UNAVAILABLE, "storage unavailable, retry later")
-                for _ in batch]
-
-    def _decide_together(self, session, requests: list[bytes]) -> list[Reply]:
-        replies = []
-        try:
-            lookups = BatchLookups(session, requests)
-            for request in requests:
-                replies.append(decide(session, self._keyring, request, self._config, lookups))
-        except OperationalError:
-            raise  # the database, not an event: retry the whole batch
-        except Exception as err:
-            log.debug("event failed in a shared batch; deciding each on its own: %r", err)
-            raise _EventFailed from err
-        return replies
-
-    def _decide_one(self, session, request: bytes) -> Reply:
-        savepoint = session.begin_nested()
-        try:
-            reply = decide(session, self._keyring, request, self._config)
-        except OperationalError:
-            savepoint.rollback()
-            raise  # the database, not this event: retry the whole batch
-        except Exception:
-            savepoint.rollback()
-            log.exception("event could not be processed; answered 5.03")
-            return Reply.text(Result.UNAVAILABLE, "internal error, retry later")
-        savepoint.commit()
-        return reply
 
 
 class _EventFailed(Exception):

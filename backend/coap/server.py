@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
+import struct
+from dataclasses import dataclass
 
 import aiocoap
 import aiocoap.resource as resource
 from aiocoap.numbers.codes import Code
 
+from sqlalchemy.orm import sessionmaker
+
 from backend import protocol
 from backend.coap.pipeline import GroupCommitPipeline
 from backend.fleet_coap import FW_PATH, FirmwareResource
+from backend.keys import Keyring
 from backend.protocol import Result
 
 log = logging.getLogger(__name__)
@@ -22,9 +29,10 @@ class EventResource(resource.Resource):
     rt = "replenish.event"
     ct = protocol.CONTENT_FORMAT_COSE_MAC0
 
-    def __init__(self, pipeline: GroupCommitPipeline):
+    def __init__(self, pipeline: GroupCommitPipeline, guard: OverloadGuard | None = None):
         super().__init__()
         self._pipeline = pipeline
+        self._guard = guard or OverloadGuard(pipeline)
 
     def get_link_description(self):
         return {**super().get_link_description(), "ct": str(self.ct)}
@@ -38,6 +46,8 @@ class EventResource(resource.Resource):
             log.warning("refused event from %s: %d bytes", request.remote.hostinfo,
                         len(request.payload))
             return _text(Result.TOO_LARGE, f"event over {protocol.MAX_PAYLOAD_BYTES} bytes")
+        if self._guard.overloaded():
+            return self._guard.shed(request)
         reply = await self._pipeline.submit(request.payload)
         if not reply.authenticated:
             return _text(reply.result, reply.payload.decode())
@@ -45,15 +55,82 @@ class EventResource(resource.Resource):
                                content_format=protocol.CONTENT_FORMAT_COSE_MAC0)
 
 
+@dataclass(frozen=True)
+class OverloadPolicy:
+    """When to shed load instead of queueing it (REPLENISH_OVERLOAD_*; README)."""
+
+    max_waiting: int = 1024  # events waiting for the writer
+    socket_fill: float = 0.5  # share of the UDP receive buffer in use
+    retry_after_s: int = 5  # Max-Age of the 5.03
+    log_every: int = 100  # one warning per this many shed events, not one each
+
+
+class OverloadGuard:
+    """Decides when an event is answered 5.03 with Max-Age at once instead of queued.
+
+    Two signs of overload: more than `max_waiting` events waiting for the writer (the
+    database is the bottleneck), or the CoAP socket's receive buffer more than
+    `socket_fill` full (the event loop is; past 100 % the kernel drops datagrams
+    silently). Shedding reads and writes nothing, and its answer is smaller than any
+    event (no amplification); devices keep the event and retry after Max-Age, which
+    takes load off instead of adding retransmissions.
+    """
+
+    _SAMPLE_S = 0.01
+
+    def __init__(self, pipeline, policy: OverloadPolicy | None = None):
+        self._pipeline = pipeline
+        self.policy = policy or OverloadPolicy()
+        self._socket = None
+        self._socket_full = False
+        self.shed_count = 0
+
+    def watch_socket(self, sock) -> None:
+        """Start sampling `sock`'s receive queue (Linux SO_MEMINFO) on the running loop."""
+        self._socket = sock
+        self._sample(asyncio.get_running_loop())
+
+    def _sample(self, loop) -> None:
+        if self._socket is None or self._socket.fileno() < 0:
+            return
+        try:
+            used, size = struct.unpack_from("2I", self._socket.getsockopt(
+                socket.SOL_SOCKET, _SO_MEMINFO, 36))
+        except OSError:
+            return  # not Linux, or the socket is gone: only the writer backlog counts
+        self._socket_full = used > size * self.policy.socket_fill
+        loop.call_later(self._SAMPLE_S, self._sample, loop)
+
+    def overloaded(self) -> bool:
+        return self._socket_full or self._pipeline.waiting() >= self.policy.max_waiting
+
+    def shed(self, request: aiocoap.Message) -> aiocoap.Message:
+        self.shed_count += 1
+        if self.shed_count % self.policy.log_every == 1:
+            log.warning("overloaded (%d events waiting for the writer, receive buffer %s): "
+                        "answered 5.03 Max-Age %d to %s; %d shed so far",
+                        self._pipeline.waiting(),
+                        "full" if self._socket_full else "ok", self.policy.retry_after_s,
+                        request.remote.hostinfo, self.shed_count)
+        message = _text(Result.UNAVAILABLE, "overloaded")
+        message.opt.max_age = self.policy.retry_after_s
+        return message
+
+
+_SO_MEMINFO = 55  # Linux: receive-queue bytes in use, receive buffer size, ...
+
+
 def _text(result: Result, message: str) -> aiocoap.Message:
     return aiocoap.Message(code=Code(int(result)), payload=message.encode(),
                            content_format=0)
 
 
-def build_site(pipeline: GroupCommitPipeline) -> resource.Site:
+def build_site(pipeline: GroupCommitPipeline, sessions: sessionmaker, keyring: Keyring,
+               guard: OverloadGuard | None = None) -> resource.Site:
+    """/ev goes to the writer (`pipeline`); /fw reads releases through `sessions`."""
     site = resource.Site()
     site.add_resource([".well-known", "core"],
                       resource.WKCResource(site.get_resources_as_linkheader))
-    site.add_resource([protocol.EVENT_PATH], EventResource(pipeline))
-    site.add_resource([FW_PATH], FirmwareResource.for_pipeline(pipeline))
+    site.add_resource([protocol.EVENT_PATH], EventResource(pipeline, guard))
+    site.add_resource([FW_PATH], FirmwareResource(sessions, keyring))
     return site
