@@ -62,7 +62,7 @@ def _check_email(email: str) -> str:
     email = normalize_email(email)
     if not email:
         raise ReplenishError("enter your email address")
-    if len(email) > EMAIL_MAX or not _EMAIL.match(email):
+    if len(email) > EMAIL_MAX or not _EMAIL.match(email) or not email.isprintable():
         raise ReplenishError("that does not look like an email address (name@example.org)")
     return email
 
@@ -107,6 +107,8 @@ def register(session: Session, email: str, password: str, household_name: str) -
         raise ReplenishError("give your household a name (for example 'Our flat')")
     if len(name) > NAME_MAX:
         raise ReplenishError(f"the household name must be at most {NAME_MAX} characters")
+    if not name.isprintable():
+        raise ReplenishError("the household name must not contain control characters")
     _check_email(email)
     _check_password(password)
     household = Household(name=name)

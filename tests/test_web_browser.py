@@ -51,7 +51,8 @@ def browser(chromium_path, tmp_path):
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        unavailable("Playwright for Python is not installed (pip install -e '.[test]')")
+        unavailable("Playwright for Python is not installed "
+                    "(it is in the test extra; make test installs it)")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=chromium_path, headless=True,
                                               chromium_sandbox=False, args=CHROMIUM_FLAGS)

@@ -158,7 +158,7 @@ def test_forms_without_csrf_token_are_refused_and_change_nothing(app):
                        "password_again": PASSWORD, "household_name": "X"}),
     ]
     for path, data in attempts:
-        for token in (None, "forged-token"):
+        for token in (None, "forged-token", "ünïcode"):
             sent = data if token is None else {**data, "csrf_token": token}
             response = client.post(path, data=sent)
             assert response.status_code == 400, path
@@ -417,10 +417,11 @@ ID_ROUTES = {
     "/devices/<device_id>": "test_a_household_cannot_touch_another_households_things",
     "/devices/<device_id>/name": "test_a_household_cannot_touch_another_households_things",
     "/devices/<device_id>/slots": "test_a_household_cannot_touch_another_households_things",
-    "/devices/<device_id>/slots/<int:index>":
+    "/devices/<device_id>/slots/<int(max=255):index>":
         "test_a_household_cannot_touch_another_households_things",
-    "/orders/<int:order_id>": "test_a_household_cannot_touch_another_households_things",
-    "/orders/<int:order_id>/cancel": "test_a_household_cannot_touch_another_households_things",
+    "/orders/<int(max=2147483647):order_id>": "test_a_household_cannot_touch_another_households_things",
+    "/orders/<int(max=2147483647):order_id>/cancel":
+        "test_a_household_cannot_touch_another_households_things",
     "/operator/devices/<device_id>/revoke":
         "test_a_household_cannot_touch_another_households_things",
     "/claim/<code>": "test_claim_from_the_qr_url_goes_through_login",
@@ -543,3 +544,36 @@ def test_settings_read_the_web_variables():
     assert loaded.web_secret_key == "s" * 40 and loaded.behind_proxy
     assert "s" * 40 not in repr(loaded)
     assert not Settings.from_env({}).behind_proxy
+
+
+def test_odd_input_is_refused_in_words_never_a_server_error(app):
+    client = app.client()
+    email = register(client)
+    device_id = claimed_device(app, household_of(app, email))
+    token = csrf(client, "/devices")
+    odd = [
+        ("get", "/orders/99999999999999999999", {}, 404),
+        ("get", f"/devices/{device_id}/slots/99999", {}, 404),
+        ("get", "/devices/%00abc", {}, 400),
+        ("get", "/orders?page=%C2%B2", {}, 400),  # '²' is a digit to str.isdigit
+        ("get", "/orders?page=99999999999", {}, 200),  # the last page
+        ("post", f"/devices/{device_id}/slots", {"quantity": "²", "product_sku": "DETERGENT-1L"},
+         400),
+        ("post", f"/devices/{device_id}/name", {"name": "Kitchen\x00"}, 400),
+        ("post", f"/devices/{device_id}/name", {"name": "Kitchen\x07"}, 400),
+        ("post", "/settings", {"hold_window_min": "٣"}, 400),
+        ("post", "/devices/claim", {"code": "\x00" * 13}, 400),
+    ]
+    for method, path, data, status in odd:
+        if method == "get":
+            response = client.get(path)
+        else:
+            response = client.post(path, data={**data, "csrf_token": token})
+        assert response.status_code == status, (path, data, text(response)[-300:])
+    with app.sessions() as session:
+        assert session.scalars(select(Device.name)).one() is None
+    fresh = app.client()
+    response = fresh.post("/register", data={
+        "email": "a\x01b@example.org", "password": PASSWORD, "password_again": PASSWORD,
+        "household_name": "Flat", "csrf_token": csrf(fresh, "/register")})
+    assert response.status_code == 400 and "email" in text(response)

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
 
 PER_PAGE = 20
+INT32_MAX = 2**31 - 1
+ID = f"int(max={INT32_MAX})"  # ids in paths: larger numbers are 404 before any query
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
@@ -45,13 +47,34 @@ def csrf_token() -> str:
     return token
 
 
+def whole_number(text: str | None) -> int | None:
+    """`text` as a whole number if it is one in plain digits (not '²' or '٣'), else None."""
+    text = (text or "").strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 12:
+        return None
+    return int(text)
+
+
+@bp.before_request
+def refuse_control_characters():
+    """A NUL cannot be stored (PostgreSQL text) and is never meant: refuse it early."""
+    path_values = [v for v in (request.view_args or {}).values() if isinstance(v, str)]
+    for values in (request.args.values(), request.form.values(), path_values):
+        if any("\x00" in value for value in values):
+            log.warning("refused a request with a NUL character: %s", request.path)
+            return render_template("error.html", status=400, message=(
+                "The request contains a NUL character; remove it and try again.")), 400
+    return None
+
+
 @bp.before_request
 def check_csrf():
     if request.method in _SAFE_METHODS:
         return None
     sent = request.form.get("csrf_token", "")
     expected = session.get("csrf", "")
-    if not sent or not expected or not secrets.compare_digest(sent, expected):
+    if not sent or not expected or not secrets.compare_digest(sent.encode(),
+                                                              expected.encode()):
         log.warning("refused a form without a valid CSRF token: %s %s", request.method,
                     request.path)
         return render_template("error.html", status=400, message=(
@@ -131,10 +154,10 @@ class Page:
 
 
 def page_number() -> int:
-    raw = request.args.get("page", "1")
-    if not raw.isdigit() or int(raw) < 1:
+    number = whole_number(request.args.get("page", "1"))
+    if number is None or number < 1:
         raise ReplenishError("page must be a whole number from 1")
-    return int(raw)
+    return number
 
 
 def paginate(query, per_page: int = PER_PAGE, scalars: bool = True) -> Page:

@@ -15,7 +15,7 @@ from backend.db import utcnow
 from backend.errors import ReplenishError
 from backend.models import Device, Product
 from backend.web.pages import (bp, db, form_error, household_required, my_household, paginate,
-                                writing)
+                                whole_number, writing)
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,8 @@ def rename(device_id: str):
     try:
         if len(name) > NAME_MAX:
             raise ReplenishError(f"the name must be at most {NAME_MAX} characters")
+        if not name.isprintable():
+            raise ReplenishError("the name must not contain control characters")
         with writing() as s:
             owned(device_id, s).name = name or None
     except ReplenishError as err:
@@ -103,10 +105,10 @@ def rename(device_id: str):
 
 
 def _whole(text: str, what: str, low: int, high: int) -> int:
-    text = (text or "").strip()
-    if not text.isdigit() or not low <= int(text) <= high:
+    number = whole_number(text)
+    if number is None or not low <= number <= high:
         raise ReplenishError(f"{what} must be a whole number from {low} to {high}")
-    return int(text)
+    return number
 
 
 def _number(text: str, what: str, low: float, high: float) -> float:

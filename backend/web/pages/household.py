@@ -10,7 +10,8 @@ from flask import g, redirect, render_template, request, url_for
 
 from backend.errors import ReplenishError
 from backend.models import Household
-from backend.web.pages import bp, form_error, household_required, my_household, writing
+from backend.web.pages import (bp, form_error, household_required, my_household, whole_number,
+                                writing)
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +21,13 @@ MONTHLY_MAX = Decimal("1000000")
 
 
 def _optional_whole(text: str, what: str, high: int) -> int | None:
-    text = (text or "").strip()
-    if not text:
+    if not (text or "").strip():
         return None
-    if not text.isdigit() or int(text) > high:
+    number = whole_number(text)
+    if number is None or number > high:
         raise ReplenishError(f"{what} must be empty (no limit) or a whole number "
                              f"from 0 to {high}")
-    return int(text)
+    return number
 
 
 def _money_cents(text: str) -> int | None:
@@ -44,12 +45,12 @@ def _money_cents(text: str) -> int | None:
 
 
 def parse_settings(form) -> dict:
-    hold = (form.get("hold_window_min") or "").strip()
-    if not hold.isdigit() or int(hold) > HOLD_MAX_MIN:
+    hold = whole_number(form.get("hold_window_min"))
+    if hold is None or hold > HOLD_MAX_MIN:
         raise ReplenishError(f"the hold window must be a whole number of minutes from 0 "
                              f"to {HOLD_MAX_MIN}")
     return {
-        "hold_window_s": int(hold) * 60,
+        "hold_window_s": hold * 60,
         "allow_multiple_open": form.get("allow_multiple_open") == "on",
         "max_orders_per_day": _optional_whole(form.get("max_orders_per_day"),
                                               "the daily order limit", ORDERS_PER_DAY_MAX),

@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from backend import devices as device_service
 from backend.errors import NotFound, ReplenishError
 from backend.models import Batch, Device
-from backend.web.pages import bp, db, operator_required, paginate, writing
+from backend.web.pages import (INT32_MAX, bp, db, operator_required, paginate, whole_number,
+                                writing)
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +56,15 @@ def fleet_filters() -> tuple[dict, list]:
     if (after := _day("seen_after")) is not None:
         where.append(Device.last_seen_at >= datetime.combine(after, time()))
     if shown["battery_below"]:
-        if not shown["battery_below"].isdigit():
+        millivolts = whole_number(shown["battery_below"])
+        if millivolts is None or millivolts > INT32_MAX:
             raise ReplenishError("battery below must be a whole number of millivolts")
-        where.append(Device.battery_mv < int(shown["battery_below"]))
+        where.append(Device.battery_mv < millivolts)
     if shown["batch"]:
-        if not shown["batch"].isdigit():
+        batch = whole_number(shown["batch"])
+        if batch is None or batch > INT32_MAX:
             raise ReplenishError("batch must be a batch number")
-        where.append(Device.batch_id == int(shown["batch"]))
+        where.append(Device.batch_id == batch)
     if shown["status"]:
         if shown["status"] not in ("active", "revoked"):
             raise ReplenishError("status must be active or revoked")

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from backend import notifications as notification_service, orders as order_service
 from backend.errors import NotFound, ReplenishError
 from backend.models import Device, Notification, Order
-from backend.web.pages import bp, db, form_error, household_required, paginate, writing
+from backend.web.pages import ID, bp, db, form_error, household_required, paginate, writing
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,13 @@ def _order_context(order_id: int) -> dict:
             "device": _devices_by_pk([order.device_pk]).get(order.device_pk)}
 
 
-@bp.get("/orders/<int:order_id>")
+@bp.get(f"/orders/<{ID}:order_id>")
 @household_required
 def order(order_id: int):
     return render_template("order.html", **_order_context(order_id))
 
 
-@bp.post("/orders/<int:order_id>/cancel")
+@bp.post(f"/orders/<{ID}:order_id>/cancel")
 @household_required
 def cancel(order_id: int):
     try:

@@ -19,7 +19,7 @@ from backend.web.pages.devices import owned
 RECENT_ORDERS = 20
 
 
-@bp.get("/devices/<device_id>/slots/<int:index>")
+@bp.get("/devices/<device_id>/slots/<int(max=255):index>")
 @household_required
 def slot(device_id: str, index: int):
     device = owned(device_id)
