@@ -251,8 +251,9 @@ def test_operator_fleet_filters_batches_and_revoke(world):
     first = call(world, "GET", "/operator/devices?limit=2", token).get_json()
     rest = call(world, "GET", first["next"].removeprefix("/api/v1"), token).get_json()
     assert [d["device_id"] for d in first["devices"] + rest["devices"]] == everything
-    assert_error(call(world, "GET", "/operator/devices?last_seen_before=yesterday", token),
-                 400, "BadRequest", "date-time")
+    for when in ("yesterday", "2026-11-22", "2026-11-22T08:00:00", "0001-01-01T00:00:00+01:00"):
+        assert_error(call(world, "GET", f"/operator/devices?last_seen_before={when}", token),
+                     400, "BadRequest", "date-time")
 
     batch = call(world, "GET", f"/operator/batches/{world.batch_id}", token).get_json()
     assert (batch["devices"], batch["claimed"], batch["revoked"]) == (3, 2, 0)

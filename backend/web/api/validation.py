@@ -13,6 +13,7 @@ any query runs.
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -186,16 +187,19 @@ def query_bool(name: str) -> bool | None:
     return raw == "true"
 
 
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)",
+                      re.ASCII)
+
+
 def query_time(name: str) -> datetime | None:
-    """An RFC 3339 date-time (a missing offset means UTC), as naive UTC like the database."""
+    """An RFC 3339 date-time (with its offset), as naive UTC like the database."""
     raw = request.args.get(name)
     if raw is None:
         return None
     try:
-        check_text(name, raw, 40)
-        value = datetime.fromisoformat(raw)
-        if value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
+        if not _RFC3339.fullmatch(raw):
+            raise ValueError(raw)
+        value = datetime.fromisoformat(raw.upper()).astimezone(UTC).replace(tzinfo=None)
     except (ValueError, OverflowError):
         raise BadRequest(f"{name} must be a date-time like 2026-11-22T08:00:00Z") from None
     return value
