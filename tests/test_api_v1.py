@@ -96,9 +96,10 @@ def test_claim_by_code_with_lockout(world, caplog):
         assert session.get(Device, session.scalar(select(Device.id).where(
             Device.device_id == world.unclaimed_device_id))).household_id is None
 
-    # Another household is not locked: it claims with the code (any case, no dashes).
-    code = world.unclaimed_code.replace("-", "").lower()
-    claimed = call(world, "POST", "/devices/claim", world.other.token, {"code": code})
+    # Another household is not locked: it claims with the URL of the label's QR code.
+    code = world.unclaimed_code
+    claimed = call(world, "POST", "/devices/claim", world.other.token,
+                   {"code": f"http://127.0.0.1:8000/claim/{code}"})
     assert claimed.status_code == 201, claimed.get_json()
     assert claimed.get_json()["device_id"] == world.unclaimed_device_id
     assert world.unclaimed_code not in claimed.get_data(as_text=True)

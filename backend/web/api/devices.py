@@ -18,10 +18,10 @@ from backend.web.api.validation import Body, Field
 
 DEVICE_ID_PATTERN = re.compile(r"[0-9a-f]{16}")
 
-CLAIM = Body({"code": Field(str, "The claim code from the device's label or QR code, "
-                            "e.g. 'ABCD-EFGH-JKMN-P' (case, dashes and spaces do not "
-                            "matter).", required=True, min_length=1, max_length=40,
-                            write_only=True)})
+CLAIM = Body({"code": Field(str, "The claim code from the device's label, e.g. "
+                            "'ABCD-EFGH-JKMN-P' (case, dashes and spaces do not matter), "
+                            "or the URL in its QR code (…/claim/<code>).", required=True,
+                            min_length=1, max_length=300, write_only=True)})
 DEVICE_CHANGES = Body({
     "name": Field(str, "A name for the device; empty or null removes it.", nullable=True,
                   max_length=200),
@@ -107,6 +107,8 @@ def claim_device():
     what makes guessing hopeless.
     """
     code = CLAIM.parse()["code"]
+    if "/claim/" in code:  # the QR code's URL was scanned: the code is its last part
+        code = code.rstrip("/").rsplit("/", 1)[-1]
     with accounts.attempt(current_app.config["WRITER_SESSIONS"]) as session:
         household = session.get(Household, g.household.id)
         answer = device_json(accounts.claim_device(session, household, code))
