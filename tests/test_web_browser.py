@@ -119,7 +119,7 @@ def test_register_claim_configure_press_and_cancel(browser, site):
     shot(page, "02-claim-typed")
     page.click("button:has-text('Add this device')")
     page.wait_for_url(f"{base}/devices/{button.device_id}?claimed=1")
-    assert page.locator(".notice").inner_text().startswith("Added to your household")
+    assert page.locator(".notice.claimed").inner_text().startswith("Added to your household")
 
     # Configure the slot: 2 x detergent, by pressing.
     page.select_option("select[name=product_sku]", "DETERGENT-1L")

@@ -260,12 +260,15 @@ def test_device_list_shows_state_and_warnings(app):
     fresh = claimed_device(app, hid, last_seen_at=utcnow(), battery_mv=3100, fw="1.2.3")
     tired = claimed_device(app, hid, last_seen_at=utcnow() - timedelta(days=3),
                            battery_mv=2100)
+    new = claimed_device(app, hid, battery_mv=None, fw=None)
     page = text(client.get("/devices"))
-    fresh_card = page.split(f'id="device-{fresh}"')[1].split("</li>")[0]
-    tired_card = page.split(f'id="device-{tired}"')[1].split("</li>")[0]
+    fresh_card, tired_card, new_card = (page.split(f'id="device-{d}"')[1].split("</li>")[0]
+                                        for d in (fresh, tired, new))
     assert "1.2.3" in fresh_card and "3100 mV" in fresh_card
     assert "Offline" not in fresh_card and "Low battery" not in fresh_card
     assert "Offline" in tired_card and "Low battery (2100 mV)" in tired_card
+    assert "Not heard from yet" in new_card and "Offline" not in new_card
+    assert "Not heard from yet" not in fresh_card + tired_card
 
 
 def test_rename_and_configure_a_slot(app):

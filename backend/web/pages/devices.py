@@ -25,6 +25,7 @@ QUANTITY_MAX = 1000
 
 @dataclass(frozen=True)
 class DeviceState:
+    never_seen: bool  # claimed but not heard from yet: a note, not a warning
     offline: bool
     low_battery: bool
 
@@ -33,9 +34,11 @@ def state_of(device: Device) -> DeviceState:
     """Warnings as the order engine sees them (REPLENISH_OFFLINE_AFTER_S, _LOW_BATTERY_MV)."""
     settings = current_app.config["SETTINGS"]
     limit = utcnow() - timedelta(seconds=settings.offline_after_s)
-    offline = device.last_seen_at is None or device.last_seen_at < limit
+    active = device.status == "active"
+    offline = device.last_seen_at is not None and device.last_seen_at < limit
     low = device.battery_mv is not None and device.battery_mv < settings.low_battery_mv
-    return DeviceState(offline=offline and device.status == "active", low_battery=low)
+    return DeviceState(never_seen=active and device.last_seen_at is None,
+                       offline=active and offline, low_battery=low)
 
 
 def owned(device_id: str, session=None) -> Device:
