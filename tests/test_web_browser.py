@@ -63,7 +63,7 @@ def browser(chromium_path, tmp_path):
 @pytest.fixture
 def site(settings, tmp_path):
     """The running backend with a batch of three provisioned buttons (none claimed)."""
-    with BackendThread(settings.with_(simulator=settings.simulator)) as backend:
+    with BackendThread(settings) as backend:
         with backend.writer_sessions() as session, session.begin():
             made = provision_batch(session, backend.keyring, model="button", count=3,
                                    out=tmp_path / "bundles", coap_host="127.0.0.1",

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from flask import current_app, g, redirect, render_template, request, url_for
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from backend import accounts, devices as device_service
 from backend.db import utcnow
@@ -54,7 +55,7 @@ def catalogue() -> list[Product]:
 @household_required
 def devices():
     page = paginate(select(Device).where(Device.household_id == g.user.household_id)
-                    .order_by(Device.id))
+                    .options(selectinload(Device.slots)).order_by(Device.id))
     return render_template("devices.html", page=page, state_of=state_of)
 
 
