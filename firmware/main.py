@@ -79,17 +79,20 @@ def setup_mode(ident, storage, led):
 
 
 class Failures:
-    """Failed wakes in a row (for Wi-Fi backoff), in RTC memory (no flash wear)."""
+    """Failed wakes in a row (for Wi-Fi backoff) and the time until which an overloaded
+    backend asked for quiet (5.03 Max-Age), in RTC memory (no flash wear)."""
 
     def __init__(self, rtc):
         self._rtc = rtc
         raw = rtc.read()
-        self.count = struct.unpack(">I", raw)[0] if raw and len(raw) == 4 else 0
+        self.count, self.quiet_until = (struct.unpack(">II", raw) if raw and len(raw) == 8
+                                        else (0, 0))
 
-    def set(self, count):
-        if count != self.count:
-            self.count = count
-            self._rtc.write(struct.pack(">I", count))
+    def set(self, count, quiet_until=0):
+        quiet_until = int(quiet_until)
+        if (count, quiet_until) != (self.count, self.quiet_until):
+            self.count, self.quiet_until = count, quiet_until
+            self._rtc.write(struct.pack(">II", count, quiet_until))
 
 
 def main():
@@ -140,11 +143,13 @@ def main():
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             client = Client(sock, addr)
         sender = Sender(ident, SeqCounter(storage), client or _Offline(), queue, battery, led)
+        sender.quiet_until = failures.quiet_until
         outcome = run(todo, ident, sender, led, cfg, state, remaining)
         if beat and client is not None:
             wdt.feed()
             heartbeat(root, ident, sender, client, status, station.rssi(), report, battery, wdt)
-        failures.set(0 if outcome is None or not outcome.queued else failures.count + 1)
+        failures.set(0 if outcome is None or not outcome.queued else failures.count + 1,
+                     sender.quiet_until)
     led.off()
     wdt.feed()
     button.wake_source()
@@ -152,7 +157,8 @@ def main():
         esp32.arm_pulse_wake(board["pulse"]["pin"], board["pulse"].get("active_low", True))
     interval = cfg.get("wake_interval_s", 3600) if cfg and "pulse" not in board else 0
     interval = min(interval, status.interval_s) if interval else status.interval_s
-    esp32.deep_sleep(power.next_timer_s(interval, failures.count, len(queue)))
+    quiet_s = max(0, failures.quiet_until - time.time())
+    esp32.deep_sleep(power.next_timer_s(interval, failures.count, len(queue), quiet_s))
 
 
 def heartbeat(root, ident, sender, client, status, rssi, report, battery, wdt):

@@ -79,8 +79,11 @@ class Client:
             return False, addr  # not CoAP: ignore
 
     def request(self, code, path, payload=b"", content_format=None):
-        """Send a CON request; return (code, content_format, payload) of the answer."""
+        """Send a CON request; return (code, content_format, payload) of the answer.
+        The answer's Max-Age option (None if absent) is kept in `max_age`."""
+        self.max_age = None
         msg = self.exchange(code, path, payload, content_format)
+        self.max_age = msg.uint_option(coap.OPT_MAX_AGE)
         return msg.code, msg.content_format, msg.payload
 
     def exchange(self, code, path, payload=b"", content_format=None, options=None):

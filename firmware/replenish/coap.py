@@ -19,6 +19,7 @@ OPT_URI_HOST = const(3)
 OPT_URI_PORT = const(7)
 OPT_URI_PATH = const(11)
 OPT_CONTENT_FORMAT = const(12)
+OPT_MAX_AGE = const(14)  # on a 5.03: seconds to wait before trying again
 OPT_URI_QUERY = const(15)
 OPT_ACCEPT = const(17)
 OPT_BLOCK2 = const(23)  # RFC 7959: block number << 4 | more << 3 | size exponent

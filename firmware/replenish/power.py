@@ -44,9 +44,11 @@ def backoff_s(failures):
     return delay if delay < _BACKOFF_MAX_S else _BACKOFF_MAX_S
 
 
-def next_timer_s(wake_interval_s, failures, queued):
-    """Timer for the next deep sleep: None = button wake only."""
-    retry = backoff_s(failures) if queued else 0
+def next_timer_s(wake_interval_s, failures, queued, quiet_s=0):
+    """Timer for the next deep sleep: None = button wake only. Queued events are
+    retried after the Wi-Fi backoff, and never before an overloaded backend's Max-Age
+    (`quiet_s`) has passed."""
+    retry = max(backoff_s(failures), quiet_s) if queued else 0
     if wake_interval_s and retry:
         return min(wake_interval_s, retry)
     return wake_interval_s or retry or None

@@ -7,6 +7,9 @@ queue had to drop events, a status event carrying `dropped` (key 8) follows the
 flush. Collaborators are passed in: identity, SeqCounter, client, Queue, battery.
 """
 
+import random
+import time
+
 from replenish import cbor, coap, cose, protocol
 from replenish.client import ClientError
 from replenish.hmac_sha256 import HmacSha256
@@ -29,10 +32,10 @@ _TAG_BYTES = 32
 
 class Outcome:
     __slots__ = ("pattern", "seq", "result", "order", "state", "reason", "queued",
-                 "authenticated", "update")
+                 "authenticated", "update", "retry_after_s")
 
     def __init__(self, pattern, seq, result=None, order=None, state=None, reason=None,
-                 queued=False, authenticated=False, update=None):
+                 queued=False, authenticated=False, update=None, retry_after_s=None):
         self.pattern = pattern
         self.seq = seq
         self.result = result  # CoAP code number of the answer, None if no answer
@@ -42,6 +45,7 @@ class Outcome:
         self.queued = queued  # kept in the offline queue
         self.authenticated = authenticated  # the answer's MAC verified: delivered
         self.update = update  # release id the backend offers (answer key 7), or None
+        self.retry_after_s = retry_after_s  # the backend is overloaded: quiet this long
 
 
 class Event:
@@ -70,6 +74,9 @@ class Sender:
         self._led = led
         self.exchanges = 0  # requests sent (stats)
         self.last_battery_mv = None  # read once per signed event
+        # time.time() before which nothing is sent: an overloaded backend answered 5.03
+        # with Max-Age. main.py keeps it in RTC memory across deep sleep.
+        self.quiet_until = 0
 
     def battery_mv(self):
         mv = None if self._battery is None else self._battery.read_mv()
@@ -101,6 +108,10 @@ class Sender:
                 coap.POST, protocol.EVENT_PATH, event.cose, protocol.CONTENT_FORMAT)
         except (ClientError, OSError) as err:
             return None, None, "no answer: %s" % err.__class__.__name__
+        max_age = getattr(self._client, "max_age", None)
+        if code == protocol.UNAVAILABLE and max_age is not None:
+            self._hold(max_age)
+            return None, code, "server busy: quiet for %d s" % max_age
         if cf != protocol.CONTENT_FORMAT:
             return None, code, "unauthenticated answer"
         try:
@@ -113,13 +124,27 @@ class Sender:
             return None, code, "answer result differs from CoAP code"
         return answer, code, None
 
+    def _hold(self, max_age_s):
+        """Stay quiet for Max-Age plus up to half again (devices must not all come back
+        at the same moment)."""
+        jitter = max_age_s * random.getrandbits(8) // 512
+        self.quiet_until = time.time() + max_age_s + jitter
+
+    def quiet_s(self):
+        """Seconds the backend asked us to stay quiet for, from now (0: may send)."""
+        return max(0, self.quiet_until - time.time())
+
     def deliver(self, event):
         """Exchange an event (resync once on 4.09); Outcome with result None = no answer."""
         resynced = False
         while True:
+            if self.quiet_s():
+                return Outcome(ERROR, event.seq, reason="server busy: quiet for %d s"
+                               % self.quiet_s(), retry_after_s=self.quiet_s())
             answer, code, reason = self._exchange(event)
             if answer is None:
-                return Outcome(ERROR, event.seq, code, reason=reason)
+                return Outcome(ERROR, event.seq, code, reason=reason,
+                               retry_after_s=self.quiet_s() or None)
             if answer.result == protocol.CONFLICT and not resynced \
                     and answer.last_seq is not None:
                 resynced = True
@@ -173,4 +198,5 @@ class Sender:
                 return outcome
             failure = outcome
         self.queue.push(kind, slot, event.seq, event.cose)
-        return Outcome(ERROR, event.seq, failure.result, reason=failure.reason, queued=True)
+        return Outcome(ERROR, event.seq, failure.result, reason=failure.reason, queued=True,
+                       retry_after_s=failure.retry_after_s)
