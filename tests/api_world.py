@@ -88,12 +88,19 @@ def _party(session, made, name: str) -> Party:
 
 
 def build(tmp: Path, url: str) -> ApiWorld:
+    """A new database at `url`, populated, and the app on it (called in-process)."""
     db.upgrade(url)
     settings = Settings(data_dir=tmp, database_url=url, kek_hex=secrets.token_hex(32))
     engine = db.make_engine(url)
     sessions = db.make_sessionmaker(engine)
     writer = db.make_sessionmaker(engine, writer=True)
-    keyring = load_keyring(settings, create=True)
+    app = create_app(sessions, writer, settings)
+    return populate(app, sessions, writer, load_keyring(settings, create=True), tmp)
+
+
+def populate(app: Flask, sessions: sessionmaker, writer: sessionmaker, keyring,
+             tmp: Path) -> ApiWorld:
+    """The parties and the operator in the database behind `app` (e.g. a running backend)."""
     with writer() as session, session.begin():
         made = provision_batch(session, keyring, model="button", count=3, out=tmp / "bundles",
                                coap_host="127.0.0.1", coap_port=5683, labels=False,
@@ -106,6 +113,5 @@ def build(tmp: Path, url: str) -> ApiWorld:
         operator_token = accounts.issue_user_token(session, operator)
         batch_id = session.scalar(select(Device.batch_id).where(
             Device.device_id == made[0].device_id))
-    app = create_app(sessions, writer, settings)
-    return ApiWorld(app, sessions, settings, owner, other, stranger, operator_token,
-                    batch_id, made[2].device_id, made[2].claim_code)
+    return ApiWorld(app, sessions, app.config["SETTINGS"], owner, other, stranger,
+                    operator_token, batch_id, made[2].device_id, made[2].claim_code)

@@ -31,6 +31,7 @@ from tests import api_world
 from tests.conftest import DATABASES
 
 EXAMPLES_PER_MODE = 12  # per operation, per generation mode, per database
+EXAMPLES_OVER_HTTP = 4
 
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
           checks.content_type_conformance, checks.response_headers_conformance,
@@ -52,8 +53,9 @@ def fresh_token(world: api_world.ApiWorld) -> str:
         return accounts.issue_user_token(session, user)
 
 
-def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(world, capsys):
-    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", world.app)
+def run_schemathesis(world: api_world.ApiWorld, schema, examples: int,
+                     base_url: str | None = None) -> Counter:
+    """Every operation, positive and negative cases; the answers counted by status."""
     real_ids = {"device_id": world.owner.device_ids[0], "order_id": world.owner.order_ids[0],
                 "notification_id": world.owner.notification_ids[0],
                 "batch_id": world.batch_id, "index": 1}
@@ -76,24 +78,49 @@ def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(world
         headers = {"Authorization": f"Bearer {token}"}
         if negative and "Authorization" not in (case.headers or {}):
             headers = {}  # a negative case without the header: it must get 401
-        response = case.call_and_validate(headers=headers, checks=CHECKS)
+        response = case.call_and_validate(base_url=base_url, headers=headers, checks=CHECKS)
         ran[case.operation.label] += 1
         statuses[response.status_code] += 1
 
+    def run(strategy, max_examples: int) -> None:
+        hypothesis.settings(
+            max_examples=max_examples, database=None, deadline=None,
+            phases=[Phase.explicit, Phase.generate, Phase.shrink],
+            suppress_health_check=list(HealthCheck),
+        )(hypothesis.given(case=strategy)(call))()
+
     operations = [result.ok() for result in schema.get_all_operations()]
     for operation in operations:
+        for explicit in schema.get_strategies_from_examples(operation):
+            run(explicit, 1)  # the document's examples first: register, then log in
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            test = hypothesis.settings(
-                max_examples=EXAMPLES_PER_MODE, database=None, deadline=None,
-                phases=[Phase.explicit, Phase.generate, Phase.shrink],
-                suppress_health_check=list(HealthCheck),
-            )(hypothesis.given(case=operation.as_strategy(generation_mode=mode))(call))
-            test()
+            run(operation.as_strategy(generation_mode=mode), examples)
     assert set(ran) == {op.label for op in operations}, "every operation was called"
-    with capsys.disabled():
-        print(f"\nschemathesis: {sum(ran.values())} cases over {len(ran)} operations, "
-              f"answers by status: {dict(sorted(statuses.items()))}")
     assert statuses[200] and statuses[201], "real ids and bodies reached the happy paths"
+    statuses["cases"], statuses["operations"] = sum(ran.values()), len(ran)
+    return statuses
+
+
+def report(capsys, how: str, statuses: Counter) -> None:
+    cases, operations = statuses.pop("cases"), statuses.pop("operations")
+    with capsys.disabled():
+        print(f"\nschemathesis {how}: {cases} cases over {operations} operations, "
+              f"answers by status: {dict(sorted(statuses.items()))}")
+
+
+def test_schemathesis_finds_no_server_error_and_no_answer_off_the_document(world, capsys):
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", world.app)
+    report(capsys, "in-process", run_schemathesis(world, schema, EXAMPLES_PER_MODE))
+
+
+def test_schemathesis_over_http_against_the_running_backend(backend, tmp_path, capsys):
+    """The same against `replenish run`'s server (waitress) on loopback, fewer cases."""
+    app = create_app(backend.sessions, backend.writer_sessions, backend.settings)
+    world = api_world.populate(app, backend.sessions, backend.writer_sessions,
+                               backend.keyring, tmp_path)
+    base_url = f"http://127.0.0.1:{backend.http_port}/api/v1"
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    report(capsys, "over HTTP", run_schemathesis(world, schema, EXAMPLES_OVER_HTTP, base_url))
 
 
 def test_the_document_is_valid_openapi_3_1():

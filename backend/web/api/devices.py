@@ -21,13 +21,14 @@ DEVICE_ID_PATTERN = re.compile(r"[0-9a-f]{16}")
 CLAIM = Body({"code": Field(str, "The claim code from the device's label, e.g. "
                             "'ABCD-EFGH-JKMN-P' (case, dashes and spaces do not matter), "
                             "or the URL in its QR code (…/claim/<code>).", required=True,
-                            min_length=1, max_length=300, write_only=True)})
+                            min_length=1, max_length=300, write_only=True)},
+             example={"code": "7K3M-Q9TD-2HXC-B"})
 DEVICE_CHANGES = Body({
     "name": Field(str, "A name for the device; empty or null removes it.", nullable=True,
                   max_length=200),
     "test_mode": Field(bool, "Test mode: its orders are marked test and only ever go to "
                        "the built-in simulator."),
-})
+}, example={"name": "Laundry shelf"})
 SLOT_BODY = Body({
     "product_sku": Field(str, "A product from GET /products.", required=True, min_length=1,
                          max_length=100),
@@ -36,7 +37,7 @@ SLOT_BODY = Body({
                   "reorder point from level reports).", choices=devices.SLOT_KINDS),
     "safety_days": Field(float, "Sensor slots: days of use kept as safety stock "
                          "(default 2).", minimum=0, maximum=60),
-})
+}, example={"product_sku": "DETERGENT-1L", "quantity": 2})
 
 
 def device_state(device: Device) -> dict:

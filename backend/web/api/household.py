@@ -31,12 +31,13 @@ REGISTER = Body({
                       write_only=True),
     "household_name": Field(str, "What the household is called, e.g. 'Our flat'.",
                             required=True, min_length=1, max_length=accounts.NAME_MAX),
-})
+}, example={"email": "sam@example.org", "password": "a long passphrase",
+            "household_name": "Our flat"})
 LOGIN = Body({
     "email": EMAIL,
     "password": Field(str, "The account's password.", required=True, min_length=1,
                       max_length=accounts.PASSWORD_MAX, write_only=True),
-})
+}, example={"email": "sam@example.org", "password": "a long passphrase"})
 SETTINGS = Body({
     "hold_window_s": Field(int, "Seconds a new order waits, cancellable, before it is "
                            "placed; 0 places it at once.", minimum=0, maximum=7 * 86400),
@@ -50,7 +51,7 @@ SETTINGS = Body({
                          "null to stop.", nullable=True, max_length=500),
     "webhook_secret": Field(str, "Secret the webhook requests are signed with; never "
                             "returned.", nullable=True, max_length=100, write_only=True),
-}, noun="setting")
+}, noun="setting", example={"hold_window_s": 300, "max_orders_per_day": 3})
 
 
 def user_json(user: User | None) -> dict | None:

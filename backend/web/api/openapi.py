@@ -186,8 +186,10 @@ def _op(summary: str, tag: str, ok: dict, errors: str = "", *, params=(), body=N
     if params:
         out["parameters"] = list(params)
     if body is not None or body_schema is not None:
-        out["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": body.schema() if body is not None else body_schema}}}
+        media = {"schema": body.schema() if body is not None else body_schema}
+        if body is not None and body.example is not None:
+            media["example"] = body.example
+        out["requestBody"] = {"required": True, "content": {"application/json": media}}
     if public:
         out["security"] = []
     for status, (schema, text) in ok.items():

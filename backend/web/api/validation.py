@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask import request
@@ -117,7 +117,7 @@ class Body:
     fields: dict[str, Field]
     noun: str = "field"
     description: str = ""
-    examples: dict = field(default_factory=dict)
+    example: dict | None = None  # shown in the document; schemathesis sends it first
 
     def schema(self) -> dict:
         out = {"type": "object", "additionalProperties": False,
