@@ -118,7 +118,14 @@ def offer(session: Session, device: Device, running: str | None,
     candidates = session.scalars(
         select(Release).where(Release.model == device.model, Release.state == "active")
         .order_by(Release.build.desc())).all()
+    if not candidates:
+        return None
+    newest_installed = session.scalar(
+        select(func.max(Release.build)).join(DeviceUpdate, DeviceUpdate.release_id == Release.id)
+        .where(DeviceUpdate.device_pk == device.id, DeviceUpdate.state == INSTALLED)) or 0
     for release in candidates:
+        if release.build <= newest_installed:
+            return None  # the device runs a newer build (and would refuse an older one)
         if not targets(release, device):
             continue
         if release.version == running:
@@ -134,6 +141,7 @@ def offer(session: Session, device: Device, running: str | None,
             row = DeviceUpdate(release_id=release.id, device_pk=device.id, state=OFFERED,
                                offers=0, offered_at=utcnow())
             session.add(row)
+            session.flush()  # visible to a later heartbeat of this device in the same batch
         row.offers += 1
         row.updated_at = utcnow()
         return release.id

@@ -86,7 +86,7 @@ class Fleet:
                              board.get("status_interval_s", DEFAULT_INTERVAL_S))
         self.rssi = _env_int("REPLENISH_RSSI_DBM", None)  # the simulated Wi-Fi signal
 
-    def heartbeat(self, now_s):
+    def heartbeat(self, now_s, may_update=True):
         """Send a heartbeat (carrying any update report); True when the device reboots."""
         report = otaboot.pending_report(self.bundle)
         outcome = self.status.send(self.sender, now_s, self.rssi, report)
@@ -96,7 +96,7 @@ class Fleet:
             _none(outcome.result), _none(outcome.update), self.sender.fw, self.status.wakes))
         if outcome.reason:
             unix.out("# %s" % outcome.reason)
-        if not outcome.authenticated or outcome.update is None:
+        if not outcome.authenticated or outcome.update is None or not may_update:
             return False
         return self.update(outcome.update, now_s)
 
@@ -114,7 +114,7 @@ class Fleet:
             unix.out("REBOOT")
             return True
         if result == ota.REFUSED:
-            self.heartbeat(now_s)  # report it at once; the offer stops
+            self.heartbeat(now_s, may_update=False)  # report it at once; the offer stops
         return False
 
 

@@ -166,3 +166,22 @@ def test_stored_manifest_verifies_under_the_public_key(backend, tmp_path):
                                         envelope)
     assert manifest[1] == "button" and manifest[3] == 2
     assert [entry[0] for entry in manifest[4]] == sorted(TINY)
+
+
+def test_no_offer_of_a_build_older_than_the_installed_one(backend, tmp_path):
+    """A device that installed build 3 before its rollout was paused is not offered
+    build 2 (it would refuse it, and the refusal would count against build 2)."""
+    made = make_fleet(backend, tmp_path / "bundles", count=1)
+    v2 = publish(made, TINY, "0.2.0", build=2)
+    v3 = publish(made, TINY, "0.3.0", build=3)
+    with backend.writer_sessions() as session, session.begin():
+        device = session.scalars(select(Device).where(
+            Device.device_id == made.devices[0].device_id)).one()
+        assert fleet.offer(session, device, "0.1.0", None) == v3
+        session.scalars(select(DeviceUpdate).where(  # as if it reported "installed"
+            DeviceUpdate.release_id == v3)).one().state = fleet.INSTALLED
+        releases.pause(session, v3)
+        assert fleet.offer(session, device, "0.3.0", None) is None
+        releases.resume(session, v3)
+        assert fleet.offer(session, device, "0.3.0", None) is None  # runs it already
+        assert v2 < v3
