@@ -199,10 +199,28 @@ def test_interrupted_download_resumes(backend, fleet1, v2_files):
     middle = run_device(device.bundle_dir, ["press"])
     assert "/ota/" not in middle.stdout and "LED ordered" in middle.stdout
 
+    # Make two staged files partial, as a cut mid-file leaves them: one ends on a block
+    # boundary (continued from there), one does not (fetched again from the start).
+    stage = device.bundle_dir / "ota" / "stage"
+    complete = sorted(p.relative_to(stage).as_posix() for p in stage.rglob("*.mpy"))
+    big = [rel for rel in complete if len(v2_files[rel]) > 2048][:1]
+    big += [rel for rel in complete if 1100 < len(v2_files[rel]) <= 2048][:1]
+    assert len(complete) >= 3 and len(big) == 2, complete
+    (stage / (big[0] + ".part")).write_bytes(v2_files[big[0]][:2048])
+    (stage / (big[1] + ".part")).write_bytes(v2_files[big[1]][:1100])
+    for rel in big:
+        (stage / rel).unlink()
+    kept = [rel for rel in complete if rel not in big]
+    with backend.sessions() as session:
+        manifest_bytes = len(session.get(Release, release).manifest)
+
     done = _install(device.bundle_dir, release)
     ota = lines(done, "OTA")[0]
-    assert ota["outcome"] == "installed" and int(ota["kept"]) >= 3
+    assert ota["outcome"] == "installed" and int(ota["kept"]) == len(kept)
+    fetched = sum(len(data) for rel, data in v2_files.items() if rel not in kept) - 2048
+    assert int(ota["bytes"]) == manifest_bytes + fetched
     assert "REBOOT" in done.stdout
+    assert (device.bundle_dir / "ota" / "b2" / big[0]).read_bytes() == v2_files[big[0]]
 
 
 def test_no_update_below_a_safe_battery(backend, fleet1, v2_files):
