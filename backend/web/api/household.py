@@ -22,10 +22,11 @@ from backend.web.api.common import (
 from backend.web.api.validation import INT32_MAX, BadRequest, Body, Field, query_bool
 
 EMAIL = Field(str, "Email address (case does not matter).", required=True, min_length=1,
-              max_length=accounts.EMAIL_MAX, format="email")
+              max_length=accounts.EMAIL_MAX)
 
 REGISTER = Body({
-    "email": EMAIL,
+    "email": Field(str, "Email address (case does not matter).", required=True,
+                   min_length=1, max_length=accounts.EMAIL_MAX, format="email"),
     "password": Field(str, f"At least {accounts.PASSWORD_MIN} characters.", required=True,
                       min_length=accounts.PASSWORD_MIN, max_length=accounts.PASSWORD_MAX,
                       write_only=True),
