@@ -12,7 +12,7 @@ import click
 from backend import db, devices, households
 from backend.config import Settings
 from backend.errors import ReplenishError
-from backend.fleet_cli import release
+from backend.fleet_cli import fleet_group, release
 from provisioning.cli import provision
 
 
@@ -85,6 +85,7 @@ def _safe_url(url: str) -> str:
 
 main.add_command(provision)
 main.add_command(release)
+main.add_command(fleet_group)
 
 
 @main.group()

@@ -146,3 +146,35 @@ def offer(session: Session, device: Device, running: str | None,
         row.updated_at = utcnow()
         return release.id
     return None
+
+
+def device_rows(session: Session, batch: str | None = None,
+                offline_after_s: float | None = None) -> list[dict]:
+    """Each device with its latest heartbeat (`replenish fleet status`)."""
+    from datetime import timedelta
+
+    from backend.models import Batch
+
+    latest = (select(DeviceStatus.device_pk, func.max(DeviceStatus.id).label("status_id"))
+              .group_by(DeviceStatus.device_pk).subquery())
+    query = (select(Device, DeviceStatus)
+             .outerjoin(latest, latest.c.device_pk == Device.id)
+             .outerjoin(DeviceStatus, DeviceStatus.id == latest.c.status_id)
+             .order_by(Device.serial))
+    if batch is not None:
+        query = query.join(Batch, Batch.id == Device.batch_id).where(Batch.name == batch)
+    silent_since = (utcnow() - timedelta(seconds=offline_after_s)
+                    if offline_after_s is not None else None)
+    rows = []
+    for device, status in session.execute(query).all():
+        rows.append({
+            "serial": device.serial, "device_id": device.device_id,
+            "fw": device.fw_version, "battery_mv": device.battery_mv,
+            "rssi_dbm": status.rssi_dbm if status else None,
+            "queued": status.queued if status else None,
+            "dropped": device.dropped_events, "wakes": status.wakes if status else None,
+            "last_seen_at": device.last_seen_at,
+            "offline": bool(silent_since and device.last_seen_at
+                            and device.last_seen_at < silent_since),
+        })
+    return rows

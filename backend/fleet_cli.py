@@ -94,3 +94,40 @@ def status(settings: Settings, release_id):
                + (f" of batch {s['batch_id']}" if s["batch_id"] else "")
                + f"; devices: {devices}; failures {s['failures']}/{s['max_failures']}"
                + (f"; paused: {s['paused_reason']}" if s["paused_reason"] else ""))
+
+
+@click.group("fleet")
+def fleet_group():
+    """The devices in the field: last seen, battery, signal, firmware."""
+
+
+@fleet_group.command("status")
+@click.option("--batch", help="Only this batch.")
+@click.option("--devices", "per_device", is_flag=True, help="One line per device.")
+@click.pass_obj
+def fleet_status(settings: Settings, batch, per_device):
+    """Firmware versions, offline and low-battery devices, from their heartbeats."""
+    from collections import Counter
+
+    from backend import fleet
+
+    with transaction(settings.db_url) as session:
+        rows = fleet.device_rows(session, batch, settings.offline_after_s)
+    versions = Counter(r["fw"] or "unknown" for r in rows)
+    low = sum(1 for r in rows if r["battery_mv"] is not None
+              and r["battery_mv"] < settings.low_battery_mv)
+    click.echo(f"{len(rows)} devices; firmware "
+               + (", ".join(f"{v} x{n}" for v, n in sorted(versions.items())) or "none")
+               + f"; offline {sum(r['offline'] for r in rows)}; low battery {low}")
+    if per_device:
+        for r in rows:
+            seen = f"{r['last_seen_at']:%Y-%m-%d %H:%M}" if r["last_seen_at"] else "never"
+            click.echo(f"{r['serial']}  {r['device_id']}  fw {r['fw'] or '-'}  "
+                       f"{r['battery_mv'] or '-'} mV  {r['rssi_dbm'] or '-'} dBm  "
+                       f"queued {_dash(r['queued'])}  dropped {_dash(r['dropped'])}  "
+                       f"wakes {_dash(r['wakes'])}  seen {seen}"
+                       + ("  OFFLINE" if r["offline"] else ""))
+
+
+def _dash(value) -> str:
+    return "-" if value is None else str(value)

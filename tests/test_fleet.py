@@ -58,6 +58,9 @@ def test_heartbeats_keep_history_and_notify_once(backend, tmp_path):
     with backend.sessions() as session:
         row = session.scalars(select(Device).where(Device.device_id == device.device_id)).one()
         assert row.last_seen_at is not None and row.battery_mv == 2210
+        [shown] = fleet.device_rows(session, made.batch, offline_after_s=3600)
+    assert (shown["fw"], shown["battery_mv"], shown["rssi_dbm"], shown["queued"],
+            shown["wakes"], shown["offline"]) == ("0.1.0", 2210, -71, 0, 3, False)
 
 
 def test_heartbeat_interval_comes_from_the_board_profile(backend, tmp_path):
@@ -152,6 +155,9 @@ def test_release_cli_publish_pause_resume_status(tmp_path):
     assert "active, 60%" in cli("release", "resume", "1", "--percent", "60").stdout
     status = cli("release", "status", "1").stdout
     assert "active, 60% of batch" in status and "failures 0/3" in status
+    assert cli("fleet", "status").stdout.startswith(
+        "2 devices; firmware unknown x2; offline 0; low battery 0")
+    assert "b1-00002" in cli("fleet", "status", "--batch", "b1", "--devices").stdout
     refused = cli("release", "publish", "--model", "button", "--version", "x",
                   "--signing-key", str(tmp_path / "release.pem"), "--build", "1", ok=False)
     assert refused.returncode == 1 and "build 1 exists already" in refused.stderr
