@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -103,26 +104,20 @@ class BatchLookups(Lookups):
         # Sorted: PostgreSQL row locks taken in one order by every writer.
         self._devices: dict[str, SimpleNamespace] = {}
         self._before: dict[str, dict] = {}
-        for row in session.execute(select(_DEVICES).where(_DEVICES.c.device_id.in_(ids))
-                                   .order_by(_DEVICES.c.device_id).with_for_update()):
+        conn = session.connection()  # Core statements: no ORM layer needed for rows
+        for row in conn.execute(_BATCH_DEVICES, {"ids": ids}):
             values = dict(row._mapping)
             self._devices[values["device_id"]] = SimpleNamespace(**values)
             self._before[values["device_id"]] = values
         pks = [d.id for d in self._devices.values()]
-        self._slots = {(s.device_pk, s.index): s for s in session.execute(
-            select(*Slot.__table__.c).where(Slot.device_pk.in_(pks)))}
-        # Strong references: the session's identity map is weak, and an unmodified
-        # household would otherwise be loaded again for every event.
-        self._households = {h.id: h for h in session.scalars(select(Household).where(
-            Household.id.in_({d.household_id for d in self._devices.values()
-                              if d.household_id is not None})))}
+        self._slots = {(s.device_pk, s.index): s
+                       for s in conn.execute(_BATCH_SLOTS, {"pks": pks})}
+        self._households = {h.id: h for h in conn.execute(_BATCH_HOUSEHOLDS, {"ids": sorted(
+            {d.household_id for d in self._devices.values() if d.household_id is not None})})}
         self._added: dict[tuple[int, int], SimpleNamespace] = {}
         self._rows: list[dict] = []
         self._open: dict[tuple[int, int], Order] = {}
-        for order in session.execute(  # ascending id: the newest open order wins
-                select(Order.id, Order.state, Order.device_pk, Order.slot_index)
-                .where(Order.device_pk.in_(pks), Order.state.in_(OPEN_STATES))
-                .order_by(Order.id)):
+        for order in conn.execute(_BATCH_OPEN_ORDERS, {"pks": pks}):
             self._open[order.device_pk, order.slot_index] = order
 
     def device(self, session: Session, device_id: str):
@@ -134,7 +129,7 @@ class BatchLookups(Lookups):
     def open_order(self, session: Session, device_pk: int, index: int) -> Order | None:
         return self._open.get((device_pk, index))
 
-    def household(self, session: Session, household_id: int) -> Household:
+    def household(self, session: Session, household_id: int):
         return self._households.get(household_id) or session.get(Household, household_id)
 
     def earlier_event(self, session: Session, device_pk: int, seq: int):
@@ -161,12 +156,10 @@ class BatchLookups(Lookups):
             rows = [{"pk": device.id, **{f"new_{n}": getattr(device, n) for n in changed}}
                     for device_id, device in self._devices.items()
                     if any(getattr(device, n) != self._before[device_id][n] for n in changed)]
-            session.execute(
-                update(_DEVICES).where(_DEVICES.c.id == bindparam("pk"))
-                .values({n: bindparam(f"new_{n}") for n in changed}), rows)
+            session.connection().execute(_device_update(tuple(changed)), rows)
             self._before = {}
         if self._rows:
-            session.execute(insert(Event), self._rows)
+            session.connection().execute(_INSERT_EVENTS, self._rows)
             self._rows = []
 
 
@@ -177,7 +170,29 @@ def _parsed_or_error(request: bytes) -> protocol.SignedEvent | MalformedEvent:
         return err  # decide() refuses it
 
 
+# The batch path's statements, built once: building and caching a statement per batch
+# cost more than running it (per-batch overhead is paid on every group commit).
+# Plain rows, not ORM objects, except where decide() writes (devices, written back by
+# BatchLookups.flush). Sorted: PostgreSQL row locks taken in one order by every writer.
 _DEVICES = Device.__table__
+_BATCH_DEVICES = (select(_DEVICES).where(_DEVICES.c.device_id.in_(bindparam("ids", expanding=True)))
+                  .order_by(_DEVICES.c.device_id).with_for_update())
+_BATCH_SLOTS = select(*Slot.__table__.c).where(
+    Slot.device_pk.in_(bindparam("pks", expanding=True)))
+_BATCH_HOUSEHOLDS = select(*Household.__table__.c).where(
+    Household.id.in_(bindparam("ids", expanding=True)))
+_BATCH_OPEN_ORDERS = (  # ascending id: the newest open order wins
+    select(Order.id, Order.state, Order.device_pk, Order.slot_index)
+    .where(Order.device_pk.in_(bindparam("pks", expanding=True)),
+           Order.state.in_(OPEN_STATES)).order_by(Order.id))
+_INSERT_EVENTS = insert(Event.__table__)
+
+
+@functools.lru_cache(maxsize=64)
+def _device_update(columns: tuple[str, ...]):
+    """UPDATE devices SET <columns> WHERE id = :pk, one per set of changed columns."""
+    return (update(_DEVICES).where(_DEVICES.c.id == bindparam("pk"))
+            .values({n: bindparam(f"new_{n}") for n in columns}))
 
 
 _PER_EVENT = Lookups()
