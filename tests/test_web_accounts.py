@@ -45,6 +45,9 @@ def test_register_creates_household_and_user_with_a_standard_hash(sessions):
 
 @pytest.mark.parametrize("email,password,name,words", [
     ("not-an-email", PASSWORD, "Flat", "email address"),
+    ("0@0.com*", PASSWORD, "Flat", "email address"),
+    ("a b@example.org", PASSWORD, "Flat", "email address"),
+    ("a@example..org", PASSWORD, "Flat", "email address"),
     ("", PASSWORD, "Flat", "enter your email"),
     ("a@example.org", "short", "Flat", "at least 10 characters"),
     ("a@example.org", PASSWORD, "  ", "household a name"),
