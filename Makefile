@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test demo bench install clean vectors firmware lint bench-firmware
+.PHONY: run test demo bench install clean vectors firmware lint bench-firmware faults
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ lint: $(INSTALLED)
 # per configuration; a few minutes. Not part of `make test`. docs/performance.md.
 bench: $(INSTALLED)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Crash safety and hostile input, measured: load from many devices, the backend
+# SIGKILLed at random moments, the merchant down; a table and one JSON line. A few
+# minutes; FAULTS_ARGS=--postgres for PostgreSQL. docs/reliability.md.
+faults: $(INSTALLED)
+	$(BIN)/python -m faults $(FAULTS_ARGS)
 
 # Firmware figures per press on the unix port: CPU time, peak heap, flash writes.
 bench-firmware: $(INSTALLED)
