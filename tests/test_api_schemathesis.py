@@ -12,6 +12,7 @@ and against it (negative: wrong types, values out of bounds, missing fields).
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from collections import Counter
 
@@ -30,7 +31,9 @@ from backend.web import create_app
 from tests import api_world
 from tests.conftest import DATABASES
 
-EXAMPLES_PER_MODE = 12  # per operation, per generation mode, per database
+# Per operation, per generation mode, per database; REPLENISH_API_FUZZ_EXAMPLES=100 for a
+# deeper run by hand (about 5,000 cases per database, a few minutes).
+EXAMPLES_PER_MODE = int(os.environ.get("REPLENISH_API_FUZZ_EXAMPLES", "12"))
 EXAMPLES_OVER_HTTP = 4
 
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
