@@ -18,7 +18,7 @@ from markupsafe import Markup, escape
 from backend.forecast import Forecast, Reading
 
 WIDTH, HEIGHT = 720, 300
-LEFT, RIGHT, TOP, BOTTOM = 56, 16, 16, 36
+LEFT, RIGHT, TOP, BOTTOM = 84, 16, 16, 36  # room for labels at phone size
 MAX_AHEAD = timedelta(days=90)  # a run-out further away is drawn as an arrow at the edge
 MIN_SPAN = timedelta(hours=6)
 
@@ -83,9 +83,10 @@ def level_chart(readings: Sequence[Reading], estimate: Forecast, orders: Sequenc
         y = _n(s.y(value))
         out.append(f'<text x="{LEFT - 6}" y="{y}" text-anchor="end" stroke="none" '
                    f'dominant-baseline="middle">{escape(_label(value, unit))}</text>')
-    for at, anchor in ((s.t0, "start"), (now, "middle"), (s.t1, "end")):
-        out.append(f'<text x="{_n(s.x(at))}" y="{bottom + 16}" text-anchor="{anchor}" '
-                   f'stroke="none">{at:%d %b %H:%M}</text>')
+    for at, anchor, name in ((s.t0, "start", "t-start"), (now, "middle", "t-now"),
+                             (s.t1, "end", "t-end")):
+        out.append(f'<text class="{name}" x="{_n(s.x(at))}" y="{bottom + 16}" '
+                   f'text-anchor="{anchor}" stroke="none">{at:%d %b %H:%M}</text>')
     out.append('</g>')
     out.append(f'<line class="now" x1="{_n(s.x(now))}" y1="{TOP}" x2="{_n(s.x(now))}" '
                f'y2="{bottom}" stroke="#aaa" stroke-dasharray="2 3"/>')
@@ -101,10 +102,12 @@ def level_chart(readings: Sequence[Reading], estimate: Forecast, orders: Sequenc
     # Orders: a vertical mark each, labelled with the order number.
     for mark in orders:
         x = _n(s.x(mark.at))
+        # Labels of marks in the right half sit to the left of their line.
+        side = 'dx="-3" text-anchor="end"' if float(x) > WIDTH / 2 else 'dx="3"'
         out.append(f'<g class="order-mark" data-order="{mark.order_id}">'
                    f'<line x1="{x}" y1="{TOP}" x2="{x}" y2="{bottom}" stroke="#2471a3" '
                    f'stroke-width="1.5"/>'
-                   f'<text x="{x}" y="{TOP + 10}" dx="3" fill="#2471a3" font-size="11">'
+                   f'<text x="{x}" y="{TOP + 10}" {side} fill="#2471a3" font-size="11">'
                    f'order {mark.order_id} ({escape(mark.state)})</text></g>')
     # The level history.
     if readings:
