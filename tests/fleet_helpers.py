@@ -94,3 +94,63 @@ def variant(tmp_path: Path, name: str, changes: dict[str, str]) -> Path:
     for rel, text in changes.items():
         (target / rel).write_text(text)
     return target
+
+
+class CorruptingRelay:
+    """A loopback UDP relay between devices and the backend that flips one bit in the
+    payload of one Block2 response: block `block` of the file whose path ends in
+    `suffix` (damage in transit that CoAP over UDP would not notice)."""
+
+    def __init__(self, backend_port: int, suffix: str, block: int):
+        import socket
+        import threading
+
+        self._backend = ("127.0.0.1", backend_port)
+        self._suffix, self._block = suffix, block
+        self.front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.front.bind(("127.0.0.1", 0))
+        self.back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.back.bind(("127.0.0.1", 0))
+        self.port = self.front.getsockname()[1]
+        self.corrupted = 0
+        self._device = None
+        self._tokens: set[bytes] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> CorruptingRelay:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)
+        self.front.close()
+        self.back.close()
+
+    def _run(self) -> None:
+        import select
+
+        from aiocoap import Message
+
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.front, self.back], [], [], 0.05)
+            for sock in ready:
+                data, addr = sock.recvfrom(2048)
+                if sock is self.front:
+                    self._device = addr
+                    request = Message.decode(data)
+                    block = request.opt.block2
+                    if "/".join(request.opt.uri_path).endswith(self._suffix) and block \
+                            and block.block_number == self._block:
+                        self._tokens.add(request.token)
+                    self.back.sendto(data, self._backend)
+                elif self._device is not None:
+                    response = Message.decode(data)
+                    if response.token in self._tokens and response.payload:
+                        self._tokens.discard(response.token)
+                        damaged = bytearray(data)  # the payload ends the datagram
+                        damaged[len(data) - len(response.payload) // 2] ^= 0x10
+                        data = bytes(damaged)
+                        self.corrupted += 1
+                    self.front.sendto(data, self._device)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -10,7 +11,8 @@ from sqlalchemy import select
 
 from backend import fleet, releases
 from backend.models import Device, DeviceStatus, DeviceUpdate, Release, ReleaseFile
-from tests.fleet_helpers import lines, make_fleet, publish, run_device, variant
+from tests.fleet_helpers import (CorruptingRelay, lines, make_fleet, publish, run_device,
+                                 variant)
 from tests.mpy import FIRMWARE
 
 
@@ -117,6 +119,25 @@ def test_corrupted_block_is_refused_and_v1_keeps_running(backend, fleet1, v2_fil
     assert "/ota/" not in after.stdout and "LED ordered" in after.stdout
     assert lines(after, "STATUS")[0]["update"] == "none"
     assert lines(after, "STATUS")[0]["fw"] == "0.1.0"
+
+
+def test_block_corrupted_in_transit_is_refused(backend, fleet1, v2_files):
+    """One bit flipped in one Block2 response on the way (a relay on loopback)."""
+    device = fleet1.devices[0]
+    release = publish(fleet1, v2_files, "0.2.0", build=2)
+    identity = json.loads((device.bundle_dir / "identity.json").read_text())
+    with CorruptingRelay(backend.coap_port, "replenish/queue.mpy", block=2) as relay:
+        identity["coap_port"] = relay.port
+        (device.bundle_dir / "identity.json").write_text(json.dumps(identity))
+        done = _install(device.bundle_dir, release)
+    assert relay.corrupted == 1
+    assert lines(done, "OTA")[0]["outcome"] == "refused", done.stdout
+    assert "replenish/queue.mpy does not match its digest" in done.stdout
+    assert _update(backend, release, device.device_id) == fleet.REFUSED
+    identity["coap_port"] = backend.coap_port
+    (device.bundle_dir / "identity.json").write_text(json.dumps(identity))
+    after = run_device(device.bundle_dir, ["press"])
+    assert "/ota/" not in after.stdout and "LED ordered" in after.stdout
 
 
 def test_forged_manifest_is_refused(backend, fleet1, v2_files):
