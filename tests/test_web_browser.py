@@ -85,10 +85,26 @@ def shot(page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
+class Page:
+    """A browser tab that remembers console errors (a CSP violation is one)."""
+
+    def __init__(self, browser, **options):
+        self.context = browser.new_context(**options)
+        self.context.set_default_timeout(TIMEOUT_MS)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text)
+                     if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def close(self) -> None:
+        self.context.close()
+        assert self.errors == []
+
+
 def new_page(browser, **options):
-    context = browser.new_context(**options)
-    context.set_default_timeout(TIMEOUT_MS)
-    return context, context.new_page()
+    tab = Page(browser, **options)
+    return tab, tab.page
 
 
 def register(page, base: str, email: str, household: str = "Our flat") -> None:
