@@ -69,19 +69,19 @@ def make_sender(bundle, led, ack_timeout_ms, max_retransmit=4):
     storage = unix.FileStorage(bundle + "/state")
     battery = unix.Battery(_env_int("REPLENISH_BATTERY_MV", None))
     sender = Sender(ident, SeqCounter(storage), client, Queue(storage), battery, led)
-    sender.client = client
-    sender.battery = battery
-    return ident, sender, storage
+    return ident, sender, storage, client, battery
 
 
 class Fleet:
     """Heartbeats and updates on the unix port (docs/fleet.md)."""
 
-    def __init__(self, bundle, ident, sender):
+    def __init__(self, bundle, ident, sender, client, battery):
         board = ident.board or {}
         self.bundle = bundle
         self.ident = ident
         self.sender = sender
+        self.client = client
+        self.battery = battery
         self.status = Status(unix.Rtc(bundle + "/state/status.bin"),
                              board.get("status_interval_s", DEFAULT_INTERVAL_S))
         self.rssi = _env_int("REPLENISH_RSSI_DBM", None)  # the simulated Wi-Fi signal
@@ -103,7 +103,7 @@ class Fleet:
     def update(self, release, now_s):
         from replenish import ota
 
-        updater = ota.Updater(self.bundle, self.sender.client, self.ident, self.sender.battery,
+        updater = ota.Updater(self.bundle, self.client, self.ident, self.battery,
                               log=lambda text: unix.out("# " + text))
         result, detail = updater.run(release)
         unix.out("OTA %s release=%d blocks=%d bytes=%d kept=%d heap_base=%s heap_peak=%d" % (
@@ -208,9 +208,10 @@ def setup_mode(ident, storage, led, port):
 
 def run(bundle, stdin=None):
     led = unix.Led()
-    ident, sender, storage = make_sender(bundle, led, _env_int("REPLENISH_ACK_TIMEOUT_MS", 2000),
-                                         _env_int("REPLENISH_MAX_RETRANSMIT", 4))
-    fleet = Fleet(bundle, ident, sender)
+    ident, sender, storage, client, battery = make_sender(
+        bundle, led, _env_int("REPLENISH_ACK_TIMEOUT_MS", 2000),
+        _env_int("REPLENISH_MAX_RETRANSMIT", 4))
+    fleet = Fleet(bundle, ident, sender, client, battery)
     fleet.status.wake()
     button = Button(sender, led)
     sensor = None
