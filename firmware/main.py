@@ -174,7 +174,7 @@ def heartbeat(root, ident, sender, client, status, rssi, report, battery, wdt):
     from replenish import ota
 
     wdt.feed()
-    result, _detail = ota.Updater(root, client, ident, battery, log=lambda _t: wdt.feed()).run(
+    result, _detail = ota.Updater(root, client, ident, battery, tick=wdt.feed).run(
         outcome.update)
     if result == ota.INSTALLED:
         esp32.reset()

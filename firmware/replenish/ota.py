@@ -153,7 +153,7 @@ def parse_manifest(envelope, public_key):
 
 class Updater:
     def __init__(self, root, client, identity, battery=None, min_battery_mv=MIN_BATTERY_MV,
-                 log=None):
+                 log=None, tick=None):
         self._root = root
         self._dir = otaboot.ota_dir(root)
         self._stage = self._dir + "/stage"
@@ -163,6 +163,7 @@ class Updater:
         self._battery = battery
         self._min_mv = min_battery_mv
         self._log = log
+        self._tick = tick  # called after every block (an ESP32 feeds its watchdog)
         self._auth = []
         self.blocks = 0  # Block2 exchanges (figures)
         self.bytes = 0  # payload bytes received
@@ -329,6 +330,8 @@ class Updater:
             offset += len(payload)
             self.blocks += 1
             self.bytes += len(payload)
+            if self._tick is not None:
+                self._tick()
             if not more:
                 return offset
         raise UpdateError("%s: too many blocks" % uri)
