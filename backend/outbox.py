@@ -50,16 +50,23 @@ def backoff_s(attempts: int, rng: random.Random = random._inst) -> float:
     return rng.uniform(0, min(MAX_DELAY_S, BASE_DELAY_S * 2 ** attempts))
 
 
+def _unleased(now: datetime):
+    return or_(OutboxItem.locked_until.is_(None), OutboxItem.locked_until < now)
+
+
+def due_query(now: datetime):
+    """Ids of the items due now and not leased to a worker."""
+    return select(OutboxItem.id).where(OutboxItem.status == "pending",
+                                       OutboxItem.next_attempt_at <= now, _unleased(now))
+
+
 def claim(session: Session, worker: str, limit: int = 10,
           now: datetime | None = None) -> list[Claimed]:
     """Lease up to `limit` due items to `worker` (commit the session to publish it)."""
     now = now or utcnow()
-    due = or_(OutboxItem.locked_until.is_(None), OutboxItem.locked_until < now)
+    due = _unleased(now)
     ids = session.scalars(
-        select(OutboxItem.id)
-        .where(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= now, due)
-        .order_by(OutboxItem.id).limit(limit)
-        .with_for_update(skip_locked=True)
+        due_query(now).order_by(OutboxItem.id).limit(limit).with_for_update(skip_locked=True)
     ).all()
     claimed = []
     for item_id in ids:

@@ -24,6 +24,7 @@ ACTOR = "fulfillment:simulator"
 
 class SimulatedWarehouse(Fulfillment):
     name = "simulator"
+    MOVING = ("accepted", "backordered", "shipped")  # what `advance` moves on
 
     def __init__(self, settings: SimulatorSettings):
         self.settings = settings
@@ -72,7 +73,7 @@ class SimulatedWarehouse(Fulfillment):
         moved = self._restock(session, now)
         rows = session.execute(
             select(SimOrder, Order).join(Order, Order.id == SimOrder.order_id)
-            .where(SimOrder.status.in_(("accepted", "backordered", "shipped")))
+            .where(SimOrder.status.in_(self.MOVING))
             .order_by(SimOrder.order_id)
         ).all()
         for record, order in rows:
