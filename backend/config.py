@@ -40,6 +40,15 @@ class Settings:
     # answer 5.03 with Max-Age = overload_retry_s instead of queueing.
     overload_max_waiting: int = 1024
     overload_retry_s: int = 5
+    # Rate limits on POST /ev (backend/coap/ratelimit.py): requests per second and burst
+    # per source address (IPv6: per /64), authenticated events per second and burst per
+    # device (0 turns a limit off), buckets kept per table, and networks not limited.
+    rate_source_per_s: float = 100.0
+    rate_source_burst: float = 400.0
+    rate_device_per_s: float = 1.0
+    rate_device_burst: float = 64.0
+    rate_tracked: int = 65536
+    rate_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     simulator: SimulatorSettings = SimulatorSettings()
     merchant_url: str = ""  # empty: every order goes to the simulator
     merchant_secret: str = field(default="", repr=False)
@@ -81,6 +90,17 @@ class Settings:
             overload_max_waiting=int(env.get("REPLENISH_OVERLOAD_MAX_WAITING",
                                              base.overload_max_waiting)),
             overload_retry_s=int(env.get("REPLENISH_OVERLOAD_RETRY_S", base.overload_retry_s)),
+            rate_source_per_s=float(env.get("REPLENISH_RATE_SOURCE_PER_S",
+                                            base.rate_source_per_s)),
+            rate_source_burst=float(env.get("REPLENISH_RATE_SOURCE_BURST",
+                                            base.rate_source_burst)),
+            rate_device_per_s=float(env.get("REPLENISH_RATE_DEVICE_PER_S",
+                                            base.rate_device_per_s)),
+            rate_device_burst=float(env.get("REPLENISH_RATE_DEVICE_BURST",
+                                            base.rate_device_burst)),
+            rate_tracked=int(env.get("REPLENISH_RATE_TRACKED", base.rate_tracked)),
+            rate_exempt=tuple(sorted(_set(env["REPLENISH_RATE_EXEMPT"])))
+            if "REPLENISH_RATE_EXEMPT" in env else base.rate_exempt,
             simulator=SimulatorSettings(
                 step_s=float(env.get("REPLENISH_SIM_STEP_S", base.simulator.step_s)),
                 poll_s=float(env.get("REPLENISH_SIM_POLL_S", base.simulator.poll_s)),

@@ -14,6 +14,7 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 from backend.coap.pipeline import GroupCommitPipeline
+from backend.coap.ratelimit import limiter_for
 from backend.coap.server import OverloadGuard, OverloadPolicy, build_site
 from backend.coap.writer_process import ProcessPipeline
 from backend.config import Settings
@@ -75,10 +76,12 @@ class Backend:
         self.pipeline.start()
         # UDP only: protocol v1 is CoAP over UDP (aiocoap would add CoAP over TCP).
         # aiocoap sets SO_REUSEPORT: several ingest processes can share the port.
+        self.limiter = limiter_for(s)
         self.overload = OverloadGuard(self.pipeline, OverloadPolicy(
             max_waiting=s.overload_max_waiting, retry_after_s=s.overload_retry_s))
         self._coap = await aiocoap.Context.create_server_context(
-            build_site(self.pipeline, self.sessions, self.keyring, self.overload),
+            build_site(self.pipeline, self.sessions, self.keyring, self.overload,
+                       self.limiter),
             bind=(s.coap_host, s.coap_port), transports=["udp6"])
         self.overload.watch_socket(bound_udp_socket(self._coap))
         self.coap_port = bound_udp_port(self._coap)

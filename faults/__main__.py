@@ -29,6 +29,8 @@ MUST_BE_ZERO = ("lost", "duplicates", "answer_mismatches", "conflicts", "unanswe
 def failures(result: dict) -> list[str]:
     """What did not hold (empty when everything did)."""
     bad = [f"{key} = {result[key]}" for key in MUST_BE_ZERO if result[key]]
+    if result.get("hostile_findings"):
+        bad.append(f"{result['hostile_findings']} hostile inputs broke a decoder")
     if result["kills"] < 3:
         bad.append(f"only {result['kills']} kills")
     if result["orders"] != result["merchant_orders"]:
@@ -60,7 +62,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--postgres", nargs="?", const="throwaway", metavar="URL",
                         help="PostgreSQL: a throwaway server, or the database at URL")
-    parser.add_argument("--hostile", type=int, default=0,
+    parser.add_argument("--hostile", type=int, default=2000,
                         help="hostile inputs per decoder (0: none)")
     parser.add_argument("--workdir", type=Path, help="keep the database and logs here")
     args = parser.parse_args(argv)
@@ -84,7 +86,11 @@ def main(argv=None) -> int:
     if args.hostile:
         from faults.hostile import run_hostile
 
-        result["hostile"] = run_hostile(args.hostile, seed=result["seed"])
+        hostile = run_hostile(args.hostile, seed=result["seed"])
+        result["hostile"] = hostile["per_decoder"]  # inputs tried per decoder
+        result["hostile_findings"] = hostile["findings"]
+        result["hostile_known"] = hostile["known"]
+        result["mpy_memory"] = hostile["mpy_memory"]
     bad = failures(result)
     result["ok"] = not bad
     print_table(result)

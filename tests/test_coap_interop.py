@@ -75,7 +75,9 @@ def test_signed_event_from_coap_client_creates_an_order(world, tmp_path):
 
 
 def test_garbage_from_coap_client_is_a_bad_request(world, tmp_path):
-    (tmp_path / "garbage.bin").write_bytes(b"this is not CBOR \xff\xfe")
+    # Long enough for the whole diagnostic: no refusal is bigger than its request
+    # (backend/coap/amplification.py).
+    (tmp_path / "garbage.bin").write_bytes(b"\xff\xfe this is not CBOR, and it is long enough")
     done = run_client("-m", "post", "-t", "17", "-f", str(tmp_path / "garbage.bin"),
                       "-v", "7", world.event_url)
     assert response_code(done.stdout + done.stderr) == "4.00"

@@ -147,9 +147,11 @@ def test_same_seq_with_different_content_is_a_replay_not_a_retransmission(
 
 
 def test_malformed_cbor_is_bad_request_and_creates_nothing(world, backend, caplog):
-    response = _refused(world, backend, caplog, b"\xd1\x84\x43\xa1", Result.BAD_REQUEST,
-                        "malformed")
-    assert b"CBOR" in response.payload
+    # Long enough for the whole diagnostic: a refusal is never bigger than its request
+    # (backend/coap/amplification.py; tests/test_ratelimit.py checks tiny requests).
+    response = _refused(world, backend, caplog, b"\xd1\x84\x43\xa1" + b"\xff" * 40,
+                        Result.BAD_REQUEST, "malformed")
+    assert response.payload == b"request is not valid CBOR"
 
 
 def test_wrong_content_format_and_oversized_payload_are_refused(world, backend, caplog):

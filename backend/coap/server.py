@@ -15,7 +15,9 @@ from aiocoap.numbers.codes import Code
 from sqlalchemy.orm import sessionmaker
 
 from backend import protocol
+from backend.coap.amplification import GuardedSite
 from backend.coap.pipeline import GroupCommitPipeline
+from backend.coap.ratelimit import RateLimiter
 from backend.fleet_coap import FW_PATH, FirmwareResource
 from backend.keys import Keyring
 from backend.protocol import Result
@@ -29,15 +31,19 @@ class EventResource(resource.Resource):
     rt = "replenish.event"
     ct = protocol.CONTENT_FORMAT_COSE_MAC0
 
-    def __init__(self, pipeline: GroupCommitPipeline, guard: OverloadGuard | None = None):
+    def __init__(self, pipeline: GroupCommitPipeline, guard: OverloadGuard | None = None,
+                 limiter: RateLimiter | None = None):
         super().__init__()
         self._pipeline = pipeline
         self._guard = guard or OverloadGuard(pipeline)
+        self._limiter = limiter or RateLimiter()
 
     def get_link_description(self):
         return {**super().get_link_description(), "ct": str(self.ct)}
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        if (limited := self._limiter.check(request)) is not None:  # coap/ratelimit.py
+            return limited
         if request.opt.content_format != protocol.CONTENT_FORMAT_COSE_MAC0:
             log.warning("refused event from %s: content-format %s", request.remote.hostinfo,
                         request.opt.content_format)
@@ -49,6 +55,7 @@ class EventResource(resource.Resource):
         if self._guard.overloaded():
             return self._guard.shed(request)
         reply = await self._pipeline.submit(request.payload)
+        self._limiter.charge(request, reply.authenticated)
         if not reply.authenticated:
             return _text(reply.result, reply.payload.decode())
         return aiocoap.Message(code=Code(int(reply.result)), payload=reply.payload,
@@ -126,11 +133,15 @@ def _text(result: Result, message: str) -> aiocoap.Message:
 
 
 def build_site(pipeline: GroupCommitPipeline, sessions: sessionmaker, keyring: Keyring,
-               guard: OverloadGuard | None = None) -> resource.Site:
-    """/ev goes to the writer (`pipeline`); /fw reads releases through `sessions`."""
-    site = resource.Site()
+               guard: OverloadGuard | None = None,
+               limiter: RateLimiter | None = None) -> resource.Site:
+    """/ev goes to the writer (`pipeline`); /fw reads releases through `sessions`.
+    Every request passes the rate limits and no refusal is bigger than its request
+    (coap/ratelimit.py, coap/amplification.py)."""
+    limiter = limiter or RateLimiter()
+    site = GuardedSite(limiter)
     site.add_resource([".well-known", "core"],
                       resource.WKCResource(site.get_resources_as_linkheader))
-    site.add_resource([protocol.EVENT_PATH], EventResource(pipeline, guard))
+    site.add_resource([protocol.EVENT_PATH], EventResource(pipeline, guard, limiter))
     site.add_resource([FW_PATH], FirmwareResource(sessions, keyring))
     return site
