@@ -106,7 +106,7 @@ def recorded_events(db_url: str) -> int:
 
 async def ingest_config(config: str, db_url: str, devices: int, workdir: Path, args,
                         fixed_rate: float | None, spread: bool = False, processes: int = 1,
-                        window: int | None = None) -> dict:
+                        window: int | None = None, default_gc: bool = False) -> dict:
     """The full ingest on `db_url` with `devices` provisioned. The measured presses
     come from `args.devices` of them (first press orders, later ones are suppressed);
     with `spread`, a further saturation phase sends one press from each device in turn
@@ -119,7 +119,7 @@ async def ingest_config(config: str, db_url: str, devices: int, workdir: Path, a
     data_dir.mkdir(parents=True, exist_ok=True)
     server = ServerProcess("ingest", db_url=db_url, data_dir=data_dir, kek_hex=kek.hex(),
                            log_path=data_dir / "server.log", log_level=args.server_log_level,
-                           processes=processes)
+                           processes=processes, default_gc=default_gc)
     active = min(devices, max(args.devices, window or 0))
     extra = {"devices": devices, "active_devices": active}
     if processes > 1:
@@ -159,6 +159,9 @@ async def run(args) -> int:
 
     sqlite = await ingest_config("ingest-sqlite", f"sqlite:///{workdir / 'bench.db'}",
                                  args.devices, workdir, args, fixed_rate)
+    if not args.no_gc_compare:  # the same ingest with CPython's GC settings
+        await ingest_config("ingest-sqlite-default-gc", f"sqlite:///{workdir / 'gc.db'}",
+                            args.devices, workdir, args, fixed_rate, default_gc=True)
     two = await ingest_config("ingest-sqlite-2proc", f"sqlite:///{workdir / 'two.db'}",
                               args.devices, workdir, args, None, processes=2)
     await ingest_config("ingest-sqlite-overload", f"sqlite:///{workdir / 'overload.db'}",
@@ -247,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-mpy", action="store_true")
     p.add_argument("--no-large", action="store_true")
     p.add_argument("--no-postgres", action="store_true")
+    p.add_argument("--no-gc-compare", action="store_true",
+                   help="skip the ingest run with CPython's default GC settings")
     p.add_argument("--large-postgres", action="store_true",
                    help="also run the large fleet on PostgreSQL")
     args = p.parse_args(argv)

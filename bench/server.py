@@ -51,6 +51,8 @@ async def _serve_ingest(ready, db_url: str, data_dir: Path, tune: bool,
     settings = Settings.from_env().with_(
         data_dir=data_dir, database_url=db_url, coap_host="127.0.0.1", coap_port=0,
         http_host="127.0.0.1", http_port=0)
+    if not tune:  # the writer process too (it reads this when the fork server starts)
+        os.environ["REPLENISH_GC_THRESHOLDS"] = "700,10,10"
     backend = Backend(settings)
     await backend.start()
     # More ingest-only processes on the same port, as `replenish run --ingest-processes`.
@@ -156,9 +158,10 @@ class ServerProcess:
 
     def __init__(self, kind: str, *, db_url: str | None = None, data_dir: Path | None = None,
                  kek_hex: str | None = None, log_path: Path | None = None,
-                 log_level: str = "INFO", profile: Path | None = None, processes: int = 1):
+                 log_level: str = "INFO", profile: Path | None = None, processes: int = 1,
+                 default_gc: bool = False):
         argv = [sys.executable, "-m", "bench.server", kind, "--log-level", log_level,
-                "--processes", str(processes)]
+                "--processes", str(processes)] + (["--default-gc"] if default_gc else [])
         if profile:
             argv += ["--profile", str(profile)]
         if db_url:

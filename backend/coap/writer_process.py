@@ -207,7 +207,10 @@ def _child_main(conn: Connection, settings: Settings, config: IngestConfig,
             if failpoint == "exit-after-commit":
                 os._exit(70)  # committed, not answered: as if killed right here
             answers = [(int(r.result), r.payload, r.authenticated) for r in replies]
-            conn.send_bytes(marshal.dumps((answers, records[:])))
+            try:
+                conn.send_bytes(marshal.dumps((answers, records[:])))
+            except OSError:
+                return  # the parent stopped meanwhile; devices get answers on retransmission
             records.clear()
     finally:
         engine.dispose()
