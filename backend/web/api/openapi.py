@@ -347,6 +347,17 @@ PATHS = {
 }
 
 
+def _operation_ids(paths: dict) -> dict:
+    """operationId for client generators: the method and the path's words, e.g.
+    get_devices_by_device_id_slots_by_index_forecast."""
+    for path, item in paths.items():
+        words = [("by_" + w[1:-1]) if w.startswith("{") else w.replace("-", "_").replace(".", "_")
+                 for w in path.strip("/").split("/")]
+        for method, operation in item.items():
+            operation["operationId"] = "_".join([method, *words])
+    return paths
+
+
 @functools.cache
 def document() -> dict:
     return {
@@ -356,7 +367,7 @@ def document() -> dict:
                  "operators' fleet. Guide: docs/api.md."},
         "servers": [{"url": "/api/v1"}],
         "security": [{"bearer": []}],
-        "paths": PATHS,
+        "paths": _operation_ids(PATHS),
         "components": {
             "schemas": SCHEMAS,
             "responses": RESPONSES,
