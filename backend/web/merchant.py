@@ -12,9 +12,12 @@ from backend import signing
 from backend.errors import Conflict, NotFound, ReplenishError
 from backend.fulfillment.base import MERCHANT_STATUSES, apply_status
 from backend.models import MerchantCallback, Order
+from backend.web.api import api_error
 
 log = logging.getLogger(__name__)
 bp = Blueprint("merchant", __name__, url_prefix="/api/v1/merchant")
+# Under /api/v1, so every error (a 500 included) gets the API's JSON error body.
+bp.register_error_handler(Exception, api_error)
 
 
 class Replayed(Conflict):
