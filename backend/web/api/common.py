@@ -17,8 +17,8 @@ from backend.web.api.validation import INT32_MAX, check_text, query_int
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-# Integer ids in paths: Werkzeug answers 404 outside these bounds, before any query
-# (PostgreSQL would refuse a number beyond 32 bits with an error, not a miss).
+# Integer ids in paths: the columns are 32-bit, so nothing exists outside these bounds;
+# Werkzeug answers 404 for them before any query, and the document states the bounds.
 ID = f"int(min=1, max={INT32_MAX})"
 SLOT_MAX = 255
 SLOT = f"int(max={SLOT_MAX})"
