@@ -54,7 +54,8 @@ class _Refusal(Exception):
 
 
 def _reader(sessions: sessionmaker) -> sessionmaker:
-    """Read-only sessions from the ingest writer's factory (plain BEGIN on SQLite)."""
+    """Read-only sessions on the same engine: plain BEGIN on SQLite, never the write
+    lock, whichever factory (reader or writer) build_site hands in."""
     bind = sessions.kw["bind"].execution_options(sqlite_begin="deferred")
     return sessionmaker(bind, expire_on_commit=False)
 
