@@ -21,8 +21,10 @@ class BackendProcess:
     """`python -m faults.serve run --role ingest --role engine` (faults/serve.py: the
     backend's own CLI); every line it logs is appended to `log_path`."""
 
-    def __init__(self, env: dict, log_path: Path, roles=("ingest", "engine")):
+    def __init__(self, env: dict, log_path: Path, roles=("ingest", "engine"),
+                 verbose: bool = False):
         self.env = env
+        self.verbose = verbose
         self.log_path = log_path
         self.roles = roles
         self.port = 0  # 0 the first time: the backend reports the port it got
@@ -31,7 +33,8 @@ class BackendProcess:
         self._reader: threading.Thread | None = None
 
     def start(self) -> None:
-        argv = [sys.executable, "-m", "faults.serve", "run", "--coap-port", str(self.port)]
+        argv = [sys.executable, "-m", "faults.serve", *(["-v"] if self.verbose else []),
+                "run", "--coap-port", str(self.port)]
         for role in self.roles:
             argv += ["--role", role]
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,

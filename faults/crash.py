@@ -101,7 +101,7 @@ def run_crash(config: CrashConfig, log=print) -> dict:
 def _run(config: CrashConfig, rng: random.Random, workdir: Path, db_url: str, log) -> dict:
     kek = secrets.token_bytes(32)
     fleet = provision_fleet(db_url, kek, config.devices, name="faults")
-    _hold_window_zero(db_url)  # orders go to the merchant at once
+    hold_window_zero(db_url)  # orders go to the merchant at once
     secret = secrets.token_hex(16)
     merchant = FaultyMerchant(secret)
     env = {**os.environ, "DATABASE_URL": db_url, "REPLENISH_KEK": kek.hex(),
@@ -138,7 +138,7 @@ def _run(config: CrashConfig, rng: random.Random, workdir: Path, db_url: str, lo
     }
 
 
-def _hold_window_zero(db_url: str) -> None:
+def hold_window_zero(db_url: str) -> None:
     with db.transaction(db_url) as session:
         session.execute(update(Household).values(hold_window_s=0))
 

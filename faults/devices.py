@@ -4,14 +4,19 @@ bench.loadgen drops an event after its last retransmission (right for a benchmar
 A device does not: the event stays in its offline queue with its sequence number and
 is sent again later, the same bytes. `KeepingLoadGenerator` does that, and also keeps
 an event that was answered with an unauthenticated 5.03 (storage unavailable, e.g.
-while the writer process restarts), which the firmware treats as "no answer".
+while the writer process restarts), which the firmware treats as "no answer", and one
+whose separate answer never came after an empty ACK (every copy of it lost).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
-from bench.loadgen import ACK_TIMEOUT, UNAVAILABLE, LoadGenerator
+from bench import loadgen
+from bench.loadgen import UNAVAILABLE, LoadGenerator
+
+_WATCH_S = 0.5
 
 
 class KeepingLoadGenerator(LoadGenerator):
@@ -19,10 +24,28 @@ class KeepingLoadGenerator(LoadGenerator):
         super().__init__(*args, on_answer=self._answered, **kwargs)
         self._user_on_answer = on_answer
         self.kept = 0  # events kept after their last retransmission or a bare 5.03
+        self._watch = None
+
+    async def open(self) -> None:
+        await super().open()
+        self._watch = asyncio.get_running_loop().call_later(_WATCH_S, self._separate_lost)
+
+    def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        super().close()
+
+    def _separate_lost(self) -> None:
+        """Keep events acknowledged empty whose answer is overdue (all copies lost)."""
+        overdue = time.perf_counter() - 16 * loadgen.ACK_TIMEOUT
+        for inflight in list(self._inflight.values()):
+            if inflight.acked and inflight.first_sent < overdue:
+                self._give_up(inflight)
+        self._watch = asyncio.get_running_loop().call_later(_WATCH_S, self._separate_lost)
 
     def _give_up(self, inflight) -> None:
         self.kept += 1
-        self._forget(inflight, back_off_s=ACK_TIMEOUT)
+        self._forget(inflight, back_off_s=loadgen.ACK_TIMEOUT)
         self._after_completion()
 
     def _answered(self, request, msg, answer) -> None:
@@ -42,5 +65,5 @@ class KeepingLoadGenerator(LoadGenerator):
             await self.run(duration_s=round_s, window=window, drain_s=120)
             # Kept events come back after a back-off: let those timers fire first, so
             # no device is idle twice (a device has one event in flight at a time).
-            await asyncio.sleep(ACK_TIMEOUT * 1.5 + 0.2)
+            await asyncio.sleep(loadgen.ACK_TIMEOUT * 1.5 + 0.2)
         return self.workload.pending()
