@@ -37,7 +37,8 @@ class BackendProcess:
                 "run", "--coap-port", str(self.port)]
         for role in self.roles:
             argv += ["--role", role]
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
+        env = {**self.env, "REPLENISH_COAP_PORT": str(self.port)}  # `--coap-port 0` is unset
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                      text=True, start_new_session=True)
         self.starts += 1

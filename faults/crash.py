@@ -33,11 +33,12 @@ from pathlib import Path
 
 from sqlalchemy import func, select, update
 
-from backend import db
+from backend import db, protocol
 from backend.models import Device, Event, Household, Order, OutboxItem
 from backend.orders import OPEN_STATES
+from backend.protocol import Event as WireEvent, Kind
 from bench.fleet import provision_fleet
-from bench.loadgen import UNAVAILABLE, Workload
+from bench.loadgen import UNAVAILABLE, Request, Workload
 from faults.backend_proc import ROOT, BackendProcess
 from faults.devices import KeepingLoadGenerator
 from faults.merchant import FaultyMerchant
@@ -239,10 +240,6 @@ async def _load(port: int, fleet, config: CrashConfig, tally: Tally, killer: Kil
 
 def _all_requests(fleet, tally: Tally):
     """The acknowledged events, re-encoded (encoding is deterministic: same bytes)."""
-    from backend import protocol
-    from backend.protocol import Event as WireEvent, Kind
-    from bench.loadgen import Request
-
     by_device = defaultdict(list)
     for (d, seq) in tally.answers:
         device = fleet[d]

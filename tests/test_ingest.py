@@ -154,6 +154,17 @@ def test_malformed_cbor_is_bad_request_and_creates_nothing(world, backend, caplo
     assert response.payload == b"request is not valid CBOR"
 
 
+def test_every_truncation_of_an_event_is_a_bad_request_and_changes_nothing(world, backend):
+    request = press(world.buttons[0], 1)
+    before = counts(backend)
+    answers = coap_post_all(world.event_url, [request[:n] for n in range(1, len(request))])
+    assert {int(a.code) for a in answers} == {Result.BAD_REQUEST}
+    assert counts(backend) == before
+    with backend.sessions() as session:
+        assert session.scalar(select(Device.last_seq).where(
+            Device.device_id == world.buttons[0].device_id)) == 0
+
+
 def test_wrong_content_format_and_oversized_payload_are_refused(world, backend, caplog):
     _refused(world, backend, caplog, press(world.buttons[0], 1), Result.UNSUPPORTED_FORMAT,
              "content-format", content_format=60)

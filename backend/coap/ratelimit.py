@@ -165,8 +165,9 @@ def source_key(remote) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return address
 
 
-def _network_of(address):
-    """The bucket key: the IPv4 address, or the IPv6 /64 it is in."""
+def _network_of(address) -> int:
+    """The bucket key, a small int: the IPv4 address, or the IPv6 /64 it is in (as a
+    negative number, so the two never collide)."""
     if isinstance(address, ipaddress.IPv6Address):
-        return ipaddress.IPv6Network((int(address) >> 64 << 64, 64))
-    return address
+        return -1 - (int(address) >> 64)
+    return int(address)
