@@ -10,15 +10,18 @@ on the real backend over loopback UDP. Sources are other loopback addresses
   refusal path, and a separate refusal is not retransmitted (it goes NON).
 """
 
+import ipaddress
 import random
 import socket
 import time
+
+import aiocoap
 
 import pytest
 from sqlalchemy import func, select
 
 from backend import db, protocol
-from backend.coap.ratelimit import TokenBuckets, kid_of
+from backend.coap.ratelimit import TokenBuckets, kid_of, source_key
 from backend.models import Event
 from backend.protocol import Event as WireEvent, Kind
 from bench import coapwire
@@ -108,6 +111,30 @@ def test_token_buckets_refill_and_stay_bounded():
     for n in range(1000):
         buckets.take(n)
     assert len(buckets) == 100  # least recently used keys went first
+
+
+def test_sources_are_ipv4_addresses_and_ipv6_slash_64s_and_loopback_is_exempt():
+    from backend.coap.ratelimit import RateLimiter, RateLimitPolicy, _network_of
+
+    one, same_64, other_64 = (ipaddress.ip_address(a) for a in (
+        "2001:db8:1:2::1", "2001:db8:1:2:ffff::9", "2001:db8:1:3::1"))
+    assert _network_of(one) == _network_of(same_64) != _network_of(other_64)
+    assert _network_of(ipaddress.ip_address("10.0.0.1")) != _network_of(
+        ipaddress.ip_address("10.0.0.2"))
+    assert source_key(_Remote("::ffff:10.0.0.1")) == ipaddress.ip_address("10.0.0.1")
+
+    limiter = RateLimiter(RateLimitPolicy(source_per_s=1, source_burst=1))
+    for host, limited_after_one in (("127.0.0.5", False), ("::1", False),
+                                    ("192.0.2.7", True)):
+        request = aiocoap.Message(code=aiocoap.POST, payload=b"")
+        request.remote = _Remote(host)
+        assert limiter.check(request) is None
+        assert (limiter.check(request) is not None) == limited_after_one, host
+
+
+class _Remote:
+    def __init__(self, host: str):
+        self.sockaddr = (host, 5683)
 
 
 def test_kid_is_read_from_canonical_and_other_encodings():
