@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from faults.crash import CrashConfig, run_crash
+from faults.relay import Faults
 
 TABLE = [("events sent", "sent"), ("acknowledged", "acknowledged"), ("stored", "stored"),
          ("orders created", "orders"), ("duplicates", "duplicates"), ("lost", "lost"),
@@ -65,10 +66,15 @@ def main(argv=None) -> int:
     parser.add_argument("--hostile", type=int, default=2000,
                         help="hostile inputs per decoder (0: none)")
     parser.add_argument("--workdir", type=Path, help="keep the database and logs here")
+    parser.add_argument("--relay", action="store_true",
+                        help="devices reach the backend through a lossy UDP relay "
+                             "(5 %% drop, duplicate and reorder each way)")
     args = parser.parse_args(argv)
     config = CrashConfig(devices=args.devices, rate=args.rate, duration_s=args.duration,
                          kills=args.kills, merchant_down_s=args.merchant_down,
-                         lease_s=args.lease, seed=args.seed, workdir=args.workdir)
+                         lease_s=args.lease, seed=args.seed, workdir=args.workdir,
+                         relay=Faults(drop=0.05, duplicate=0.05, reorder=0.05)
+                         if args.relay else None)
     postgres = None
     if args.postgres == "throwaway":
         from tests.postgres import PostgresServer

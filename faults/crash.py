@@ -21,6 +21,7 @@ What is counted (all from what the devices saw and what the database holds):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import secrets
@@ -42,6 +43,7 @@ from bench.loadgen import UNAVAILABLE, Request, Workload
 from faults.backend_proc import ROOT, BackendProcess
 from faults.devices import KeepingLoadGenerator
 from faults.merchant import FaultyMerchant
+from faults.relay import Faults, LossyRelay
 
 CONFLICT = 137  # 4.09
 
@@ -58,6 +60,7 @@ class CrashConfig:
     db_url: str | None = None  # None: SQLite in the work directory
     workdir: Path | None = None
     window: int = 64  # outstanding requests while the held events are sent at the end
+    relay: Faults | None = None  # devices reach the backend through a lossy relay
 
 
 @dataclass
@@ -112,11 +115,19 @@ def _run(config: CrashConfig, rng: random.Random, workdir: Path, db_url: str, lo
            "PYTHONPATH": str(ROOT)}
     backend = BackendProcess(env, workdir / "backend.log")
     tally = Tally()
+    relay_stats = None
     with merchant:
         backend.start()
         try:
             killer = Killer(backend, merchant, config, rng, log)
-            held = asyncio.run(_load(backend.port, fleet, config, tally, killer))
+            with contextlib.ExitStack() as stack:
+                port = backend.port
+                if config.relay is not None:
+                    relay = stack.enter_context(LossyRelay(
+                        ("127.0.0.1", backend.port), config.relay, rng.randrange(2**32)))
+                    port = relay.port
+                    relay_stats = relay.stats
+                held = asyncio.run(_load(port, fleet, config, tally, killer))
             killer.join()
             outbox = _wait_for_outbox(db_url, timeout_s=config.lease_s * 4 + 60)
         finally:
@@ -136,6 +147,7 @@ def _run(config: CrashConfig, rng: random.Random, workdir: Path, db_url: str, lo
         "merchant_down_s": config.merchant_down_s, "devices": config.devices,
         "backend_log": str(workdir / "backend.log") if config.workdir else None,
         "database": "postgresql" if db_url.startswith("postgresql") else "sqlite",
+        **({"relay": dict(relay_stats)} if relay_stats is not None else {}),
     }
 
 
