@@ -30,6 +30,10 @@ MUST_BE_ZERO = ("lost", "duplicates", "answer_mismatches", "conflicts", "unanswe
 def failures(result: dict) -> list[str]:
     """What did not hold (empty when everything did)."""
     bad = [f"{key} = {result[key]}" for key in MUST_BE_ZERO if result[key]]
+    live = result.get("hostile_live", {})
+    if live.get("bytes_out", 0) > live.get("bytes_in", 0):
+        bad.append(f"hostile datagrams: {live['bytes_out']} bytes answered to "
+                   f"{live['bytes_in']} received (amplification)")
     if result.get("hostile_findings"):
         bad.append(f"{result['hostile_findings']} hostile inputs broke a decoder")
     if result["kills"] < 3:
@@ -49,6 +53,9 @@ def print_table(result: dict, out=sys.stdout) -> None:
         print(f"{label:{width}}  {result[key]}", file=out)
     for decoder, count in sorted(result.get("hostile", {}).items()):
         print(f"{'hostile inputs: ' + decoder:{width}}  {count}", file=out)
+    if live := result.get("hostile_live"):
+        print(f"{'  live: bytes in / out':{width}}  {live['bytes_in']} / {live['bytes_out']}",
+              file=out)
 
 
 def main(argv=None) -> int:
@@ -74,7 +81,7 @@ def main(argv=None) -> int:
                          kills=args.kills, merchant_down_s=args.merchant_down,
                          lease_s=args.lease, seed=args.seed, workdir=args.workdir,
                          relay=Faults(drop=0.05, duplicate=0.05, reorder=0.05)
-                         if args.relay else None)
+                         if args.relay else None, hostile_live=args.hostile)
     postgres = None
     if args.postgres == "throwaway":
         from tests.postgres import PostgresServer
@@ -93,7 +100,9 @@ def main(argv=None) -> int:
         from faults.hostile import run_hostile
 
         hostile = run_hostile(args.hostile, seed=result["seed"])
-        result["hostile"] = hostile["per_decoder"]  # inputs tried per decoder
+        # Inputs tried per decoder; live_server: sent at the backend during the load.
+        result["hostile"] = {**hostile["per_decoder"],
+                             "live_server": result["hostile_live"]["sent"]}
         result["hostile_findings"] = hostile["findings"]
         result["hostile_known"] = hostile["known"]
         result["mpy_memory"] = hostile["mpy_memory"]

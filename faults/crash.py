@@ -42,6 +42,7 @@ from bench.fleet import provision_fleet
 from bench.loadgen import UNAVAILABLE, Request, Workload
 from faults.backend_proc import ROOT, BackendProcess
 from faults.devices import KeepingLoadGenerator
+from faults.hostile import LiveHostility
 from faults.merchant import FaultyMerchant
 from faults.relay import Faults, LossyRelay
 
@@ -61,6 +62,7 @@ class CrashConfig:
     workdir: Path | None = None
     window: int = 64  # outstanding requests while the held events are sent at the end
     relay: Faults | None = None  # devices reach the backend through a lossy relay
+    hostile_live: int = 0  # hostile datagrams sent at the backend during the load
 
 
 @dataclass
@@ -120,6 +122,9 @@ def _run(config: CrashConfig, rng: random.Random, workdir: Path, db_url: str, lo
         backend.start()
         try:
             killer = Killer(backend, merchant, config, rng, log)
+            hostility = LiveHostility(backend.port, config.hostile_live, rng.randrange(2**32),
+                                      per_s=max(1.0, config.hostile_live / config.duration_s))
+            hostility.start()
             with contextlib.ExitStack() as stack:
                 port = backend.port
                 if config.relay is not None:
@@ -129,6 +134,7 @@ def _run(config: CrashConfig, rng: random.Random, workdir: Path, db_url: str, lo
                     relay_stats = relay.stats
                 held = asyncio.run(_load(port, fleet, config, tally, killer))
             killer.join()
+            hostility.join()
             outbox = _wait_for_outbox(db_url, timeout_s=config.lease_s * 4 + 60)
         finally:
             backend.stop()
@@ -148,6 +154,8 @@ def _run(config: CrashConfig, rng: random.Random, workdir: Path, db_url: str, lo
         "backend_log": str(workdir / "backend.log") if config.workdir else None,
         "database": "postgresql" if db_url.startswith("postgresql") else "sqlite",
         **({"relay": dict(relay_stats)} if relay_stats is not None else {}),
+        "hostile_live": {"sent": len(hostility.datagrams), "bytes_in": hostility.bytes_in,
+                         "bytes_out": hostility.bytes_out},
     }
 
 

@@ -13,6 +13,10 @@ its documented exception, within a bounded time and memory:
 | answer | `backend.protocol.decode_answer` (the device's side, on CPython) | `MalformedEvent` |
 | fw_coap, fw_cbor, fw_cose, fw_answer | firmware/replenish/{coap,cbor,cose,protocol}.py on the MicroPython unix port | `ValueError` (`cose.CoseError` is one) |
 
+`make faults` also sends hostile datagrams at the running backend while it is under
+load and being killed (`LiveHostility`, counted as `live_server`): the server must
+send back fewer bytes than it got, and store nothing of it.
+
 Property-based tests with hypothesis over the same decoders (and the live server)
 are in tests/test_fuzz_*.py; this module is what `make faults` runs and counts.
 """
@@ -20,9 +24,11 @@ are in tests/test_fuzz_*.py; this module is what `make faults` runs and counts.
 from __future__ import annotations
 
 import random
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -183,3 +189,47 @@ def run_hostile(per_decoder: int, seed: int) -> dict:
     return {"per_decoder": counts, "findings": len(findings) + len(fw_findings),
             "known": known, "seconds": round(time.monotonic() - started, 1),
             "mpy_memory": memory}
+
+
+class LiveHostility(threading.Thread):
+    """Hostile datagrams at a running server while it is under load and being killed:
+    half well-formed POSTs to /ev carrying mutated events, half mutated datagrams of
+    any kind. Paced; never acknowledges anything (a forged source would not). Counts
+    what was sent and the bytes each way."""
+
+    def __init__(self, port: int, count: int, seed: int, per_s: float = 200.0):
+        super().__init__(name="hostile-live", daemon=True)
+        rng = random.Random(seed)
+        pool = samples()
+        prefix = coapwire.post_prefix()
+        self.datagrams = [
+            coapwire.encode_con_post(n & 0xFFFF, rng.randbytes(rng.randint(0, 8)), prefix,
+                                     mutate(rng, rng.choice(pool), pool)[:512])
+            if n % 2 else mutate(rng, rng.choice(pool), pool)
+            for n in range(count)]
+        self.port, self.per_s = port, per_s
+        self.bytes_in = self.bytes_out = 0
+
+    def run(self) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.setblocking(False)
+            for n, datagram in enumerate(self.datagrams):
+                try:
+                    sock.sendto(datagram, ("127.0.0.1", self.port))
+                except OSError:
+                    pass  # the server is being restarted: lost like any datagram
+                self.bytes_in += len(datagram)
+                self._drain(sock)
+                time.sleep(1 / self.per_s)
+            deadline = time.monotonic() + 5.0  # late (separate) answers
+            while time.monotonic() < deadline:
+                self._drain(sock)
+                time.sleep(0.05)
+
+    def _drain(self, sock) -> None:
+        for _ in range(1000):
+            try:
+                self.bytes_out += len(sock.recv(65536))
+            except (BlockingIOError, ConnectionRefusedError):
+                return
