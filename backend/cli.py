@@ -53,9 +53,9 @@ def run(settings: Settings, coap_port, http_port, roles, ingest_processes):
     """Start the backend: CoAP ingest, order engine (fulfillment) and web app."""
     from backend.runtime import ROLES, serve_forever
 
-    if coap_port:
+    if coap_port is not None:  # 0 = any free port
         settings = settings.with_(coap_port=coap_port)
-    if http_port:
+    if http_port is not None:
         settings = settings.with_(http_port=http_port)
     roles = tuple(roles) or ROLES
     if ingest_processes > 1 and "ingest" not in roles:
