@@ -49,6 +49,9 @@ class Settings:
     rate_device_burst: float = 64.0
     rate_tracked: int = 65536
     rate_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    # Who gets /.well-known/core: its answer is bigger than the request, so it would
+    # amplify a forged source's traffic (backend/coap/server.py LocalDiscovery).
+    discovery_from: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     simulator: SimulatorSettings = SimulatorSettings()
     merchant_url: str = ""  # empty: every order goes to the simulator
     merchant_secret: str = field(default="", repr=False)
@@ -101,6 +104,8 @@ class Settings:
             rate_tracked=int(env.get("REPLENISH_RATE_TRACKED", base.rate_tracked)),
             rate_exempt=tuple(sorted(_set(env["REPLENISH_RATE_EXEMPT"])))
             if "REPLENISH_RATE_EXEMPT" in env else base.rate_exempt,
+            discovery_from=tuple(sorted(_set(env["REPLENISH_DISCOVERY_FROM"])))
+            if "REPLENISH_DISCOVERY_FROM" in env else base.discovery_from,
             simulator=SimulatorSettings(
                 step_s=float(env.get("REPLENISH_SIM_STEP_S", base.simulator.step_s)),
                 poll_s=float(env.get("REPLENISH_SIM_POLL_S", base.simulator.poll_s)),

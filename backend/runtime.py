@@ -81,7 +81,7 @@ class Backend:
             max_waiting=s.overload_max_waiting, retry_after_s=s.overload_retry_s))
         self._coap = await aiocoap.Context.create_server_context(
             build_site(self.pipeline, self.sessions, self.keyring, self.overload,
-                       self.limiter),
+                       self.limiter, s.discovery_from),
             bind=(s.coap_host, s.coap_port), transports=["udp6"])
         self.overload.watch_socket(bound_udp_socket(self._coap))
         self.coap_port = bound_udp_port(self._coap)

@@ -11,9 +11,9 @@ is therefore kept at most as big as the request (RFC 7252 §11.3):
   empty-ACK delay), are sent non-confirmable: a forged source never acknowledges, and
   a confirmable answer would be sent up to five times;
 - requests to anything but /ev take a token from the per-source bucket
-  (coap/ratelimit.py; /ev takes its own in EventResource). /.well-known/core is the
-  one success answer to an unauthenticated request; it is bigger than a minimal GET
-  (docs/security.md has the figures) and this bucket is what limits it.
+  (coap/ratelimit.py; /ev takes its own in EventResource). /.well-known/core, the one
+  success answer to an unauthenticated request and bigger than a minimal GET, is
+  answered only to REPLENISH_DISCOVERY_FROM (server.LocalDiscovery; docs/security.md).
 
 Authenticated answers (Content-Format 17, MAC'd under the device key, and /fw
 content behind its token) are left alone.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import struct
@@ -17,7 +18,7 @@ from sqlalchemy.orm import sessionmaker
 from backend import protocol
 from backend.coap.amplification import GuardedSite
 from backend.coap.pipeline import GroupCommitPipeline
-from backend.coap.ratelimit import RateLimiter
+from backend.coap.ratelimit import RateLimiter, source_key
 from backend.fleet_coap import FW_PATH, FirmwareResource
 from backend.keys import Keyring
 from backend.protocol import Result
@@ -132,16 +133,40 @@ def _text(result: Result, message: str) -> aiocoap.Message:
                            content_format=0)
 
 
+class LocalDiscovery(resource.WKCResource):
+    """/.well-known/core for the networks in `allowed` only (default: this host).
+
+    Its answer (the link format) is several times bigger than the GET that asks for
+    it, and the GET is unauthenticated: answered to anyone, it would turn forged-source
+    requests into amplified traffic at a victim. Devices never need it (/ev is fixed by
+    the protocol); an operator asks from the host. Everyone else gets an empty 4.03,
+    which is never bigger than the request."""
+
+    def __init__(self, listgenerator, allowed: tuple[str, ...]):
+        super().__init__(listgenerator)
+        self._allowed = [ipaddress.ip_network(net) for net in allowed]
+
+    async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
+        source = source_key(request.remote)
+        if source is None or not any(source in net for net in self._allowed):
+            log.info("refused /.well-known/core to %s (not in REPLENISH_DISCOVERY_FROM)",
+                     request.remote.hostinfo)
+            return aiocoap.Message(code=Code.FORBIDDEN)
+        return await super().render_get(request)
+
+
 def build_site(pipeline: GroupCommitPipeline, sessions: sessionmaker, keyring: Keyring,
                guard: OverloadGuard | None = None,
-               limiter: RateLimiter | None = None) -> resource.Site:
+               limiter: RateLimiter | None = None,
+               discovery_from: tuple[str, ...] = ("127.0.0.0/8", "::1/128"),
+               ) -> resource.Site:
     """/ev goes to the writer (`pipeline`); /fw reads releases through `sessions`.
     Every request passes the rate limits and no refusal is bigger than its request
     (coap/ratelimit.py, coap/amplification.py)."""
     limiter = limiter or RateLimiter()
     site = GuardedSite(limiter)
     site.add_resource([".well-known", "core"],
-                      resource.WKCResource(site.get_resources_as_linkheader))
+                      LocalDiscovery(site.get_resources_as_linkheader, discovery_from))
     site.add_resource([protocol.EVENT_PATH], EventResource(pipeline, guard, limiter))
     site.add_resource([FW_PATH], FirmwareResource(sessions, keyring))
     return site
