@@ -288,21 +288,28 @@ def decode_event(payload: bytes) -> Event:
 
 
 def decode_answer(key: bytes, request_tag: bytes, data: bytes) -> Answer:
-    """Verify and decode an answer (the device's side; used by tests and the bench)."""
+    """Verify and decode an answer (the device's side; used by tests and the bench).
+    Anything that is not a well-formed answer MAC'd under `key` raises MalformedEvent."""
     obj = _loads(data, "answer")
-    if not isinstance(obj, cbor2.CBORTag) or obj.tag != _COSE_MAC0_TAG:
+    if (not isinstance(obj, cbor2.CBORTag) or obj.tag != _COSE_MAC0_TAG
+            or not isinstance(obj.value, (list, tuple)) or len(obj.value) != 4):
         raise MalformedEvent("answer is not a tagged COSE_Mac0")
     protected, _unprotected, payload, tag = obj.value
+    if not all(isinstance(part, bytes) for part in (protected, payload, tag)):
+        raise MalformedEvent("answer is not a tagged COSE_Mac0")
     expected = _hmac(key, _mac_structure(protected, request_tag, payload))
     if not hmac.compare_digest(expected, tag):
         raise MalformedEvent("answer MAC does not verify")
-    fields = cbor2.loads(payload)
-    return Answer(
-        seq=fields[AnswerKey.SEQ],
-        result=Result(fields[AnswerKey.RESULT]),
-        order=fields.get(AnswerKey.ORDER),
-        state=fields.get(AnswerKey.STATE),
-        last_seq=fields.get(AnswerKey.LAST_SEQ),
-        blocked=fields.get(AnswerKey.BLOCKED),
-        update=fields.get(AnswerKey.UPDATE),
-    )
+    fields = _loads(payload, "answer payload")
+    try:
+        return Answer(
+            seq=fields[AnswerKey.SEQ],
+            result=Result(fields[AnswerKey.RESULT]),
+            order=fields.get(AnswerKey.ORDER),
+            state=fields.get(AnswerKey.STATE),
+            last_seq=fields.get(AnswerKey.LAST_SEQ),
+            blocked=fields.get(AnswerKey.BLOCKED),
+            update=fields.get(AnswerKey.UPDATE),
+        )
+    except (TypeError, ValueError, KeyError, AttributeError) as err:
+        raise MalformedEvent("answer fields are missing or mistyped") from err
