@@ -16,6 +16,7 @@ from waitress.server import create_server
 from backend.coap.pipeline import GroupCommitPipeline
 from backend.coap.ratelimit import limiter_for
 from backend.coap.server import OverloadGuard, OverloadPolicy, build_site
+from backend.coap.unparsable import QuietUnparsable
 from backend.coap.writer_process import ProcessPipeline
 from backend.config import Settings
 from backend.db import make_engine, make_sessionmaker
@@ -55,6 +56,7 @@ class Backend:
         self.engine_worker = OrderEngine(self.writer_sessions, settings, readers=self.sessions)
         self._coap: aiocoap.Context | None = None
         self.overload: OverloadGuard | None = None
+        self.unparsable: QuietUnparsable | None = None
         self._http = None
         self._http_thread: threading.Thread | None = None
         self.http_port = settings.http_port
@@ -73,6 +75,9 @@ class Backend:
 
     async def _start_ingest(self) -> None:
         s = self.settings
+        loop = asyncio.get_running_loop()
+        self.unparsable = QuietUnparsable(loop)
+        self.unparsable.install(loop)
         self.pipeline.start()
         # UDP only: protocol v1 is CoAP over UDP (aiocoap would add CoAP over TCP).
         # aiocoap sets SO_REUSEPORT: several ingest processes can share the port.
