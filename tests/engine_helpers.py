@@ -6,9 +6,10 @@ import contextlib
 import time
 from dataclasses import replace
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from backend.models import Notification, Order
+from backend import db
+from backend.models import Event, Notification, Order
 from tests.conftest import BackendThread, make_world
 
 
@@ -61,3 +62,10 @@ def notification_kinds(backend, household_id: int) -> list[str]:
     with backend.sessions() as session:
         return list(session.scalars(select(Notification.kind).where(
             Notification.household_id == household_id).order_by(Notification.id)))
+
+
+def events_and_orders(db_url: str) -> tuple[int, int]:
+    """How many events and orders the database holds."""
+    with db.transaction(db_url) as session:
+        return (session.scalar(select(func.count()).select_from(Event)),
+                session.scalar(select(func.count()).select_from(Order)))

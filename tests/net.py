@@ -43,6 +43,26 @@ def coap_post(url: str, payload: bytes, content_format: int | None = 17):
     return coap_post_all(url, [payload], content_format)[0]
 
 
+async def _each_from_own_port(url: str, payloads: list[bytes]):
+    contexts = [await aiocoap.Context.create_client_context() for _ in payloads]
+    try:
+        requests = []
+        for context, payload in zip(contexts, payloads):
+            message = aiocoap.Message(code=aiocoap.POST, uri=url, payload=payload)
+            message.opt.content_format = 17
+            requests.append(asyncio.wait_for(context.request(message).response, 60))
+        return list(await asyncio.gather(*requests))
+    finally:
+        for context in contexts:
+            await context.shutdown()
+
+
+def coap_post_each_from_own_port(url: str, payloads: list[bytes]):
+    """POST each payload from its own client (its own source port), all at once;
+    aiocoap's responses in order."""
+    return asyncio.run(_each_from_own_port(url, payloads))
+
+
 async def _get(url: str):
     context = await aiocoap.Context.create_client_context()
     try:

@@ -7,7 +7,6 @@ and must change nothing; the queued ones are answered 2.01 once the lock goes, a
 the shed ones succeed when the devices send them again.
 """
 
-import asyncio
 import threading
 import time
 
@@ -19,28 +18,13 @@ from backend import db, protocol
 from backend.models import Device, Event
 from backend.protocol import Event as WireEvent, Kind
 from tests.conftest import BackendThread, make_world
-from tests.net import coap_post_all
+from tests.net import coap_post_all, coap_post_each_from_own_port
 from tests.test_bench_group_commit import db_path, write_lock
 from tests.test_bench_loadgen import fleet_of
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # holds its lock
 
 CREATED, UNAVAILABLE = aiocoap.Code.CREATED, aiocoap.Code.SERVICE_UNAVAILABLE
-
-
-async def _post_concurrently(url: str, payloads: list[bytes]) -> list[aiocoap.Message]:
-    """Each payload from its own client (its own source port), all at once."""
-    contexts = [await aiocoap.Context.create_client_context() for _ in payloads]
-    try:
-        requests = []
-        for context, payload in zip(contexts, payloads):
-            message = aiocoap.Message(code=aiocoap.POST, uri=url, payload=payload)
-            message.opt.content_format = protocol.CONTENT_FORMAT_COSE_MAC0
-            requests.append(asyncio.wait_for(context.request(message).response, 60))
-        return list(await asyncio.gather(*requests))
-    finally:
-        for context in contexts:
-            await context.shutdown()
 
 
 def _stored(settings, device_id: str) -> tuple[int, int]:
@@ -61,7 +45,7 @@ def test_beyond_the_backlog_limit_events_are_shed_with_max_age(settings, tmp_pat
         answers: list = []
         with write_lock(db_path(backend)) as blocker:
             sender = threading.Thread(
-                target=lambda: answers.extend(asyncio.run(_post_concurrently(url, payloads))))
+                target=lambda: answers.extend(coap_post_each_from_own_port(url, payloads)))
             sender.start()
             for _ in range(500):  # bounded: until the backlog is full
                 if backend.pipeline.waiting() >= 4:

@@ -11,7 +11,6 @@ PostgreSQL (what a deployment over several hosts behind a UDP load balancer uses
   replay state and answers live in the database, not in a process.
 """
 
-import asyncio
 import os
 import re
 import secrets
@@ -21,13 +20,13 @@ import threading
 from pathlib import Path
 
 import aiocoap
-from sqlalchemy import func, select
 
-from backend import db, protocol
-from backend.models import Event, Order
+from backend import protocol
 from backend.protocol import Event as WireEvent, Kind, Result
 from bench.fleet import provision_fleet
 from bench.loadgen import Workload
+from tests.engine_helpers import events_and_orders
+from tests.net import coap_post_each_from_own_port
 from tests.test_bench_loadgen import drive
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,26 +91,6 @@ def _start_all(settings, kek: bytes) -> list[IngestProcess]:
     return started
 
 
-async def _from_many_ports(url: str, payload: bytes, count: int) -> list[aiocoap.Message]:
-    contexts = [await aiocoap.Context.create_client_context() for _ in range(count)]
-    try:
-        answers = []
-        for context in contexts:
-            message = aiocoap.Message(code=aiocoap.POST, uri=url, payload=payload)
-            message.opt.content_format = protocol.CONTENT_FORMAT_COSE_MAC0
-            answers.append(await asyncio.wait_for(context.request(message).response, 60))
-        return answers
-    finally:
-        for context in contexts:
-            await context.shutdown()
-
-
-def _counts(settings) -> tuple[int, int]:
-    with db.transaction(settings.db_url) as session:
-        return (session.scalar(select(func.count()).select_from(Event)),
-                session.scalar(select(func.count()).select_from(Order)))
-
-
 def test_ingest_processes_share_the_port_and_the_guarantees(settings):
     kek = secrets.token_bytes(32)
     fleet = provision_fleet(settings.db_url, kek, DEVICES)
@@ -125,7 +104,7 @@ def test_ingest_processes_share_the_port_and_the_guarantees(settings):
         assert result.sent == result.answered == DEVICES * PRESSES
         assert (result.lost, result.errors) == (0, 0)
         assert result.summary()["codes"] == {"2.01": DEVICES, "2.03": DEVICES * (PRESSES - 1)}
-        assert _counts(settings) == (DEVICES * PRESSES, DEVICES)
+        assert events_and_orders(settings.db_url) == (DEVICES * PRESSES, DEVICES)
         busy = [p.committed() for p in processes]
         assert sum(busy) == DEVICES * PRESSES
         assert sum(1 for n in busy if n) >= 2, busy  # the kernel spread the devices
@@ -135,7 +114,7 @@ def test_ingest_processes_share_the_port_and_the_guarantees(settings):
         first = protocol.encode_event(device.key, device.kid,
                                       WireEvent(seq=1, kind=Kind.PRESS, slot=0))
         url = f"coap://127.0.0.1:{port}/ev"
-        answers = asyncio.run(_from_many_ports(url, first, 12))
+        answers = coap_post_each_from_own_port(url, [first] * 12)
         decoded = [protocol.decode_answer(device.key, first[-protocol.TAG_BYTES:], a.payload)
                    for a in answers]
         assert {(a.result, a.seq) for a in decoded} == {(Result.CREATED, 1)}
@@ -143,9 +122,9 @@ def test_ingest_processes_share_the_port_and_the_guarantees(settings):
         # A different event that reuses seq 1: refused everywhere, with the last seq.
         forged_replay = protocol.encode_event(device.key, device.kid,
                                               WireEvent(seq=1, kind=Kind.PRESS, slot=0, qty=3))
-        refused = asyncio.run(_from_many_ports(url, forged_replay, 6))
+        refused = coap_post_each_from_own_port(url, [forged_replay] * 6)
         assert {a.code for a in refused} == {aiocoap.Code.CONFLICT}
-        assert _counts(settings) == (DEVICES * PRESSES, DEVICES)  # nothing changed
+        assert events_and_orders(settings.db_url) == (DEVICES * PRESSES, DEVICES)  # nothing changed
     finally:
         for process in processes:
             process.stop()

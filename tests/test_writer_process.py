@@ -12,24 +12,19 @@ import signal
 import time
 
 import aiocoap
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from backend import db, protocol
-from backend.models import Event, Order
+from backend.models import Order
 from backend.protocol import Event as WireEvent, Kind, Result
 from tests.conftest import make_world
+from tests.engine_helpers import events_and_orders
 from tests.net import coap_post
 from tests.test_bench_loadgen import fleet_of
 
 
 def _press(device, seq: int) -> bytes:
     return protocol.encode_event(device.key, device.kid, WireEvent(seq=seq, kind=Kind.PRESS, slot=0))
-
-
-def _counts(settings) -> tuple[int, int]:
-    with db.transaction(settings.db_url) as session:
-        return (session.scalar(select(func.count()).select_from(Event)),
-                session.scalar(select(func.count()).select_from(Order)))
 
 
 def test_killed_between_commit_and_answer_the_retransmission_gets_the_same_answer(
@@ -43,7 +38,7 @@ def test_killed_between_commit_and_answer_the_retransmission_gets_the_same_answe
         lost = coap_post(url, payload)
     assert lost.code == aiocoap.Code.SERVICE_UNAVAILABLE
     assert "ingest writer process exited (70)" in caplog.text
-    assert _counts(settings) == (1, 1)  # committed before the crash
+    assert events_and_orders(settings.db_url) == (1, 1)  # committed before the crash
 
     again = coap_post(url, payload)  # the device retransmits the same event
     assert again.code == aiocoap.Code.CREATED
@@ -51,7 +46,7 @@ def test_killed_between_commit_and_answer_the_retransmission_gets_the_same_answe
     assert answer.result == Result.CREATED and answer.seq == 1
     with db.transaction(settings.db_url) as session:
         assert answer.order == session.scalar(select(Order.id))
-    assert _counts(settings) == (1, 1)  # the same answer, not a second order
+    assert events_and_orders(settings.db_url) == (1, 1)  # the same answer, not a second order
     assert backend.pipeline.pid != first_writer and backend.pipeline.restarts == 1
 
 
@@ -68,5 +63,5 @@ def test_a_killed_idle_writer_is_replaced(settings, backend, tmp_path):
     assert backend.pipeline.pid not in (None, killed)
     second = coap_post(url, _press(device, 2))
     assert second.code == aiocoap.Code.VALID  # suppressed by the open order from seq 1
-    assert _counts(settings) == (2, 1)
+    assert events_and_orders(settings.db_url) == (2, 1)
     assert backend.pipeline.restarts == 1

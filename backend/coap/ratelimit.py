@@ -104,13 +104,13 @@ class RateLimiter:
         self.policy = p = policy or RateLimitPolicy()
         self.sources = TokenBuckets(p.source_per_s, p.source_burst, p.max_tracked, clock)
         self.devices = TokenBuckets(p.device_per_s, p.device_burst, p.max_tracked, clock)
-        self._exempt = [ipaddress.ip_network(net) for net in p.exempt]
+        self._exempt = Networks(p.exempt)
         self.refused = {"source": 0, "device": 0}
 
     def check(self, request: aiocoap.Message) -> aiocoap.Message | None:
         """The refusal for `request`, or None when it may go on (takes a source token)."""
         source = source_key(request.remote)
-        if source is not None and any(source in net for net in self._exempt):
+        if self._exempt.holds(source):
             return None
         if self.policy.source_per_s > 0:
             wait = self.sources.take(_network_of(source))
@@ -126,8 +126,7 @@ class RateLimiter:
         """After the decision: an authenticated event takes its device's token."""
         if not authenticated or self.policy.device_per_s <= 0:
             return
-        source = source_key(request.remote)
-        if source is not None and any(source in net for net in self._exempt):
+        if self._exempt.holds(source_key(request.remote)):
             return
         if (kid := kid_of(request.payload)) is not None:
             self.devices.take(kid)
@@ -150,6 +149,16 @@ def kid_of(payload: bytes) -> bytes | None:
         return protocol.parse_signed_event(payload).kid
     except MalformedEvent:
         return None
+
+
+class Networks:
+    """A set of IP networks (CIDR strings), asked about a `source_key` address."""
+
+    def __init__(self, cidrs):
+        self._networks = [ipaddress.ip_network(cidr) for cidr in cidrs]
+
+    def holds(self, address) -> bool:
+        return address is not None and any(address in net for net in self._networks)
 
 
 def source_key(remote) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

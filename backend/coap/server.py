@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 import struct
@@ -18,7 +17,7 @@ from sqlalchemy.orm import sessionmaker
 from backend import protocol
 from backend.coap.amplification import GuardedSite
 from backend.coap.pipeline import GroupCommitPipeline
-from backend.coap.ratelimit import RateLimiter, source_key
+from backend.coap.ratelimit import Networks, RateLimiter, source_key
 from backend.fleet_coap import FW_PATH, FirmwareResource
 from backend.keys import Keyring
 from backend.protocol import Result
@@ -144,11 +143,10 @@ class LocalDiscovery(resource.WKCResource):
 
     def __init__(self, listgenerator, allowed: tuple[str, ...]):
         super().__init__(listgenerator)
-        self._allowed = [ipaddress.ip_network(net) for net in allowed]
+        self._allowed = Networks(allowed)
 
     async def render_get(self, request: aiocoap.Message) -> aiocoap.Message:
-        source = source_key(request.remote)
-        if source is None or not any(source in net for net in self._allowed):
+        if not self._allowed.holds(source_key(request.remote)):
             log.info("refused /.well-known/core to %s (not in REPLENISH_DISCOVERY_FROM)",
                      request.remote.hostinfo)
             return aiocoap.Message(code=Code.FORBIDDEN)
