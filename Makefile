@@ -22,8 +22,11 @@ run: $(INSTALLED)
 	$(BIN)/replenish db upgrade
 	$(BIN)/replenish run
 
+# Test files run on PYTEST_WORKERS processes (pytest-xdist; a file stays on one worker,
+# which keeps its module fixtures); PYTEST_WORKERS=0 runs them in this process.
+PYTEST_WORKERS ?= 3
 test: $(INSTALLED) lint firmware
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 demo: $(INSTALLED)
 	$(BIN)/replenish demo

@@ -20,6 +20,7 @@ from backend.models import Device, Event, Household
 from backend.protocol import Kind
 from backend.web import create_app
 from provisioning.batch import provision_batch
+from tests import migrated
 
 PASSWORD = "correct horse battery"
 
@@ -89,7 +90,7 @@ def _party(session, made, name: str) -> Party:
 
 def build(tmp: Path, url: str) -> ApiWorld:
     """A new database at `url`, populated, and the app on it (called in-process)."""
-    db.upgrade(url)
+    migrated.migrate(url)
     settings = Settings(data_dir=tmp, database_url=url, kek_hex=secrets.token_hex(32))
     engine = db.make_engine(url)
     sessions = db.make_sessionmaker(engine)

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from backend import db, devices, households
+from backend import devices, households
 from backend.config import Settings, SimulatorSettings
 from backend.models import Batch, Device
 from backend.runtime import Backend
 from provisioning.batch import ProvisionedDevice, provision_batch
+from tests import migrated
 
 DATABASES = ["sqlite", "postgresql"]
 
@@ -46,7 +47,7 @@ def db_url(request, tmp_path):
 
 @pytest.fixture
 def settings(tmp_path, db_url) -> Settings:
-    db.upgrade(db_url)
+    migrated.migrate(db_url)
     return Settings(
         data_dir=tmp_path,
         database_url=db_url,

@@ -6,6 +6,8 @@ Under CI=true nothing may be skipped: when a program cannot be had, the test fai
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
 import os
 import shutil
@@ -16,6 +18,8 @@ import pytest
 
 _apt_lock = threading.Lock()
 _apt_updated = False
+# Test processes (pytest-xdist workers) install one at a time: dpkg takes one at a time.
+_APT_LOCK_FILE = "/tmp/replenish-tests-apt.lock"
 
 
 def in_ci() -> bool:
@@ -33,7 +37,7 @@ def apt_install(*packages: str) -> None:
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         unavailable(f"cannot install {' '.join(packages)}: need root and apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    with _apt_lock:
+    with _apt_lock, _across_processes(_APT_LOCK_FILE):
         if not _apt_updated:
             subprocess.run(["apt-get", "update", "-q"], check=False, env=env,
                            capture_output=True, timeout=600)
@@ -43,6 +47,16 @@ def apt_install(*packages: str) -> None:
                               timeout=900)
     if done.returncode != 0:
         unavailable(f"apt-get install {' '.join(packages)} failed: {done.stderr[-500:]}")
+
+
+@contextlib.contextmanager
+def _across_processes(path: str):
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def program(name: str, package: str, extra_dirs: str = "") -> str:
