@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import sys
 import tempfile
@@ -35,6 +36,33 @@ def loadavg() -> list[float]:
         return [float(x) for x in f.read().split()[:3]]
 
 
+def host_busy_s() -> float:
+    """CPU seconds the whole machine spent busy (all cores, every process; /proc/stat):
+    with the server's and the generator's own figures it shows whether the host, not
+    the server, was the limit."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class Usage:
+    """CPU use over one phase: the server's process tree, this load generator, the host."""
+
+    def __init__(self, server: ServerProcess):
+        self._server = server
+        self._start = (server.cpu_s(), time.process_time(), host_busy_s(), time.perf_counter())
+
+    def figures(self, answered: int) -> dict:
+        server, client, host, wall = (b - a for a, b in zip(self._start, (
+            self._server.cpu_s(), time.process_time(), host_busy_s(), time.perf_counter())))
+        per_event = (lambda s: round(s * 1e6 / answered, 1)) if answered else (lambda s: None)
+        return {"cpu_us_per_event": per_event(server),
+                "server_cpu_util": round(server / wall, 3),
+                "client_cpu_us_per_event": per_event(client),
+                "host_cpu_util": round(host / wall, 3)}
+
+
 async def measure(config: str, server: ServerProcess, workload: Workload, args,
                   fixed_rate: float | None, expected=SUCCESS, extra: dict | None = None,
                   window: int | None = None) -> dict:
@@ -52,14 +80,10 @@ async def measure(config: str, server: ServerProcess, workload: Workload, args,
             phases.append(("fixed_rate", dict(rate=fixed_rate), fixed_rate * args.phase_s * 1.1))
         for mode, how, budget in phases:
             workload.prepare(max(0, int(budget) - workload.pending()))
-            cpu0, t0 = server.cpu_s(), time.perf_counter()
+            usage = Usage(server)
             result = await gen.run(args.phase_s, drain_s=args.drain_s, **how)
-            cpu = server.cpu_s() - cpu0
-            wall = time.perf_counter() - t0
-            line = {"config": config, **(extra or {}), **result.summary()}
-            line["cpu_us_per_event"] = (round(cpu * 1e6 / result.answered, 1)
-                                        if result.answered else None)
-            line["server_cpu_util"] = round(cpu / wall, 3)
+            line = {"config": config, **(extra or {}), **result.summary(),
+                    **usage.figures(result.answered)}
             emit(line)
             lines[mode] = line
     finally:
@@ -153,6 +177,11 @@ async def run(args) -> int:
                               Workload(anonymous_devices(args.devices), verify=False),
                               args, None, expected=frozenset({68}))
     bare_eps = lines["saturation"]["events_per_s"]
+    with ServerProcess("bare-event-path") as bare:  # what the ingest's own settings save
+        same = await measure("bare-aiocoap-event-path-settings", bare,
+                             Workload(anonymous_devices(args.devices), verify=False),
+                             args, None, expected=frozenset({68}))
+    same_eps = same["saturation"]["events_per_s"]
     fixed_rate = args.fixed_rate or max(100, round(bare_eps / 2, -2))
     with ServerProcess("bare") as bare:  # a fresh server: no state from the first run
         lines = await _fixed_only("bare-aiocoap", bare, args, fixed_rate)
@@ -176,6 +205,9 @@ async def run(args) -> int:
     two_eps = two["saturation"]["events_per_s"]
     emit({"ratio_ingest_vs_bare": round(ingest_eps / bare_eps, 3) if bare_eps else None,
           "bare_events_per_s": bare_eps, "ingest_sqlite_events_per_s": ingest_eps,
+          "ratio_ingest_vs_bare_event_path_settings":
+              round(ingest_eps / same_eps, 3) if same_eps else None,
+          "bare_event_path_settings_events_per_s": same_eps,
           "ratio_2proc_vs_1proc": round(two_eps / ingest_eps, 3) if ingest_eps else None,
           "fixed_rate_per_s": fixed_rate, "loadavg": loadavg(), "cpus": _cpus()})
     return 0
@@ -189,13 +221,9 @@ async def _fixed_only(config, server, args, rate):
     await gen.open()
     try:
         workload.prepare(int(rate * saved * 1.1))
-        cpu0, t0 = server.cpu_s(), time.perf_counter()
+        usage = Usage(server)
         result = await gen.run(saved, rate=rate, drain_s=args.drain_s)
-        cpu = server.cpu_s() - cpu0
-        line = {"config": config, **result.summary(),
-                "cpu_us_per_event": round(cpu * 1e6 / result.answered, 1)
-                if result.answered else None,
-                "server_cpu_util": round(cpu / (time.perf_counter() - t0), 3)}
+        line = {"config": config, **result.summary(), **usage.figures(result.answered)}
         emit(line)
         return line
     finally:
@@ -224,8 +252,6 @@ async def postgres_configs(args, workdir: Path, fixed_rate: float) -> None:
 
 
 def _cpus() -> int:
-    import os
-
     return os.cpu_count() or 0
 
 

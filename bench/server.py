@@ -1,6 +1,7 @@
 """The servers under test, each in its own process so its CPU time is its own.
 
-    python -m bench.server bare
+    python -m bench.server bare              (stock aiocoap, one resource doing nothing)
+    python -m bench.server bare-event-path   (the same with /ev's two aiocoap settings)
     python -m bench.server ingest --db-url URL --data-dir DIR   (REPLENISH_KEK in env)
 
 Prints one JSON line `{"port": N}` once it answers, then serves until stdin closes.
@@ -21,7 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-async def _serve_bare(ready) -> None:
+async def _serve_bare(ready, event_path_settings: bool = False) -> None:
+    """Stock aiocoap with one resource that does nothing; with `event_path_settings`,
+    given the two settings the ingest's /ev has (no block-wise assembly, dispatch
+    without the path-stripping copy: backend/coap/server.py, amplification.py)."""
     import aiocoap
     import aiocoap.resource as resource
 
@@ -29,8 +33,18 @@ async def _serve_bare(ready) -> None:
         async def render_post(self, request):
             return aiocoap.Message(code=aiocoap.CHANGED)
 
-    site = resource.Site()
-    site.add_resource(["ev"], Nothing())
+    class NothingOneDatagram(Nothing):
+        async def needs_blockwise_assembly(self, request):
+            return False
+
+    class DirectSite(resource.Site):
+        async def render_to_pipe(self, pipe):
+            if pipe.request.opt.uri_path == ("ev",) and pipe.request.opt.uri_path_abbrev is None:
+                return await self._resources[("ev",)].render_to_pipe(pipe)
+            return await super().render_to_pipe(pipe)
+
+    site = DirectSite() if event_path_settings else resource.Site()
+    site.add_resource(["ev"], NothingOneDatagram() if event_path_settings else Nothing())
     context = await aiocoap.Context.create_server_context(
         site, bind=("127.0.0.1", 0), transports=["udp6"])
     from backend.runtime import bound_udp_port
@@ -92,7 +106,7 @@ async def _stdin_closed() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.server")
-    parser.add_argument("kind", choices=["bare", "ingest"])
+    parser.add_argument("kind", choices=["bare", "bare-event-path", "ingest"])
     parser.add_argument("--db-url")
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--profile", type=Path, help="write a cProfile of the run here")
@@ -111,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     def ready(port: int) -> None:
         print(json.dumps({"port": port}), flush=True)
 
-    if args.kind == "bare":
-        serve = lambda: _serve_bare(ready)  # noqa: E731
+    if args.kind in ("bare", "bare-event-path"):
+        serve = lambda: _serve_bare(ready, args.kind != "bare")  # noqa: E731
     else:
         serve = lambda: _serve_ingest(ready, args.db_url, args.data_dir,  # noqa: E731
                                       not args.default_gc, args.processes)

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import socket
 import time
 
 import pytest
@@ -11,6 +12,7 @@ from backend import protocol
 from backend.models import Device, Event, Order, OrderTransition
 from backend.protocol import Event as WireEvent
 from backend.protocol import Kind, Result
+from bench import coapwire
 from tests.conftest import DATABASES
 from tests.net import coap_post, coap_post_all
 
@@ -169,6 +171,26 @@ def test_wrong_content_format_and_oversized_payload_are_refused(world, backend, 
     _refused(world, backend, caplog, press(world.buttons[0], 1), Result.UNSUPPORTED_FORMAT,
              "content-format", content_format=60)
     _refused(world, backend, caplog, bytes(600), Result.TOO_LARGE, "600 bytes")
+
+
+def test_a_block_wise_event_is_refused_and_changes_nothing(world, backend, caplog):
+    """/ev skips aiocoap's block-wise assembly (an event fits one datagram), so a
+    request that carries Block1 is refused rather than taken for a whole event."""
+    port = int(world.event_url.rsplit(":", 1)[1].split("/")[0])
+    datagram = (bytes([0x41, 0x02, 0x12, 0x34, 0x77])  # CON POST, mid, 1-byte token
+                + bytes([0xB2]) + b"ev"  # Uri-Path
+                + bytes([0x11, 17])  # Content-Format 17
+                + bytes([0xD1, 2, 0x0A])  # Block1 (27): block 0, more, 64 bytes
+                + b"\xff" + press(world.buttons[0], 1))
+    before = counts(backend)
+    with caplog.at_level(logging.WARNING, logger="backend"), \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(10)
+        sock.sendto(datagram, ("127.0.0.1", port))
+        answer = coapwire.parse(sock.recv(2048))
+    assert answer.code == Result.TOO_LARGE and answer.token == b"\x77"
+    assert counts(backend) == before, "a refused event must change nothing"
+    assert "block-wise" in caplog.text
 
 
 def test_unclaimed_device_is_forbidden_and_its_seq_is_consumed(world, backend, caplog):

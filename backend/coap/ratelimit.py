@@ -22,6 +22,7 @@ costs a spoofing attacker more bytes than it costs us (4.29 Too Many Requests, R
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import time
@@ -165,8 +166,15 @@ def source_key(remote) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     sockaddr = getattr(remote, "sockaddr", None)
     if not sockaddr:
         return None
+    return _parsed_address(sockaddr[0])
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """Parsing an address string cost more than the rest of the rate limiter; a device
+    sends from the same address again and again."""
     try:
-        address = ipaddress.ip_address(sockaddr[0].split("%")[0])
+        address = ipaddress.ip_address(host.split("%")[0])
     except ValueError:
         return None
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
