@@ -6,21 +6,19 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
 
 from types import SimpleNamespace
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend import fleet, notifications, orders, policies, protocol, sensors
+from backend import batch_sql, fleet, notifications, orders, policies, protocol, sensors
 from backend.db import utcnow
 from backend.errors import ConfigError, MalformedEvent
 from backend.keys import Keyring
 from backend.models import Device, Event, Household, Order, Product, Slot
-from backend.orders import OPEN_STATES
 from backend.protocol import Answer, Kind, Result
 
 log = logging.getLogger(__name__)
@@ -92,7 +90,8 @@ class BatchLookups(Lookups):
     `flush()`; until then a retransmission that arrives in the same batch as its
     original finds the original's row in `_added`. Slots and open orders are read as
     plain rows (they are only read here), not as ORM objects: loading those was a
-    quarter of the writer's time.
+    quarter of the writer's time. All six statements run on the driver itself
+    (backend/batch_sql.py).
     """
 
     def __init__(self, session: Session, requests: list[bytes]):
@@ -101,23 +100,22 @@ class BatchLookups(Lookups):
                       if not isinstance(signed, MalformedEvent)})
         # Devices as plain attribute bags written back in one UPDATE per batch (`flush`):
         # ORM loading and per-object flushing of them cost more than all the crypto.
-        # Sorted: PostgreSQL row locks taken in one order by every writer.
+        connection = session.connection()
+        self._sql = batch_sql.for_dialect(connection.dialect)
+        self._cursor = connection.connection.cursor()  # the transaction's own
         self._devices: dict[str, SimpleNamespace] = {}
         self._before: dict[str, dict] = {}
-        conn = session.connection()  # Core statements: no ORM layer needed for rows
-        for row in conn.execute(_BATCH_DEVICES, {"ids": ids}):
-            values = dict(row._mapping)
-            self._devices[values["device_id"]] = SimpleNamespace(**values)
-            self._before[values["device_id"]] = values
+        for device in self._sql.devices(self._cursor, ids):
+            self._devices[device.device_id] = device
+            self._before[device.device_id] = dict(vars(device))
         pks = [d.id for d in self._devices.values()]
-        self._slots = {(s.device_pk, s.index): s
-                       for s in conn.execute(_BATCH_SLOTS, {"pks": pks})}
-        self._households = {h.id: h for h in conn.execute(_BATCH_HOUSEHOLDS, {"ids": sorted(
-            {d.household_id for d in self._devices.values() if d.household_id is not None})})}
+        self._slots = {(s.device_pk, s.index): s for s in self._sql.slots(self._cursor, pks)}
+        self._households = {h.id: h for h in self._sql.households(self._cursor, sorted(
+            {d.household_id for d in self._devices.values() if d.household_id is not None}))}
         self._added: dict[tuple[int, int], SimpleNamespace] = {}
         self._rows: list[dict] = []
         self._open: dict[tuple[int, int], Order] = {}
-        for order in conn.execute(_BATCH_OPEN_ORDERS, {"pks": pks}):
+        for order in self._sql.open_orders(self._cursor, pks):
             self._open[order.device_pk, order.slot_index] = order
 
     def device(self, session: Session, device_id: str):
@@ -149,17 +147,17 @@ class BatchLookups(Lookups):
         return parsed if parsed is not None else protocol.parse_signed_event(request)
 
     def flush(self, session: Session) -> None:
-        changed = sorted({name for device_id, before in self._before.items()
-                          for name, value in before.items()
-                          if getattr(self._devices[device_id], name) != value})
+        changed = tuple(sorted({name for device_id, before in self._before.items()
+                                for name, value in before.items()
+                                if getattr(self._devices[device_id], name) != value}))
         if changed:
-            rows = [{"pk": device.id, **{f"new_{n}": getattr(device, n) for n in changed}}
+            rows = [{"pk": device.id, **{n: getattr(device, n) for n in changed}}
                     for device_id, device in self._devices.items()
                     if any(getattr(device, n) != self._before[device_id][n] for n in changed)]
-            session.connection().execute(_device_update(tuple(changed)), rows)
+            self._sql.update_devices(self._cursor, changed, rows)
             self._before = {}
         if self._rows:
-            session.connection().execute(_INSERT_EVENTS, self._rows)
+            self._sql.insert_events(self._cursor, self._rows)
             self._rows = []
 
 
@@ -168,31 +166,6 @@ def _parsed_or_error(request: bytes) -> protocol.SignedEvent | MalformedEvent:
         return protocol.parse_signed_event(request)
     except MalformedEvent as err:
         return err  # decide() refuses it
-
-
-# The batch path's statements, built once: building and caching a statement per batch
-# cost more than running it (per-batch overhead is paid on every group commit).
-# Plain rows, not ORM objects, except where decide() writes (devices, written back by
-# BatchLookups.flush). Sorted: PostgreSQL row locks taken in one order by every writer.
-_DEVICES = Device.__table__
-_BATCH_DEVICES = (select(_DEVICES).where(_DEVICES.c.device_id.in_(bindparam("ids", expanding=True)))
-                  .order_by(_DEVICES.c.device_id).with_for_update())
-_BATCH_SLOTS = select(*Slot.__table__.c).where(
-    Slot.device_pk.in_(bindparam("pks", expanding=True)))
-_BATCH_HOUSEHOLDS = select(*Household.__table__.c).where(
-    Household.id.in_(bindparam("ids", expanding=True)))
-_BATCH_OPEN_ORDERS = (  # ascending id: the newest open order wins
-    select(Order.id, Order.state, Order.device_pk, Order.slot_index)
-    .where(Order.device_pk.in_(bindparam("pks", expanding=True)),
-           Order.state.in_(OPEN_STATES)).order_by(Order.id))
-_INSERT_EVENTS = insert(Event.__table__)
-
-
-@functools.lru_cache(maxsize=64)
-def _device_update(columns: tuple[str, ...]):
-    """UPDATE devices SET <columns> WHERE id = :pk, one per set of changed columns."""
-    return (update(_DEVICES).where(_DEVICES.c.id == bindparam("pk"))
-            .values({n: bindparam(f"new_{n}") for n in columns}))
 
 
 _PER_EVENT = Lookups()
