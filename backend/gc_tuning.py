@@ -2,27 +2,85 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 import os
+import time
 
-def tune_gc() -> None:
+log = logging.getLogger(__name__)
+
+
+def tune_gc(loop: asyncio.AbstractEventLoop | None = None) -> None:
     """Keep the collector's pauses out of the answer path (call once, after start-up).
 
-    aiocoap allocates several container objects per exchange; with CPython's default
-    thresholds the young generation is collected every 700 net allocations and the
-    oldest every 70,000, and each full collection walks every long-lived object (all of
-    SQLAlchemy, aiocoap, Flask, and aiocoap's per-remote state): 50-150 ms pauses that
-    were the p99. `gc.freeze()` moves everything start-up made into a permanent
-    generation that collections never walk, and the higher thresholds make young
-    collections rarer (each stays small) and full ones much rarer. Cycles are still
-    collected: this changes when, not whether.
+    aiocoap allocates several container objects per exchange and keeps each exchange's
+    state for 247 s (RFC 7252's EXCHANGE_LIFETIME). With CPython's default thresholds
+    every collection of an older generation walks all of that state: 50-150 ms pauses
+    that were the p99. `gc.freeze()` moves everything start-up made into a permanent
+    generation that collections never walk.
+
+    With the event loop given (`loop`, the CoAP process), young collections stay small
+    (a millisecond each) and what survives them is frozen twice a second
+    (`SurvivorFreezer`): survivors are aiocoap's long-lived exchange state, so the
+    middle and old generations never grow and their collections stay as short as the
+    young ones. Cycles among frozen objects wait for a full collection every
+    `_FULL_EVERY_S` (one longer pause, rare enough to stay out of the p99; freed by
+    reference counting, frozen objects go at once as any other).
+
+    Without a loop (the writer process, which keeps nothing between batches) the
+    thresholds are raised instead: young collections rarer, full ones much rarer.
+    Either way cycles are still collected: this changes when, not whether.
     """
     gc.collect()
     gc.freeze()
-    gc.set_threshold(_GC_YOUNG, _GC_MIDDLE, _GC_OLD)
+    if loop is None:
+        gc.set_threshold(*_THRESHOLDS)
+        return
+    gc.set_threshold(*_LOOP_THRESHOLDS)
+    SurvivorFreezer(loop).start()
+
+
+class SurvivorFreezer:
+    """Freezes what survived the young collections every `freeze_s`; every `full_s`,
+    unfreezes everything and collects it whole once (then freezes the survivors)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, freeze_s: float = 0.5,
+                 full_s: float | None = None):
+        self._loop = loop
+        self._freeze_s = freeze_s
+        self._full_s = _FULL_EVERY_S if full_s is None else full_s
+        self._next_full = time.monotonic() + self._full_s
+        self.full_collections = 0
+
+    def start(self) -> None:
+        self._loop.call_later(self._freeze_s, self._tick)
+
+    def _tick(self) -> None:
+        if self._loop.is_closed():
+            return
+        if time.monotonic() >= self._next_full:
+            self.full_collection()
+        else:
+            gc.freeze()
+        self._loop.call_later(self._freeze_s, self._tick)
+
+    def full_collection(self) -> int:
+        started = time.perf_counter()
+        gc.unfreeze()
+        found = gc.collect()
+        gc.freeze()
+        self._next_full = time.monotonic() + self._full_s
+        self.full_collections += 1
+        log.debug("full garbage collection: %d unreachable objects in %.0f ms", found,
+                  (time.perf_counter() - started) * 1000)
+        return found
 
 
 # Overridable for experiments (docs/performance.md): REPLENISH_GC_THRESHOLDS=700,10,10
-# restores CPython's defaults.
-_GC_YOUNG, _GC_MIDDLE, _GC_OLD = (int(x) for x in os.environ.get(
+# restores CPython's defaults in both processes.
+_THRESHOLDS = tuple(int(x) for x in os.environ.get(
     "REPLENISH_GC_THRESHOLDS", "20000,20,100").split(","))
+_LOOP_THRESHOLDS = tuple(int(x) for x in os.environ.get(
+    "REPLENISH_GC_THRESHOLDS", "2000,10,10").split(","))
+_FULL_EVERY_S = float(os.environ.get("REPLENISH_GC_FULL_EVERY_S", "600"))

@@ -76,7 +76,7 @@ async def _serve_ingest(ready, db_url: str, data_dir: Path, tune: bool,
     await siblings.start()
     await _until_bound(backend.coap_port, processes)
     if tune:
-        tune_gc()
+        tune_gc(asyncio.get_running_loop())
     ready(backend.coap_port)
     try:
         await _stdin_closed()
