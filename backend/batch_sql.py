@@ -21,13 +21,21 @@ from backend.models import Device, Event, Household, Order, Slot
 from backend.orders import OPEN_STATES
 
 
+def _result_processor(column, dialect: Dialect):
+    """SQLAlchemy's conversion of a stored value (SQLite: datetime text, 0/1 booleans);
+    psycopg already returns Python's types (and PostgreSQL's numeric processors would
+    need the column's type oid, which a plain cursor does not pass)."""
+    if dialect.name == "postgresql":
+        return None
+    return column.type.dialect_impl(dialect).result_processor(dialect, None)
+
+
 class _Select:
     def __init__(self, dialect: Dialect, table: Table, columns, where: str,
                  suffix: str = ""):
         quote = dialect.identifier_preparer.quote
         self._names = [c.name for c in columns]
-        self._processors = [c.type.dialect_impl(dialect).result_processor(dialect, None)
-                            for c in columns]
+        self._processors = [_result_processor(c, dialect) for c in columns]
         self._sql = (f"SELECT {', '.join(quote(n) for n in self._names)} "
                      f"FROM {quote(table.name)} WHERE {where} {suffix}")
 

@@ -42,6 +42,7 @@ class BatchWriter:
         self._sessions = sessions
         self._config = config or IngestConfig()
         self._keyring = keyring
+        self.fallbacks = 0  # batches decided again event by event (an event raised)
 
     def commit(self, requests: list[bytes]) -> list[Reply]:
         isolated = False
@@ -57,6 +58,7 @@ class BatchWriter:
                 return replies
             except _EventFailed:
                 isolated = True  # not an attempt: nothing was wrong with the database
+                self.fallbacks += 1
                 continue
             except OperationalError as err:
                 # Deadlock, serialization failure, lock timeout: nothing was committed
