@@ -36,14 +36,16 @@ def loadavg() -> list[float]:
         return [float(x) for x in f.read().split()[:3]]
 
 
-def host_busy_s() -> float:
-    """CPU seconds the whole machine spent busy (all cores, every process; /proc/stat):
-    with the server's and the generator's own figures it shows whether the host, not
-    the server, was the limit."""
+def host_cpu_s() -> tuple[float, float]:
+    """(busy, stolen) CPU seconds of this machine so far, all cores (/proc/stat).
+    Busy is every process's time; stolen is time the hypervisor gave to other
+    machines while ours wanted to run. With the server's and the generator's own
+    figures they show whether the machine, not the server, was the limit."""
     with open("/proc/stat") as f:
-        ticks = [int(x) for x in f.readline().split()[1:]]
-    idle = ticks[3] + ticks[4]  # idle + iowait
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+        user, nice, system, idle, iowait, irq, softirq, steal = (
+            int(x) for x in f.readline().split()[1:9])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
 
 
 class Usage:
@@ -51,16 +53,20 @@ class Usage:
 
     def __init__(self, server: ServerProcess):
         self._server = server
-        self._start = (server.cpu_s(), time.process_time(), host_busy_s(), time.perf_counter())
+        self._start = self._now()
+
+    def _now(self) -> tuple[float, ...]:
+        return (self._server.cpu_s(), time.process_time(), *host_cpu_s(), time.perf_counter())
 
     def figures(self, answered: int) -> dict:
-        server, client, host, wall = (b - a for a, b in zip(self._start, (
-            self._server.cpu_s(), time.process_time(), host_busy_s(), time.perf_counter())))
+        server, client, host, stolen, wall = (
+            b - a for a, b in zip(self._start, self._now()))
         per_event = (lambda s: round(s * 1e6 / answered, 1)) if answered else (lambda s: None)
         return {"cpu_us_per_event": per_event(server),
                 "server_cpu_util": round(server / wall, 3),
                 "client_cpu_us_per_event": per_event(client),
-                "host_cpu_util": round(host / wall, 3)}
+                "host_cpu_util": round(host / wall, 3),
+                "stolen_cpu_util": round(stolen / wall, 3)}
 
 
 async def measure(config: str, server: ServerProcess, workload: Workload, args,
