@@ -1,6 +1,7 @@
 """Group commit, shown by holding SQLite's write lock while events arrive."""
 
 import asyncio
+import logging
 import sqlite3
 
 import pytest
@@ -61,3 +62,32 @@ def test_a_mixed_batch_is_decided_together_without_falling_back(world, backend):
         assert session.scalar(select(func.count()).select_from(Event)) == 3
         assert sorted(session.scalars(select(Device.last_seq).where(Device.device_id.in_(
             [first.device_id, second.device_id])))) == [1, 2]
+
+
+@pytest.mark.parametrize("db_url", DATABASES, indirect=True)
+def test_an_event_that_raises_is_answered_503_and_the_rest_of_its_batch_commits(
+        backend, tmp_path, monkeypatch, caplog):
+    """One event raising (a bug, not the database) must not take its batch down: the
+    batch is decided again with a savepoint per event, that event answered 5.03 and
+    recorded nowhere, the others committed."""
+    from backend import ingest
+
+    writer = BatchWriter(backend.writer_sessions, backend.keyring)
+    good, bad, other = make_world(backend, tmp_path / "fleet", buttons=3).buttons
+    real_on_event = ingest.fleet.on_event
+
+    def on_event(session, device, event):
+        if device.device_id == bad.device_id:
+            raise RuntimeError("boom")
+        return real_on_event(session, device, event)
+
+    monkeypatch.setattr(ingest.fleet, "on_event", on_event)
+    with caplog.at_level(logging.WARNING, logger="backend"):
+        replies = writer.commit([press(good, 1), press(bad, 1), press(other, 1)])
+    assert [r.result for r in replies] == [Result.CREATED, Result.UNAVAILABLE, Result.CREATED]
+    assert writer.fallbacks == 1
+    assert "deciding each on its own" in caplog.text
+    with backend.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == 2
+        assert session.scalar(select(Device.last_seq).where(
+            Device.device_id == bad.device_id)) == 0, "the failed event changed nothing"
