@@ -51,7 +51,6 @@ class BatchStatements:
     """One per dialect (`for_dialect`): the batch path's reads and writes."""
 
     def __init__(self, dialect: Dialect):
-        self._dialect = dialect
         self._postgres = dialect.name == "postgresql"
         self._mark = "?" if dialect.paramstyle == "qmark" else "%s"
         quote = dialect.identifier_preparer.quote

@@ -77,10 +77,12 @@ class SurvivorFreezer:
         return found
 
 
-# Overridable for experiments (docs/performance.md): REPLENISH_GC_THRESHOLDS=700,10,10
-# restores CPython's defaults in both processes.
-_THRESHOLDS = tuple(int(x) for x in os.environ.get(
-    "REPLENISH_GC_THRESHOLDS", "20000,20,100").split(","))
-_LOOP_THRESHOLDS = tuple(int(x) for x in os.environ.get(
-    "REPLENISH_GC_THRESHOLDS", "2000,10,10").split(","))
+def _thresholds(default: str) -> tuple[int, ...]:
+    # Overridable for experiments (docs/performance.md): REPLENISH_GC_THRESHOLDS=700,10,10
+    # restores CPython's defaults in both processes.
+    return tuple(int(x) for x in os.environ.get("REPLENISH_GC_THRESHOLDS", default).split(","))
+
+
+_THRESHOLDS = _thresholds("20000,20,100")
+_LOOP_THRESHOLDS = _thresholds("2000,10,10")
 _FULL_EVERY_S = float(os.environ.get("REPLENISH_GC_FULL_EVERY_S", "600"))

@@ -24,26 +24,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 async def _serve_bare(ready, event_path_settings: bool = False) -> None:
     """Stock aiocoap with one resource that does nothing; with `event_path_settings`,
-    given the two settings the ingest's /ev has (no block-wise assembly, dispatch
-    without the path-stripping copy: backend/coap/server.py, amplification.py)."""
+    given the two settings the ingest's /ev has (backend/coap/event_path.py)."""
     import aiocoap
     import aiocoap.resource as resource
+
+    from backend.coap.event_path import DirectEventSite, OneDatagramResource
 
     class Nothing(resource.Resource):
         async def render_post(self, request):
             return aiocoap.Message(code=aiocoap.CHANGED)
 
-    class NothingOneDatagram(Nothing):
-        async def needs_blockwise_assembly(self, request):
-            return False
+    class NothingOneDatagram(OneDatagramResource, Nothing):
+        pass
 
-    class DirectSite(resource.Site):
-        async def render_to_pipe(self, pipe):
-            if pipe.request.opt.uri_path == ("ev",) and pipe.request.opt.uri_path_abbrev is None:
-                return await self._resources[("ev",)].render_to_pipe(pipe)
-            return await super().render_to_pipe(pipe)
-
-    site = DirectSite() if event_path_settings else resource.Site()
+    site = DirectEventSite() if event_path_settings else resource.Site()
     site.add_resource(["ev"], NothingOneDatagram() if event_path_settings else Nothing())
     context = await aiocoap.Context.create_server_context(
         site, bind=("127.0.0.1", 0), transports=["udp6"])

@@ -23,18 +23,17 @@ from __future__ import annotations
 
 import aiocoap
 import aiocoap.error
-import aiocoap.resource as resource
 from aiocoap.numbers.types import NON
 
 from backend import protocol
+from backend.coap.event_path import DirectEventSite
 from backend.coap.ratelimit import RateLimiter
 
-_EVENT_PATH = (protocol.EVENT_PATH,)
 _HEADER_BYTES = 4
 _EMPTY_ACK_BYTES = 4
 
 
-class GuardedSite(resource.Site):
+class GuardedSite(DirectEventSite):
     """The site with every answer passed through `bounded` on its way out."""
 
     def __init__(self, limiter: RateLimiter):
@@ -55,16 +54,11 @@ class GuardedSite(resource.Site):
                 add_exception(exception)  # a bug: aiocoap logs it and answers 5.00
 
         pipe.add_response, pipe.add_exception = bounded_response, bounded_exception
-        if request.opt.uri_path == _EVENT_PATH and request.opt.uri_path_abbrev is None:
-            # /ev straight to its resource (which takes its own token): the generic
-            # dispatch below copies the whole request to strip its path, which cost
-            # as much per event as all of the resource's own work in the event loop.
-            await self._resources[_EVENT_PATH].render_to_pipe(pipe)
-            return
-        limited = self._limiter.check(request)
-        if limited is not None:
-            bounded_response(limited, is_last=True)
-            return
+        if not self.is_event(request):  # /ev takes its token in EventResource
+            limited = self._limiter.check(request)
+            if limited is not None:
+                bounded_response(limited, is_last=True)
+                return
         await super().render_to_pipe(pipe)
 
 
