@@ -34,7 +34,7 @@ class Settings:
     kek_file: Path | None = None
     group_commit_max: int = 64
     # "process": the group-commit writer runs in a child process and the event loop only
-    # moves bytes (backend/coap/writer_process.py); "thread": in this process.
+    # moves bytes (backend/ingest/writer_process.py); "thread": in this process.
     ingest_writer: str = "process"
     # Overload (backend/coap/server.py): past this many events waiting for the writer,
     # answer 5.03 with Max-Age = overload_retry_s instead of queueing.

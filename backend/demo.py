@@ -18,11 +18,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from backend import db, devices, households, unix_device
+from backend import unix_device
+from backend.accounts import devices, households
+from backend.accounts.keys import load_keyring
 from backend.config import Settings, SimulatorSettings
-from backend.keys import load_keyring
-from backend.models import Order
-from backend.orders import OPEN_STATES, State
+from backend.orders.lifecycle import OPEN_STATES, State
+from backend.storage import db
+from backend.storage.models import Order
 from provisioning.batch import provision_batch
 
 PRODUCTS = [("DETERGENT-1L", 2), ("COFFEE-BEANS-1KG", 1), ("PAPER-TOWELS-6", 1)]
@@ -79,7 +81,7 @@ def _setup_household(settings: Settings, out: Path):
 
 
 def _orders_by_device(settings: Settings) -> dict[str, list]:
-    from backend.models import Device
+    from backend.storage.models import Device
 
     engine = db.make_engine(settings.db_url)
     with db.make_sessionmaker(engine)() as session:

@@ -123,8 +123,8 @@ def firmware(args) -> None:
 def recorded_events(db_url: str) -> int:
     from sqlalchemy import func, select
 
-    from backend import db
-    from backend.models import Event
+    from backend.storage import db
+    from backend.storage.models import Event
 
     engine = db.make_engine(db_url)
     try:

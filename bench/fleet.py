@@ -14,9 +14,9 @@ import secrets
 
 from sqlalchemy import insert, select
 
-from backend import db
-from backend.keys import Keyring
-from backend.models import Batch, Device, Household, Slot
+from backend.accounts.keys import Keyring
+from backend.storage import db
+from backend.storage.models import Batch, Device, Household, Slot
 from bench.loadgen import Device as LoadDevice
 
 PRODUCT = "DETERGENT-1L"  # in the catalogue from the migrations

@@ -34,10 +34,12 @@ from pathlib import Path
 
 from sqlalchemy import func, select, update
 
-from backend import db, protocol
-from backend.models import Device, Event, Household, Order, OutboxItem
-from backend.orders import OPEN_STATES
-from backend.protocol import Event as WireEvent, Kind
+from backend import protocol
+from backend.orders.lifecycle import OPEN_STATES
+from backend.protocol import Event as WireEvent
+from backend.protocol import Kind
+from backend.storage import db
+from backend.storage.models import Device, Event, Household, Order, OutboxItem
 from bench.fleet import provision_fleet
 from bench.loadgen import UNAVAILABLE, Request, Workload
 from faults.backend_proc import ROOT, BackendProcess

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from backend import devices
+from backend.accounts import devices
+from backend.accounts.keys import load_keyring
 from backend.config import Settings
-from backend.db import transaction
 from backend.errors import ReplenishError
-from backend.keys import load_keyring
+from backend.storage.db import transaction
 
 
 def _board(board: str) -> dict:

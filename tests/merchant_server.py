@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from backend import signing
+from backend.accounts import signing
 
 
 class FakeMerchant:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from backend import db
+from backend.storage import db
 
 _sqlite_template: Path | None = None
 _postgres_templates: set[tuple] = set()

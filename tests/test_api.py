@@ -9,7 +9,8 @@ import urllib.request
 
 import pytest
 
-from backend import households, protocol
+from backend import protocol
+from backend.accounts import households
 from backend.protocol import Event, Kind, Result
 from tests.net import coap_post
 

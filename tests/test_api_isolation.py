@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from backend.models import Base
+from backend.storage.models import Base
 from tests import api_world
 from tests.conftest import DATABASES
 

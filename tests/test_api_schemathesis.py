@@ -20,13 +20,13 @@ import hypothesis
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase
-from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
 from schemathesis import checks
 from schemathesis.generation import GenerationMode
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
 
-from backend import accounts
-from backend.models import User
+from backend.accounts import users as accounts
+from backend.storage.models import User
 from backend.web import create_app
 from tests import api_world
 from tests.conftest import DATABASES

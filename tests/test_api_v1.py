@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from backend import accounts
-from backend.db import make_engine, make_sessionmaker, utcnow
-from backend.models import AuthThrottle, Device
+from backend.accounts import users as accounts
+from backend.storage.db import make_engine, make_sessionmaker, utcnow
+from backend.storage.models import AuthThrottle, Device
 from backend.web import create_app
 from tests import api_world
 from tests.api_world import PASSWORD

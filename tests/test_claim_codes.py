@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from provisioning import claim_codes
-from provisioning.claim_codes import ALPHABET, code_hash, generate, is_valid, normalize
+from backend.accounts import claim_codes
+from backend.accounts.claim_codes import ALPHABET, code_hash, generate, is_valid, normalize
 
 SHAPE = re.compile(r"[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]")
 

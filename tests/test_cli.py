@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioning import claim_codes
+from backend.accounts import claim_codes
 
 ROOT = Path(__file__).resolve().parents[1]
 REPLENISH = Path(sys.executable).with_name("replenish")

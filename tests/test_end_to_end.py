@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from backend import unix_device
 from backend.demo import report
-from backend.models import Order
+from backend.storage.models import Order
 from provisioning.batch import ProvisionedDevice
 from tests.conftest import DATABASES
 

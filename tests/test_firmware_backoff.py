@@ -11,7 +11,7 @@ import time
 from sqlalchemy import select
 
 from backend.coap.server import OverloadPolicy
-from backend.models import Device, Event
+from backend.storage.models import Device, Event
 from tests.conftest import BackendThread, make_world
 from tests.mpy import FIRMWARE, popen_script
 

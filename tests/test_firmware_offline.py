@@ -3,7 +3,7 @@
 from sqlalchemy import select
 
 from backend import unix_device
-from backend.models import Device, Event, Order
+from backend.storage.models import Device, Event, Order
 from tests.conftest import BackendThread, make_world
 from tests.mpy import FIRMWARE, popen_script
 

@@ -4,7 +4,7 @@ import json
 
 from sqlalchemy import select
 
-from backend.models import Device, Event
+from backend.storage.models import Device, Event
 from tests.mpy import FIRMWARE, popen_script
 
 BOARD = {"model": "scale", "mcu": "esp32", "led": {"pin": 2, "active_high": True},

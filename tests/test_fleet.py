@@ -10,12 +10,13 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select
 
-from backend import fleet, releases
-from backend.engine import OrderEngine
-from backend.models import Device, DeviceStatus, DeviceUpdate, Notification, Release
+from backend.fleet import offers as fleet
+from backend.fleet import releases
+from backend.orders.worker import OrderEngine
+from backend.storage.models import Device, DeviceStatus, DeviceUpdate, Notification, Release
 from tests.fleet_helpers import lines, make_fleet, publish, run_device
 from tests.mpy import FIRMWARE
-from tests.test_cli import Cli, REPLENISH
+from tests.test_cli import REPLENISH, Cli
 
 # Two tiny modules are enough for offers and targeting (installing is test_ota's job).
 TINY = {"replenish/__init__.mpy": b"M\x06", "hw/__init__.mpy": b"M\x06"}
@@ -198,8 +199,8 @@ def test_no_offer_of_a_build_older_than_the_installed_one(backend, tmp_path):
 def test_libcoap_downloads_a_module_block_by_block(backend, tmp_path):
     """An independent CoAP stack (libcoap's coap-client) fetches /fw with Block2 in
     small blocks: the bytes are the stored module; a wrong token gets 4.01."""
+    from backend.coap.firmware import fetch_token
     from tests.test_coap_interop import identity, response_code, run_client
-    from backend.fleet_coap import fetch_token
 
     made = make_fleet(backend, tmp_path / "bundles", count=1)
     module = bytes(range(256)) * 11  # 2,816 bytes: 11 blocks of 256

@@ -1,4 +1,4 @@
-"""backend.forecast: robust consumption rate, refills, knocks, gaps, and a simulated household."""
+"""backend.orders.forecast: robust consumption rate, refills, knocks, gaps, and a simulated household."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from backend.forecast import Forecast, Reading, estimate, learn_lead_time
+from backend.orders.forecast import Forecast, Reading, estimate, learn_lead_time
 
 T0 = datetime(2026, 3, 2)
 STEP = timedelta(hours=6)

@@ -17,13 +17,15 @@ import aiocoap
 import aiocoap.error
 import cbor2
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from backend import protocol
 from backend.errors import MalformedEvent
-from backend.models import Event
-from backend.protocol import Event as WireEvent, Kind
+from backend.protocol import Event as WireEvent
+from backend.protocol import Kind
+from backend.storage.models import Event
 from bench import coapwire
 from faults import hostile
 from tests.conftest import make_world

@@ -7,9 +7,9 @@ import sqlite3
 import pytest
 from sqlalchemy import func, select
 
-from backend.coap.pipeline import BatchWriter
-from backend.models import Device, Event
+from backend.ingest.pipeline import BatchWriter
 from backend.protocol import Result
+from backend.storage.models import Device, Event
 from tests.conftest import DATABASES, make_world
 from tests.test_ingest import press
 
@@ -46,7 +46,7 @@ def test_events_waiting_behind_a_commit_share_the_next_one(world, backend, tmp_p
 
 @pytest.mark.parametrize("db_url", DATABASES, indirect=True)
 def test_a_mixed_batch_is_decided_together_without_falling_back(world, backend):
-    """The shared-batch path (driver-level statements, backend/batch_sql.py) must
+    """The shared-batch path (driver-level statements, backend/ingest/batch_sql.py) must
     decide an ordinary batch itself on both databases. Falling back to one savepoint
     per event gives the same answers, only several times slower, so only this counter
     would notice it."""
@@ -70,7 +70,7 @@ def test_an_event_that_raises_is_answered_503_and_the_rest_of_its_batch_commits(
     """One event raising (a bug, not the database) must not take its batch down: the
     batch is decided again with a savepoint per event, that event answered 5.03 and
     recorded nowhere, the others committed."""
-    from backend import ingest
+    from backend.ingest import decide as ingest
 
     writer = BatchWriter(backend.writer_sessions, backend.keyring)
     good, bad, other = make_world(backend, tmp_path / "fleet", buttons=3).buttons

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import func, select
 
 from backend import protocol
-from backend.models import Device, Event, Order, OrderTransition
 from backend.protocol import Event as WireEvent
 from backend.protocol import Kind, Result
+from backend.storage.models import Device, Event, Order, OrderTransition
 from bench import coapwire
 from tests.conftest import DATABASES
 from tests.net import coap_post, coap_post_all

@@ -10,11 +10,11 @@ import stat
 import pytest
 from sqlalchemy import select
 
-from backend import db
+from backend.accounts.keys import Keyring, create_kek_file, load_keyring
 from backend.config import Settings
 from backend.errors import ConfigError
-from backend.keys import Keyring, create_kek_file, load_keyring
-from backend.models import Device
+from backend.storage import db
+from backend.storage.models import Device
 from provisioning.batch import provision_batch
 
 DEVICE = "0123456789abcdef"

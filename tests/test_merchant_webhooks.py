@@ -5,7 +5,7 @@ import time
 import pytest
 from sqlalchemy import select
 
-from backend.models import MerchantCallback, Order
+from backend.storage.models import MerchantCallback, Order
 from tests.engine_helpers import Backends, path_of, until
 from tests.merchant_server import FakeMerchant, send_callback
 from tests.net import coap_post
@@ -100,7 +100,7 @@ def test_callbacks_that_do_not_fit_are_refused(shop):
 
 def test_a_failing_merchant_is_retried_with_the_same_key_and_acts_once(shop, merchant,
                                                                       monkeypatch):
-    from backend import outbox
+    from backend.orders import outbox
 
     monkeypatch.setattr(outbox, "BASE_DELAY_S", 0.01)
     merchant.fail_next = 2

@@ -8,8 +8,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from backend import db
-from backend.models import Base
+from backend.storage import db
+from backend.storage.models import Base
 from tests.conftest import DATABASES
 
 pytestmark = pytest.mark.parametrize("db_url", DATABASES, indirect=True)

@@ -3,8 +3,8 @@
 import pytest
 from sqlalchemy import select
 
-from backend.models import Household, Order, OutboxItem, SimOrder
 from backend.protocol import Result
+from backend.storage.models import Household, Order, OutboxItem, SimOrder
 from tests.engine_helpers import Backends, notification_kinds, order_state, path_of, until
 from tests.merchant_server import FakeMerchant
 from tests.net import api, coap_post
@@ -149,7 +149,7 @@ def test_delivery_failure_ends_failed(backends):
 
 
 def test_unreachable_merchant_ends_failed_after_retries(backends, monkeypatch):
-    from backend import outbox
+    from backend.orders import outbox
     from tests.net import free_tcp_port
 
     monkeypatch.setattr(outbox, "MAX_ATTEMPTS", 3)
@@ -190,8 +190,8 @@ def test_household_settings_through_the_api(backends):
 def test_a_silent_device_is_reported_offline_once(backends):
     from datetime import timedelta
 
-    from backend.db import utcnow
-    from backend.models import Device
+    from backend.storage.db import utcnow
+    from backend.storage.models import Device
 
     backend, world = backends.start(offline_after_s=3600)
     button = world.buttons[0]

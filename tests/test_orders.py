@@ -8,10 +8,11 @@ import threading
 import pytest
 from sqlalchemy import func, select, update
 
-from backend import db, orders
 from backend.errors import Conflict
-from backend.models import Order, OrderTransition
-from backend.orders import ALLOWED, OPEN_STATES, IllegalTransition, State
+from backend.orders import lifecycle as orders
+from backend.orders.lifecycle import ALLOWED, OPEN_STATES, IllegalTransition, State
+from backend.storage import db
+from backend.storage.models import Order, OrderTransition
 from tests.conftest import DATABASES, household_with_device
 
 on_every_database = pytest.mark.parametrize("db_url", DATABASES, indirect=True)

@@ -9,10 +9,10 @@ import subprocess
 import pytest
 from sqlalchemy import select
 
-from backend import fleet, releases
-from backend.models import Device, DeviceStatus, DeviceUpdate, Release, ReleaseFile
-from tests.fleet_helpers import (CorruptingRelay, lines, make_fleet, publish, run_device,
-                                 variant)
+from backend.fleet import offers as fleet
+from backend.fleet import releases
+from backend.storage.models import Device, DeviceStatus, DeviceUpdate, Release, ReleaseFile
+from tests.fleet_helpers import CorruptingRelay, lines, make_fleet, publish, run_device, variant
 from tests.mpy import FIRMWARE
 
 
@@ -192,9 +192,10 @@ def test_v3_crashing_at_boot_rolls_back_to_v2_and_pauses(backend, fleet1, v2_fil
 def test_interrupted_download_resumes(backend, fleet1, v2_files):
     device = fleet1.devices[0]
     release = publish(fleet1, v2_files, "0.2.0", build=2)
+    import os
+
     from tests.fleet_helpers import FAST_ACK_MS
     from tests.mpy import micropython_binary
-    import os
 
     # Power cut: the process is killed once three files are staged.
     proc = subprocess.Popen(

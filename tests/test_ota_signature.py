@@ -1,6 +1,6 @@
 """The firmware's release checks on the MicroPython unix port, against CPython's
 `cryptography` and cbor2: Ed25519 (RFC 8032 vectors and fresh signatures), the pure
-SHA-512, and the manifest envelope `backend.releases` signs."""
+SHA-512, and the manifest envelope `backend.fleet.releases` signs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import secrets
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from backend import releases
+from backend.fleet import releases
 from tests.mpy import run_snippet
 
 RFC8032 = [  # section 7.1, tests 1-3: (public key, message, signature)

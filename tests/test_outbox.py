@@ -9,11 +9,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from sqlalchemy import func, select, update
 
-from backend import db, households, orders, outbox, signing
-from backend.db import utcnow
-from backend.engine import OrderEngine
-from backend.fulfillment import PlaceRequest
-from backend.models import Notification, Order, OrderTransition, OutboxItem
+from backend.accounts import households, signing
+from backend.orders import lifecycle as orders
+from backend.orders import outbox
+from backend.orders.fulfillment import PlaceRequest
+from backend.orders.worker import OrderEngine
+from backend.storage import db
+from backend.storage.db import utcnow
+from backend.storage.models import Notification, Order, OrderTransition, OutboxItem
 from tests.conftest import household_with_device
 from tests.merchant_server import FakeMerchant
 
@@ -127,7 +130,7 @@ def test_notifications_reach_the_household_webhook_signed(settings, sessions):
             household.webhook_url = f"http://127.0.0.1:{server.server_address[1]}/hook"
             household.webhook_secret = "household-secret"
             session.flush()
-            from backend import notifications
+            from backend.orders import notifications
 
             notifications.notify(session, household.id, "low_battery", "Battery low.")
         engine = OrderEngine(sessions, settings, name="hooks")

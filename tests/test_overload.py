@@ -14,9 +14,11 @@ import aiocoap
 import pytest
 from sqlalchemy import select
 
-from backend import db, protocol
-from backend.models import Device, Event
-from backend.protocol import Event as WireEvent, Kind
+from backend import protocol
+from backend.protocol import Event as WireEvent
+from backend.protocol import Kind
+from backend.storage import db
+from backend.storage.models import Device, Event
 from tests.conftest import BackendThread, make_world
 from tests.net import coap_post_all, coap_post_each_from_own_port
 from tests.test_bench_group_commit import db_path, write_lock

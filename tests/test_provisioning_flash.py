@@ -12,9 +12,9 @@ import pytest
 import segno
 from sqlalchemy import select
 
-from backend import db
-from backend.models import Batch, Device
-from provisioning import claim_codes
+from backend.accounts import claim_codes
+from backend.storage import db
+from backend.storage.models import Batch, Device
 from provisioning.bundle import BundleError, build_bundle, verify_bundle
 from provisioning.flash import esptool_command
 from provisioning.labels import qr_matrix

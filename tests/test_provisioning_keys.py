@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import select
 
 from backend import protocol
-from backend.keys import Keyring, create_kek_file, kek_id, previous_kek_path, read_kek_file
-from backend.models import Device
+from backend.accounts.keys import Keyring, create_kek_file, kek_id, previous_kek_path, read_kek_file
 from backend.protocol import Event as WireEvent
 from backend.protocol import Kind, Result
+from backend.storage.models import Device
 from tests.conftest import DATABASES, BackendThread, make_world
 from tests.net import coap_post
 

@@ -16,14 +16,15 @@ import socket
 import time
 
 import aiocoap
-
 import pytest
 from sqlalchemy import func, select
 
-from backend import db, protocol
+from backend import protocol
 from backend.coap.ratelimit import TokenBuckets, kid_of, source_key
-from backend.models import Event
-from backend.protocol import Event as WireEvent, Kind
+from backend.protocol import Event as WireEvent
+from backend.protocol import Kind
+from backend.storage import db
+from backend.storage.models import Event
 from bench import coapwire
 from tests.conftest import BackendThread, make_world
 from tests.test_bench_loadgen import fleet_of

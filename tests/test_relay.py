@@ -18,7 +18,7 @@ import subprocess
 import pytest
 from sqlalchemy import func, select
 
-from backend.models import Device, Event, Order
+from backend.storage.models import Device, Event, Order
 from backend.unix_device import FIRMWARE_DIR, micropython_binary
 from bench import loadgen
 from bench.loadgen import Workload

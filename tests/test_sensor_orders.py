@@ -4,11 +4,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from backend import protocol, sensors
-from backend.db import utcnow
-from backend.models import Device, Event, Order, Slot
+from backend import protocol
+from backend.orders import sensors
 from backend.protocol import Event as WireEvent
 from backend.protocol import Kind, Result
+from backend.storage.db import utcnow
+from backend.storage.models import Device, Event, Order, Slot
 from tests.engine_helpers import until
 from tests.net import api, coap_post
 from tests.test_ingest import answer_of, identity

@@ -1,4 +1,4 @@
-"""backend/accounts.py on both databases: registration, log-in, lockout, tokens, CLI."""
+"""backend/accounts/users.py on both databases: registration, log-in, lockout, tokens, CLI."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from backend import accounts, households
-from backend.db import make_engine, make_sessionmaker, utcnow
+from backend.accounts import households
+from backend.accounts import users as accounts
 from backend.errors import Conflict, Locked, ReplenishError, Unauthorized
-from backend.models import ApiToken, AuthThrottle, Household, User
+from backend.storage.db import make_engine, make_sessionmaker, utcnow
+from backend.storage.models import ApiToken, AuthThrottle, Household, User
 
 PASSWORD = "correct horse battery"
 

@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import select
 
 from backend import unix_device
-from backend.db import utcnow
-from backend.models import Device, Event, Order
 from backend.protocol import Kind
+from backend.storage.db import utcnow
+from backend.storage.models import Device, Event, Order
 from provisioning.batch import provision_batch
 from tests.conftest import BackendThread
 from tests.mpy import FIRMWARE, popen_script
@@ -267,7 +267,7 @@ def test_sensor_page_chart_and_phone_width(browser, site):
 
 def test_operator_fleet_and_revoke(browser, site):
     backend, base, made = site
-    from backend import accounts
+    from backend.accounts import users as accounts
 
     with backend.writer_sessions() as session, session.begin():
         accounts.create_operator(session, "ops@example.org", PASSWORD)

@@ -10,13 +10,12 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from backend.db import utcnow
-from backend.forecast import Reading, estimate
-from backend.models import Device, Event, Slot
+from backend.orders.forecast import Reading, estimate
 from backend.protocol import Kind
+from backend.storage.db import utcnow
+from backend.storage.models import Device, Event, Slot
 from backend.web.chart import OrderMark, level_chart
-from tests.web_helpers import (claimed_device, household_of, new_order, register, text,
-                               web_app)
+from tests.web_helpers import claimed_device, household_of, new_order, register, text, web_app
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -11,13 +11,34 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from backend import accounts, notifications
-from backend.db import utcnow
-from backend.models import (AuthThrottle, Device, Household, Notification, Order, Slot,
-                            User, WebSession)
-from tests.web_helpers import (PASSWORD, App, add_device, claimed_device, count, csrf,
-                               household_of, login, make_operator, new_order, register,
-                               text, web_app)
+from backend.accounts import users as accounts
+from backend.orders import notifications
+from backend.storage.db import utcnow
+from backend.storage.models import (
+    AuthThrottle,
+    Device,
+    Household,
+    Notification,
+    Order,
+    Slot,
+    User,
+    WebSession,
+)
+from tests.web_helpers import (
+    PASSWORD,
+    App,
+    add_device,
+    claimed_device,
+    count,
+    csrf,
+    household_of,
+    login,
+    make_operator,
+    new_order,
+    register,
+    text,
+    web_app,
+)
 
 
 @pytest.fixture
@@ -234,7 +255,7 @@ def test_login_does_not_redirect_off_site(app):
 def test_wrong_claim_codes_lock_out_the_household(app):
     client = app.client()
     register(client)
-    from provisioning import claim_codes
+    from backend.accounts import claim_codes
 
     for n in range(accounts.MAX_FAILURES):
         code = "0000" if n == 0 else claim_codes.generate()  # a typo and valid guesses

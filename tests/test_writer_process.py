@@ -14,9 +14,11 @@ import time
 import aiocoap
 from sqlalchemy import select
 
-from backend import db, protocol
-from backend.models import Order
-from backend.protocol import Event as WireEvent, Kind, Result
+from backend import protocol
+from backend.protocol import Event as WireEvent
+from backend.protocol import Kind, Result
+from backend.storage import db
+from backend.storage.models import Order
 from tests.conftest import make_world
 from tests.engine_helpers import events_and_orders
 from tests.net import coap_post

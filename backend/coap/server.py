@@ -11,16 +11,15 @@ from dataclasses import dataclass
 import aiocoap
 import aiocoap.resource as resource
 from aiocoap.numbers.codes import Code
-
 from sqlalchemy.orm import sessionmaker
 
 from backend import protocol
+from backend.accounts.keys import Keyring
 from backend.coap.amplification import GuardedSite
 from backend.coap.event_path import OneDatagramResource
-from backend.coap.pipeline import GroupCommitPipeline
+from backend.coap.firmware import FW_PATH, FirmwareResource
 from backend.coap.ratelimit import Networks, RateLimiter, source_key
-from backend.fleet_coap import FW_PATH, FirmwareResource
-from backend.keys import Keyring
+from backend.ingest.pipeline import GroupCommitPipeline
 from backend.protocol import Result
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,13 @@ import urllib.request
 
 from sqlalchemy.orm import sessionmaker
 
-from backend import signing
-from backend.fulfillment.base import Fulfillment, MerchantUnreachable, Placement, PlaceRequest
+from backend.accounts import signing
+from backend.orders.fulfillment.base import (
+    Fulfillment,
+    MerchantUnreachable,
+    Placement,
+    PlaceRequest,
+)
 
 log = logging.getLogger(__name__)
 _ANSWERS = {"accepted", "backordered", "declined"}

@@ -1,25 +1,28 @@
 """Turn one authenticated event into a recorded decision (no I/O besides the session).
 
 `decide` runs inside the caller's transaction; the group-commit pipeline
-(backend/coap/pipeline.py) commits many decisions at once and only then answers.
+(backend/ingest/pipeline.py) commits many decisions at once and only then answers.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-
 from types import SimpleNamespace
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend import batch_sql, fleet, notifications, orders, policies, protocol, sensors
-from backend.db import utcnow
+from backend import protocol
+from backend.accounts.keys import Keyring
 from backend.errors import ConfigError, MalformedEvent
-from backend.keys import Keyring
-from backend.models import Device, Event, Household, Order, Product, Slot
+from backend.fleet import offers as fleet
+from backend.ingest import batch_sql
+from backend.orders import lifecycle as orders
+from backend.orders import notifications, policies, sensors
 from backend.protocol import Answer, Kind, Result
+from backend.storage.db import utcnow
+from backend.storage.models import Device, Event, Household, Order, Product, Slot
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +94,7 @@ class BatchLookups(Lookups):
     original finds the original's row in `_added`. Slots and open orders are read as
     plain rows (they are only read here), not as ORM objects: loading those was a
     quarter of the writer's time. All six statements run on the driver itself
-    (backend/batch_sql.py).
+    (backend/ingest/batch_sql.py).
     """
 
     def __init__(self, session: Session, requests: list[bytes]):

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.x models. Schema changes go through Alembic (backend/migrations)."""
+"""SQLAlchemy 2.x models. Schema changes go through Alembic (backend/storage/migrations)."""
 
 from __future__ import annotations
 
@@ -7,20 +7,20 @@ from datetime import datetime
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    Float,
-    Text,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     String,
+    Text,
     UniqueConstraint,
     false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from backend.db import utcnow
+from backend.storage.db import utcnow
 
 
 class Base(DeclarativeBase):
@@ -51,7 +51,7 @@ class User(Base):
 
     `role` is "household" (sees only `household_id`'s devices, orders, notifications)
     or "operator" (manufacturer staff: batches, fleet, revocation; no household).
-    Passwords are stored only as a standard salted hash (backend/accounts.py).
+    Passwords are stored only as a standard salted hash (backend/accounts/users.py).
     """
 
     __tablename__ = "users"
@@ -114,7 +114,7 @@ class Batch(Base):
 
 class Device(Base):
     __tablename__ = "devices"
-    # The order engine looks for newly silent devices every round (backend/engine.py).
+    # The order engine looks for newly silent devices every round (backend/orders/worker.py).
     __table_args__ = (Index("ix_devices_offline_watch", "offline_notified", "last_seen_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -122,7 +122,7 @@ class Device(Base):
     serial: Mapped[str] = mapped_column(String(100), unique=True)
     model: Mapped[str] = mapped_column(String(50))
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"))
-    # Device key wrapped under the key-encryption key (backend/keys.py); never plain.
+    # Device key wrapped under the key-encryption key (backend/accounts/keys.py); never plain.
     wrapped_key: Mapped[bytes] = mapped_column(LargeBinary)
     claim_code_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     household_id: Mapped[int | None] = mapped_column(ForeignKey("households.id"), index=True)

@@ -17,8 +17,8 @@ from types import SimpleNamespace
 from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
 
-from backend.models import Device, Event, Household, Order, Slot
-from backend.orders import OPEN_STATES
+from backend.orders.lifecycle import OPEN_STATES
+from backend.storage.models import Device, Event, Household, Order, Slot
 
 
 def _result_processor(column, dialect: Dialect):

@@ -3,7 +3,7 @@
 The writer takes whatever events are waiting (up to `max_batch`), decides them all in
 one transaction, commits once and only then resolves the waiting requests. A device
 is never told "ordered" about an order that a crash could still lose. The writer runs
-in its own process by default (backend/coap/writer_process.py: the event loop then
+in its own process by default (backend/ingest/writer_process.py: the event loop then
 only moves bytes) or as a thread of this process (`GroupCommitPipeline`).
 
 The common case decides the batch with per-batch lookups and no savepoints (per-event
@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 import queue
 import threading
+from collections import Counter
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
-from backend.ingest import BatchLookups, IngestConfig, Reply, decide
-from backend.keys import Keyring
+from backend.accounts.keys import Keyring
+from backend.ingest.decide import BatchLookups, IngestConfig, Reply, decide
 from backend.protocol import Result
 
 log = logging.getLogger(__name__)

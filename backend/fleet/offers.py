@@ -1,9 +1,9 @@
 """Fleet: status history, update offers, update reports, staged rollouts.
 
-`on_event` runs inside ingest's decision (backend/ingest.py), in the event's
+`on_event` runs inside ingest's decision (backend/ingest/decide.py), in the event's
 transaction: a heartbeat's status row, its update report and the offer in its answer
 commit together with the event, or not at all. Offline devices and low batteries are
-noticed where they always were (backend/engine.py, ingest._watch_battery).
+noticed where they always were (backend/orders/worker.py, ingest._watch_battery).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import logging
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.db import utcnow
-from backend.models import Device, DeviceStatus, DeviceUpdate, Release
 from backend.protocol import Event, Kind, OtaReport
+from backend.storage.db import utcnow
+from backend.storage.models import Device, DeviceStatus, DeviceUpdate, Release
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def device_rows(session: Session, batch: str | None = None,
     """Each device with its latest heartbeat (`replenish fleet status`)."""
     from datetime import timedelta
 
-    from backend.models import Batch
+    from backend.storage.models import Batch
 
     latest = (select(DeviceStatus.device_pk, func.max(DeviceStatus.id).label("status_id"))
               .group_by(DeviceStatus.device_pk).subquery())

@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from backend.db import utcnow
-from backend.models import OutboxItem
+from backend.storage.db import utcnow
+from backend.storage.models import OutboxItem
 
 log = logging.getLogger(__name__)
 

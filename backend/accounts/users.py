@@ -29,11 +29,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from backend import devices
-from backend.db import utcnow
+from backend.accounts import devices
+from backend.accounts.households import _token_hash
 from backend.errors import Conflict, Locked, ReplenishError, Unauthorized
-from backend.households import _token_hash
-from backend.models import ApiToken, AuthThrottle, Device, Household, User
+from backend.storage.db import utcnow
+from backend.storage.models import ApiToken, AuthThrottle, Device, Household, User
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,14 @@ warehouse and carrier that need nothing installed); `WebhookMerchant` talks to a
 merchant over signed HTTP. Test-mode orders always go to the simulator.
 """
 
-from backend.fulfillment.base import Fulfillment, MerchantUnreachable, Placement, PlaceRequest
-from backend.fulfillment.simulator import SimulatedWarehouse
-from backend.fulfillment.webhook import WebhookMerchant
+from backend.orders.fulfillment.base import (
+           Fulfillment,
+           MerchantUnreachable,
+           Placement,
+           PlaceRequest,
+)
+from backend.orders.fulfillment.simulator import SimulatedWarehouse
+from backend.orders.fulfillment.webhook import WebhookMerchant
 
 __all__ = ["Fulfillment", "MerchantUnreachable", "Placement", "PlaceRequest",
            "SimulatedWarehouse", "WebhookMerchant"]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from backend import releases
 from backend.config import Settings
-from backend.db import transaction
+from backend.fleet import releases
+from backend.storage.db import transaction
 from provisioning.firmware_build import FIRMWARE_DIR
 
 
@@ -109,7 +109,7 @@ def fleet_status(settings: Settings, batch, per_device):
     """Firmware versions, offline and low-battery devices, from their heartbeats."""
     from collections import Counter
 
-    from backend import fleet
+    from backend.fleet import offers as fleet
 
     with transaction(settings.db_url) as session:
         rows = fleet.device_rows(session, batch, settings.offline_after_s)

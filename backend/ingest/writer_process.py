@@ -28,10 +28,10 @@ import os
 import signal
 from multiprocessing.connection import Connection
 
-from backend.coap.pipeline import BatchWriter, unavailable
 from backend.config import Settings
 from backend.gc_tuning import tune_gc
-from backend.ingest import IngestConfig, Reply
+from backend.ingest.decide import IngestConfig, Reply
+from backend.ingest.pipeline import BatchWriter, unavailable
 from backend.protocol import Result
 
 log = logging.getLogger(__name__)
@@ -187,8 +187,8 @@ class ProcessPipeline:
 
 def _child_main(conn: Connection, settings: Settings, config: IngestConfig,
                 level: int) -> None:
-    from backend.db import make_engine, make_sessionmaker
-    from backend.keys import load_keyring
+    from backend.accounts.keys import load_keyring
+    from backend.storage.db import make_engine, make_sessionmaker
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group;
     records: list[tuple] = []                      # the parent decides when we stop

@@ -8,9 +8,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend import orders
-from backend.models import Order
-from backend.orders import State
+from backend.orders import lifecycle as orders
+from backend.orders.lifecycle import State
+from backend.storage.models import Order
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.config import SimulatorSettings
-from backend.db import utcnow
-from backend.fulfillment.base import Fulfillment, Placement, PlaceRequest, apply_status
-from backend.models import Order, SimOrder, SimStock
+from backend.orders.fulfillment.base import Fulfillment, Placement, PlaceRequest, apply_status
+from backend.storage.db import utcnow
+from backend.storage.models import Order, SimOrder, SimStock
 
 log = logging.getLogger(__name__)
 ACTOR = "fulfillment:simulator"

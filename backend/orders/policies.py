@@ -8,8 +8,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.models import Household, Order
-from backend.orders import OPEN_STATES, State
+from backend.orders.lifecycle import OPEN_STATES, State
+from backend.storage.models import Household, Order
 
 
 class Blocked(enum.IntEnum):

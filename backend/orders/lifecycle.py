@@ -15,10 +15,10 @@ from datetime import timedelta
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from backend import notifications, outbox
-from backend.db import utcnow
 from backend.errors import Conflict
-from backend.models import Order, OrderTransition
+from backend.orders import notifications, outbox
+from backend.storage.db import utcnow
+from backend.storage.models import Order, OrderTransition
 
 
 class State(enum.StrEnum):

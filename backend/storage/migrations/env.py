@@ -1,9 +1,9 @@
-"""Alembic environment: migrations run from code (backend.db.upgrade) or `alembic`."""
+"""Alembic environment: migrations run from code (backend.storage.db.upgrade) or `alembic`."""
 
 from alembic import context
 
-from backend.db import make_engine
-from backend.models import Base
+from backend.storage.db import make_engine
+from backend.storage.models import Base
 
 url = context.config.get_main_option("sqlalchemy.url")
 

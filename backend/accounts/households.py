@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.errors import NotFound, Unauthorized
-from backend.models import ApiToken, Household
+from backend.storage.models import ApiToken, Household
 
 
 def _token_hash(token: str) -> str:

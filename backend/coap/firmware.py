@@ -27,9 +27,9 @@ from aiocoap.optiontypes import BlockOption
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
+from backend.accounts.keys import Keyring
 from backend.errors import ConfigError
-from backend.keys import Keyring
-from backend.models import Device, Release, ReleaseFile
+from backend.storage.models import Device, Release, ReleaseFile
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ import logging
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.db import utcnow
+from backend.accounts import claim_codes
 from backend.errors import Conflict, NotFound, ReplenishError
-from backend.models import Device, Household, Product, Slot
-from provisioning import claim_codes
+from backend.storage.db import utcnow
+from backend.storage.models import Device, Household, Product, Slot
 
 log = logging.getLogger(__name__)
 

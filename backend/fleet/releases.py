@@ -22,14 +22,13 @@ from pathlib import Path
 
 import cbor2
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
-                                                               Ed25519PublicKey)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend import fleet
 from backend.errors import Conflict, ReplenishError
-from backend.models import Batch, DeviceUpdate, Release, ReleaseFile
+from backend.fleet import offers as fleet
+from backend.storage.models import Batch, DeviceUpdate, Release, ReleaseFile
 
 SIGN_CONTEXT = b"replenish-fw-v1"
 # The boot stage (entry points and otaboot) is flashed once and never replaced.

@@ -17,14 +17,20 @@ from datetime import timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from backend import notifications, orders, outbox, signing
+from backend.accounts import signing
 from backend.config import Settings
-from backend.db import utcnow
-from backend.fulfillment import (Fulfillment, PlaceRequest, SimulatedWarehouse,
-                                 WebhookMerchant)
-from backend.fulfillment.base import apply_status
-from backend.models import Device, Household, Notification, Order, SimOrder, SimStock
-from backend.orders import State
+from backend.orders import lifecycle as orders
+from backend.orders import notifications, outbox
+from backend.orders.fulfillment import (
+    Fulfillment,
+    PlaceRequest,
+    SimulatedWarehouse,
+    WebhookMerchant,
+)
+from backend.orders.fulfillment.base import apply_status
+from backend.orders.lifecycle import State
+from backend.storage.db import utcnow
+from backend.storage.models import Device, Household, Notification, Order, SimOrder, SimStock
 
 log = logging.getLogger(__name__)
 

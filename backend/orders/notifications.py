@@ -6,9 +6,9 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from backend import outbox
-from backend.db import utcnow
-from backend.models import Household, Notification
+from backend.orders import outbox
+from backend.storage.db import utcnow
+from backend.storage.models import Household, Notification
 
 
 def notify(session: Session, household_id: int, kind: str, message: str, *,

@@ -1,6 +1,6 @@
 """Sensor reordering: the slot's level history → forecast → order at the reorder point.
 
-The estimate itself (robust rate, refills, knocks, gaps) is backend/forecast.py; this
+The estimate itself (robust rate, refills, knocks, gaps) is backend/orders/forecast.py; this
 module feeds it from the database and learns the product's lead time from deliveries.
 """
 
@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend import forecast
-from backend.db import utcnow
-from backend.models import Device, Event, Order, Product, Slot
+from backend.orders import forecast
 from backend.protocol import Kind
+from backend.storage.db import utcnow
+from backend.storage.models import Device, Event, Order, Product, Slot
 
 HISTORY_DAYS = 60
 HISTORY_MAX = 500
