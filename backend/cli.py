@@ -189,7 +189,7 @@ def user_create_operator(settings: Settings, email, password):
 @click.option("--presses", type=click.IntRange(1, 50), default=4, show_default=True)
 def demo(presses):
     """Provision three buttons, press them on the MicroPython unix port, follow orders."""
-    from backend.demo import run_demo
+    from devtools.demo import run_demo
 
     sys.exit(run_demo(presses))
 

@@ -208,7 +208,7 @@ def wiring(board, out):
               help="Folder that plays the device's flash filesystem.")
 def unix_device(root):
     """Serve the MicroPython unix port as a flashable device (prints its port URL)."""
-    from provisioning.unix_port import UnixPortDevice
+    from devtools.unix_port import UnixPortDevice
 
     device = UnixPortDevice(root)
     click.echo(f"flash with: --port {device.url}   (Ctrl-C ends)")

@@ -23,7 +23,7 @@ DATABASES = ["sqlite", "postgresql"]
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    from tests.postgres import ExternalPostgres, PostgresServer
+    from devtools.postgres import ExternalPostgres, PostgresServer
 
     if os.environ.get("DATABASE_URL", "").startswith("postgresql"):
         yield ExternalPostgres(os.environ["DATABASE_URL"])

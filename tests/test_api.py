@@ -12,7 +12,7 @@ import pytest
 from backend import protocol
 from backend.accounts import households
 from backend.protocol import Event, Kind, Result
-from tests.net import coap_post
+from devtools.net import coap_post
 
 HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
 

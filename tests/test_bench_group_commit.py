@@ -13,7 +13,7 @@ import sqlite3
 
 import pytest
 
-from bench.loadgen import LoadGenerator, Workload
+from devtools.bench.loadgen import LoadGenerator, Workload
 from tests.conftest import make_world
 from tests.test_bench_loadgen import drive, fleet_of
 

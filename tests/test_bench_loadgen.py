@@ -1,4 +1,4 @@
-"""The benchmark's load generator (bench/loadgen.py) against real servers on loopback.
+"""The benchmark's load generator (devtools/bench/loadgen.py) against real servers on loopback.
 
 Not timed: these check that every request is matched to its answer, that nothing is
 lost at a low rate, and that answers of the real ingest verify (MAC, seq, result).
@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from bench import coapwire
-from bench.loadgen import Device, LoadGenerator, Workload, anonymous_devices
-from bench.server import ServerProcess
+from devtools.bench import coapwire
+from devtools.bench.loadgen import Device, LoadGenerator, Workload, anonymous_devices
+from devtools.bench.server import ServerProcess
 from tests.conftest import DATABASES, make_world
 
 

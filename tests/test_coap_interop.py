@@ -10,7 +10,7 @@ import subprocess
 
 from backend import protocol
 from backend.protocol import Event, Kind, Result
-from tests import system
+from devtools import system
 
 _NAMES = ("coap-client", "coap-client-notls")
 

@@ -9,8 +9,8 @@ import logging
 
 import aiocoap
 
+from devtools.net import coap_get
 from tests.conftest import BackendThread
-from tests.net import coap_get
 
 
 def test_loopback_gets_the_link_format(settings):

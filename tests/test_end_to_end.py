@@ -8,9 +8,9 @@ from datetime import datetime
 import pytest
 from sqlalchemy import select
 
-from backend import unix_device
-from backend.demo import report
 from backend.storage.models import Order
+from devtools import unix_device
+from devtools.demo import report
 from provisioning.batch import ProvisionedDevice
 from tests.conftest import DATABASES
 
@@ -61,7 +61,7 @@ def test_firmware_with_no_backend_shows_error(tmp_path, world, backend):
     import json
     import shutil
 
-    from tests.net import free_udp_port
+    from devtools.net import free_udp_port
 
     copy = tmp_path / "copy"
     shutil.copytree(world.buttons[0].bundle_dir, copy)

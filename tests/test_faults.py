@@ -1,4 +1,4 @@
-"""`make faults` in short: the real backend (`python -m backend run` via faults/serve.py)
+"""`make faults` in short: the real backend (`python -m backend run` via devtools/faults/serve.py)
 under steady load from 40 devices, SIGKILLed three times (once while the order engine
 waits on the merchant, mid-delivery), the merchant down for a while. Nothing
 acknowledged is lost, no order exists twice, a resent event gets the same answer, the
@@ -6,8 +6,8 @@ outbox finishes and the merchant acts once per order; hostile datagrams sent at 
 backend meanwhile store nothing and get fewer bytes back than they carry. SQLite here; `make faults
 FAULTS_ARGS=--postgres` runs it on PostgreSQL (docs/reliability.md)."""
 
-from faults.__main__ import failures
-from faults.crash import CrashConfig, run_crash
+from devtools.faults.__main__ import failures
+from devtools.faults.crash import CrashConfig, run_crash
 
 
 def test_sigkills_under_load_lose_nothing_and_order_nothing_twice(tmp_path):
@@ -15,7 +15,7 @@ def test_sigkills_under_load_lose_nothing_and_order_nothing_twice(tmp_path):
                                    merchant_down_s=2, lease_s=2, workdir=tmp_path,
                                    hostile_live=300),
                        log=print)
-    why = f"seed {result['seed']} (python -m faults --seed {result['seed']}): {result}"
+    why = f"seed {result['seed']} (python -m devtools.faults --seed {result['seed']}): {result}"
     assert failures(result) == [], why
     assert result["kills"] >= 3 and result["mid_delivery_kills"] == 1, why
     assert result["acknowledged"] == result["sent"] == result["stored"], why

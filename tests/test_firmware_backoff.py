@@ -12,8 +12,8 @@ from sqlalchemy import select
 
 from backend.coap.server import OverloadPolicy
 from backend.storage.models import Device, Event
+from devtools.mpy import FIRMWARE, popen_script
 from tests.conftest import BackendThread, make_world
-from tests.mpy import FIRMWARE, popen_script
 
 RETRY_S = 2
 

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from tests.mpy import FIRMWARE, mpy_cross, run_snippet
+from devtools.mpy import FIRMWARE, mpy_cross, run_snippet
 
 SOURCES = sorted(FIRMWARE.rglob("*.py"))
 CORE = sorted((FIRMWARE / "replenish").glob("*.py"))

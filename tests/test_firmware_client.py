@@ -17,7 +17,7 @@ from aiocoap.numbers.codes import Code
 from backend import protocol
 from backend.protocol import Answer, Result
 from backend.runtime import bound_udp_port
-from tests.mpy import FIRMWARE, popen_script, run_snippet
+from devtools.mpy import FIRMWARE, popen_script, run_snippet
 
 PEER_WAIT_S = 10
 
@@ -92,7 +92,7 @@ def run_client(tmp_path, peer):
 
 
 def framed(mtype, mid, token=b"", **fields):
-    """A datagram with explicit type/mid/token (as tests/make_vectors.py builds them)."""
+    """A datagram with explicit type/mid/token (as devtools/make_vectors.py builds them)."""
     message = Message(**fields)
     message.mtype, message.mid, message.token = mtype, mid, token
     return message.encode()

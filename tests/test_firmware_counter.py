@@ -1,6 +1,6 @@
 """The persisted sequence counter, on MicroPython: numbers are never reused."""
 
-from tests.mpy import run_snippet
+from devtools.mpy import run_snippet
 
 PRELUDE = r"""
 from replenish.counter import SeqCounter, decode_record

@@ -3,8 +3,8 @@
 import shutil
 import subprocess
 
-from tests import firmware_lint
-from tests.mpy import FIRMWARE, ROOT
+from devtools import firmware_lint
+from devtools.mpy import FIRMWARE, ROOT
 
 
 def test_firmware_passes_lint(capsys):

@@ -2,10 +2,10 @@
 
 from sqlalchemy import select
 
-from backend import unix_device
 from backend.storage.models import Device, Event, Order
+from devtools import unix_device
+from devtools.mpy import FIRMWARE, popen_script
 from tests.conftest import BackendThread, make_world
-from tests.mpy import FIRMWARE, popen_script
 
 FAST_ACK_MS = 100
 

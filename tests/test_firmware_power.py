@@ -1,7 +1,7 @@
 """Power-aware cycle on MicroPython: what each wake does, backoff, and the measured figures."""
 
-from tests import firmware_bench
-from tests.mpy import run_snippet
+from devtools import firmware_bench
+from devtools.mpy import run_snippet
 
 
 def test_wake_actions_and_backoff(tmp_path):

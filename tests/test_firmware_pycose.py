@@ -1,11 +1,11 @@
 """Cross-check with pycose, an independent COSE implementation, on CPython."""
 
-from pycose.headers import KID, Algorithm
 from pycose.algorithms import HMAC256
+from pycose.headers import KID, Algorithm
 from pycose.keys import SymmetricKey
 from pycose.messages import Mac0Message
 
-from tests.mpy import run_snippet
+from devtools.mpy import run_snippet
 from tests.pycose_ref import decode_mac0
 
 KEY = bytes.fromhex("7f" * 16 + "c3" * 16)

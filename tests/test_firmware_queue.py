@@ -1,6 +1,6 @@
 """The offline queue on MicroPython: FIFO across restarts, drop policy, power cuts."""
 
-from tests.mpy import run_snippet
+from devtools.mpy import run_snippet
 from tests.test_firmware_counter import PRELUDE
 
 

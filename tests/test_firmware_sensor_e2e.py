@@ -5,7 +5,7 @@ import json
 from sqlalchemy import select
 
 from backend.storage.models import Device, Event
-from tests.mpy import FIRMWARE, popen_script
+from devtools.mpy import FIRMWARE, popen_script
 
 BOARD = {"model": "scale", "mcu": "esp32", "led": {"pin": 2, "active_high": True},
          "button": {"pin": 4, "active_low": True, "pull": "up", "rtc_wake": True,

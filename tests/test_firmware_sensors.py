@@ -1,6 +1,6 @@
 """HX711 driver, cycle counter and the sensor policy on MicroPython, on simulated silicon."""
 
-from tests.mpy import run_snippet
+from devtools.mpy import run_snippet
 
 SIM = r"""
 from hw.sim import Clock, Hx711 as SimHx711, Pin

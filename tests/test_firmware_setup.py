@@ -4,8 +4,8 @@ import http.client
 import json
 import urllib.parse
 
-from tests.net import free_tcp_port
-from tests.mpy import FIRMWARE, popen_script
+from devtools.mpy import FIRMWARE, popen_script
+from devtools.net import free_tcp_port
 
 KEY = bytes(range(32))
 SECRET = "7K3M-9QXZ"  # as printed on the label (Crockford base32, 8 symbols)

@@ -4,8 +4,8 @@ import hashlib
 import subprocess
 import sys
 
+from devtools.mpy import FIRMWARE, ROOT, run_snippet
 from provisioning.firmware_build import build_firmware, firmware_sources
-from tests.mpy import FIRMWARE, ROOT, run_snippet
 
 
 def test_build_is_deterministic_and_complete(tmp_path):

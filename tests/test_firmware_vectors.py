@@ -2,9 +2,9 @@
 
 import json
 
-from tests.mpy import ROOT, VECTORS, run_script, run_snippet
+from devtools.mpy import ROOT, VECTORS, run_script, run_snippet
 
-SCRIPT = ROOT / "tests" / "mpy_scripts" / "check_vectors.py"
+SCRIPT = ROOT / "devtools" / "mpy_scripts" / "check_vectors.py"
 
 
 def _vector_count():

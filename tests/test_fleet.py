@@ -14,8 +14,8 @@ from backend.fleet import offers as fleet
 from backend.fleet import releases
 from backend.orders.worker import OrderEngine
 from backend.storage.models import Device, DeviceStatus, DeviceUpdate, Notification, Release
+from devtools.mpy import FIRMWARE
 from tests.fleet_helpers import lines, make_fleet, publish, run_device
-from tests.mpy import FIRMWARE
 from tests.test_cli import REPLENISH, Cli
 
 # Two tiny modules are enough for offers and targeting (installing is test_ota's job).

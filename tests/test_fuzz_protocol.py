@@ -26,8 +26,8 @@ from backend.errors import MalformedEvent
 from backend.protocol import Event as WireEvent
 from backend.protocol import Kind
 from backend.storage.models import Event
-from bench import coapwire
-from faults import hostile
+from devtools.bench import coapwire
+from devtools.faults import hostile
 from tests.conftest import make_world
 from tests.test_bench_loadgen import fleet_of
 
@@ -135,7 +135,7 @@ def test_the_live_server_survives_hostile_input_and_stores_only_signed_events(
     # Still serving: the device's next press is answered and verifies.
     press = protocol.encode_event(device.key, device.kid,
                                   WireEvent(seq=5000, kind=Kind.PRESS, slot=0))
-    from tests.net import coap_post
+    from devtools.net import coap_post
 
     answer = coap_post(f"coap://127.0.0.1:{backend.coap_port}/ev", press)
     decoded = protocol.decode_answer(device.key, press[-32:], answer.payload)

@@ -12,9 +12,9 @@ from backend import protocol
 from backend.protocol import Event as WireEvent
 from backend.protocol import Kind, Result
 from backend.storage.models import Device, Event, Order, OrderTransition
-from bench import coapwire
+from devtools.bench import coapwire
+from devtools.net import coap_post, coap_post_all
 from tests.conftest import DATABASES
-from tests.net import coap_post, coap_post_all
 
 pytestmark = pytest.mark.parametrize("db_url", DATABASES, indirect=True)
 

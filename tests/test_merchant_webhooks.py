@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import select
 
 from backend.storage.models import MerchantCallback, Order
+from devtools.merchant_server import FakeMerchant, send_callback
+from devtools.net import coap_post
 from tests.engine_helpers import Backends, path_of, until
-from tests.merchant_server import FakeMerchant, send_callback
-from tests.net import coap_post
 from tests.test_ingest import answer_of, press
 
 SECRET = "merchant-shared-secret"

@@ -5,9 +5,9 @@ from sqlalchemy import select
 
 from backend.protocol import Result
 from backend.storage.models import Household, Order, OutboxItem, SimOrder
+from devtools.merchant_server import FakeMerchant
+from devtools.net import api, coap_post
 from tests.engine_helpers import Backends, notification_kinds, order_state, path_of, until
-from tests.merchant_server import FakeMerchant
-from tests.net import api, coap_post
 from tests.test_ingest import answer_of, press
 
 
@@ -150,7 +150,7 @@ def test_delivery_failure_ends_failed(backends):
 
 def test_unreachable_merchant_ends_failed_after_retries(backends, monkeypatch):
     from backend.orders import outbox
-    from tests.net import free_tcp_port
+    from devtools.net import free_tcp_port
 
     monkeypatch.setattr(outbox, "MAX_ATTEMPTS", 3)
     monkeypatch.setattr(outbox, "BASE_DELAY_S", 0.01)
@@ -210,7 +210,7 @@ def test_a_silent_device_is_reported_offline_once(backends):
 
 
 def test_the_firmware_shows_limit_reached_when_a_policy_blocks(backends):
-    from backend import unix_device
+    from devtools import unix_device
 
     backend, world = backends.start()
     set_household(backend, world, max_orders_per_day=1)

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from backend.fleet import offers as fleet
 from backend.fleet import releases
 from backend.storage.models import Device, DeviceStatus, DeviceUpdate, Release, ReleaseFile
+from devtools.mpy import FIRMWARE
 from tests.fleet_helpers import CorruptingRelay, lines, make_fleet, publish, run_device, variant
-from tests.mpy import FIRMWARE
 
 
 @pytest.fixture(scope="module")
@@ -194,8 +194,8 @@ def test_interrupted_download_resumes(backend, fleet1, v2_files):
     release = publish(fleet1, v2_files, "0.2.0", build=2)
     import os
 
+    from devtools.mpy import micropython_binary
     from tests.fleet_helpers import FAST_ACK_MS
-    from tests.mpy import micropython_binary
 
     # Power cut: the process is killed once three files are staged.
     proc = subprocess.Popen(

@@ -17,8 +17,8 @@ from backend.orders.worker import OrderEngine
 from backend.storage import db
 from backend.storage.db import utcnow
 from backend.storage.models import Notification, Order, OrderTransition, OutboxItem
+from devtools.merchant_server import FakeMerchant
 from tests.conftest import household_with_device
-from tests.merchant_server import FakeMerchant
 
 SECRET = "outbox-merchant"
 

@@ -19,8 +19,8 @@ from backend.protocol import Event as WireEvent
 from backend.protocol import Kind
 from backend.storage import db
 from backend.storage.models import Device, Event
+from devtools.net import coap_post_all, coap_post_each_from_own_port
 from tests.conftest import BackendThread, make_world
-from tests.net import coap_post_all, coap_post_each_from_own_port
 from tests.test_bench_group_commit import db_path, write_lock
 from tests.test_bench_loadgen import fleet_of
 

@@ -15,11 +15,11 @@ from sqlalchemy import select
 from backend.accounts import claim_codes
 from backend.storage import db
 from backend.storage.models import Batch, Device
+from devtools.system import program
+from devtools.unix_port import UnixPortDevice
 from provisioning.bundle import BundleError, build_bundle, verify_bundle
 from provisioning.flash import esptool_command
 from provisioning.labels import qr_matrix
-from provisioning.unix_port import UnixPortDevice
-from tests.system import program
 from tests.test_cli import Cli
 
 REPLENISH = Path(sys.executable).with_name("replenish")

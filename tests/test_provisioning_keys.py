@@ -17,8 +17,8 @@ from backend.accounts.keys import Keyring, create_kek_file, kek_id, previous_kek
 from backend.protocol import Event as WireEvent
 from backend.protocol import Kind, Result
 from backend.storage.models import Device
+from devtools.net import coap_post
 from tests.conftest import DATABASES, BackendThread, make_world
-from tests.net import coap_post
 
 ROOT = Path(__file__).resolve().parents[1]
 REPLENISH = Path(sys.executable).with_name("replenish")

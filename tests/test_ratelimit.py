@@ -25,7 +25,7 @@ from backend.protocol import Event as WireEvent
 from backend.protocol import Kind
 from backend.storage import db
 from backend.storage.models import Event
-from bench import coapwire
+from devtools.bench import coapwire
 from tests.conftest import BackendThread, make_world
 from tests.test_bench_loadgen import fleet_of
 

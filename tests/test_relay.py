@@ -1,5 +1,5 @@
 """Network faults between devices and the backend: a seeded lossy UDP relay
-(faults/relay.py) that drops, duplicates, delays and reorders datagrams both ways.
+(devtools/faults/relay.py) that drops, duplicates, delays and reorders datagrams both ways.
 
 - The real firmware on the MicroPython unix port presses through the relay; what the
   retransmission budget cannot deliver stays in its offline queue and goes out with
@@ -19,11 +19,11 @@ import pytest
 from sqlalchemy import func, select
 
 from backend.storage.models import Device, Event, Order
-from backend.unix_device import FIRMWARE_DIR, micropython_binary
-from bench import loadgen
-from bench.loadgen import Workload
-from faults.devices import KeepingLoadGenerator
-from faults.relay import Faults, LossyRelay
+from devtools.bench import loadgen
+from devtools.bench.loadgen import Workload
+from devtools.faults.devices import KeepingLoadGenerator
+from devtools.faults.relay import Faults, LossyRelay
+from devtools.unix_device import FIRMWARE_DIR, micropython_binary
 from tests.conftest import make_world
 from tests.test_bench_loadgen import fleet_of
 

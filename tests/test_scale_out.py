@@ -22,11 +22,12 @@ from pathlib import Path
 import aiocoap
 
 from backend import protocol
-from backend.protocol import Event as WireEvent, Kind, Result
-from bench.fleet import provision_fleet
-from bench.loadgen import Workload
+from backend.protocol import Event as WireEvent
+from backend.protocol import Kind, Result
+from devtools.bench.fleet import provision_fleet
+from devtools.bench.loadgen import Workload
+from devtools.net import coap_post_each_from_own_port
 from tests.engine_helpers import events_and_orders
-from tests.net import coap_post_each_from_own_port
 from tests.test_bench_loadgen import drive
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,15 +22,15 @@ from backend import protocol
 from backend.protocol import Event as WireEvent
 from backend.protocol import Kind
 from backend.storage.models import Order
-from bench.fleet import provision_fleet
-from bench.loadgen import Workload
-from faults.backend_proc import ROOT, BackendProcess
-from faults.crash import hold_window_zero
+from devtools.bench.fleet import provision_fleet
+from devtools.bench.loadgen import Workload
+from devtools.faults.backend_proc import ROOT, BackendProcess
+from devtools.faults.crash import hold_window_zero
+from devtools.merchant_server import FakeMerchant
+from devtools.net import api, coap_post_all
 from provisioning.batch import provision_batch
 from tests.conftest import BackendThread
 from tests.engine_helpers import until
-from tests.merchant_server import FakeMerchant
-from tests.net import api, coap_post_all
 from tests.test_bench_loadgen import drive
 
 SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -10,8 +10,8 @@ from backend.protocol import Event as WireEvent
 from backend.protocol import Kind, Result
 from backend.storage.db import utcnow
 from backend.storage.models import Device, Event, Order, Slot
+from devtools.net import api, coap_post
 from tests.engine_helpers import until
-from tests.net import api, coap_post
 from tests.test_ingest import answer_of, identity
 
 RATE_G_PER_DAY = 60.0

@@ -8,7 +8,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.net import coap_get
+from devtools.net import coap_get
 
 ROOT = Path(__file__).resolve().parents[1]
 

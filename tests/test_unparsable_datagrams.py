@@ -6,7 +6,7 @@ import socket
 
 import aiocoap
 
-from tests.net import coap_get
+from devtools.net import coap_get
 
 # CON GET, message id 0x1234, one Uri-Path option holding the bytes ff fe.
 NOT_UTF8_PATH = b"\x40\x01\x12\x34\xb2\xff\xfe"

@@ -18,7 +18,7 @@ VECTORS = json.loads((ROOT / "docs/vectors/protocol-v1.json").read_text())
 
 
 def test_vector_file_is_what_the_generator_makes():
-    fresh = subprocess.run([sys.executable, str(ROOT / "tests/make_vectors.py")],
+    fresh = subprocess.run([sys.executable, str(ROOT / "devtools/make_vectors.py")],
                            capture_output=True, text=True, check=True).stdout
     assert json.loads(fresh) == VECTORS
 

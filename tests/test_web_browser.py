@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from backend import unix_device
 from backend.protocol import Kind
 from backend.storage.db import utcnow
 from backend.storage.models import Device, Event, Order
+from devtools import unix_device
+from devtools.mpy import FIRMWARE, popen_script
+from devtools.system import program, unavailable
 from provisioning.batch import provision_batch
 from tests.conftest import BackendThread
-from tests.mpy import FIRMWARE, popen_script
-from tests.system import program, unavailable
 
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
 CHROMIUM_FLAGS = ["--disable-gpu", "--disable-background-networking",

@@ -19,9 +19,9 @@ from backend.protocol import Event as WireEvent
 from backend.protocol import Kind, Result
 from backend.storage import db
 from backend.storage.models import Order
+from devtools.net import coap_post
 from tests.conftest import make_world
 from tests.engine_helpers import events_and_orders
-from tests.net import coap_post
 from tests.test_bench_loadgen import fleet_of
 
 

@@ -1,4 +1,4 @@
-"""The tests' fake merchant (tests/merchant_server.py), plus two faults: it can be
+"""The tests' fake merchant (devtools/merchant_server.py), plus two faults: it can be
 down (its port closed: connection refused) and it can stall one delivery (hold the
 request open) so that the worker delivering it can be killed mid-delivery."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 from http.server import ThreadingHTTPServer
 
-from tests.merchant_server import FakeMerchant
+from devtools.merchant_server import FakeMerchant
 
 _STALL_MAX_S = 60.0
 

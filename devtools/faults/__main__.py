@@ -1,4 +1,4 @@
-"""`python -m faults` (`make faults`): the crash scenario, then hostile input; a table
+"""`python -m devtools.faults` (`make faults`): the crash scenario, then hostile input; a table
 and one JSON line. Exit status 1 when a guarantee did not hold."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from faults.crash import CrashConfig, run_crash
-from faults.relay import Faults
+from devtools.faults.crash import CrashConfig, run_crash
+from devtools.faults.relay import Faults
 
 TABLE = [("events sent", "sent"), ("acknowledged", "acknowledged"), ("stored", "stored"),
          ("orders created", "orders"), ("duplicates", "duplicates"), ("lost", "lost"),
@@ -59,14 +59,14 @@ def print_table(result: dict, out=sys.stdout) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m faults", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devtools.faults", description=__doc__)
     parser.add_argument("--devices", type=int, default=300)
     parser.add_argument("--rate", type=float, default=150.0, help="events per second")
     parser.add_argument("--duration", type=float, default=40.0, help="seconds of load")
     parser.add_argument("--kills", type=int, default=4)
     parser.add_argument("--merchant-down", type=float, default=6.0, help="seconds")
     parser.add_argument("--lease", type=float, default=5.0,
-                        help="outbox lease in seconds (faults/serve.py)")
+                        help="outbox lease in seconds (devtools/faults/serve.py)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--postgres", nargs="?", const="throwaway", metavar="URL",
                         help="PostgreSQL: a throwaway server, or the database at URL")
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
                          if args.relay else None, hostile_live=args.hostile)
     postgres = None
     if args.postgres == "throwaway":
-        from tests.postgres import PostgresServer
+        from devtools.postgres import PostgresServer
 
         postgres = PostgresServer()
         postgres.start()
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
         if postgres is not None:
             postgres.stop()
     if args.hostile:
-        from faults.hostile import run_hostile
+        from devtools.faults.hostile import run_hostile
 
         hostile = run_hostile(args.hostile, seed=result["seed"])
         # Inputs tried per decoder; live_server: sent at the backend during the load.

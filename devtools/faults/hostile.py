@@ -38,10 +38,10 @@ import aiocoap.error
 from backend import protocol
 from backend.errors import MalformedEvent
 from backend.protocol import Answer, Event, Kind, Result
-from bench import coapwire
+from devtools.bench import coapwire
 
-ROOT = Path(__file__).resolve().parents[1]
-FUZZ_SCRIPT = ROOT / "tests" / "mpy_scripts" / "fuzz_codecs.py"
+ROOT = Path(__file__).resolve().parents[2]
+FUZZ_SCRIPT = ROOT / "devtools" / "mpy_scripts" / "fuzz_codecs.py"
 MAX_INPUT_BYTES = 1400  # what one UDP datagram on Ethernet carries, about
 MPY_HEAP = "160K"  # an ESP32 has roughly this much heap free for the application
 _INTERESTING = [0x00, 0x01, 0x17, 0x18, 0x1b, 0x1f, 0x3b, 0x5b, 0x5f, 0x7b, 0x7f, 0x9b,
@@ -146,7 +146,7 @@ def run_backend(batch: list[bytes]) -> tuple[dict, list[str], dict]:
 def run_firmware(batch: list[bytes], timeout_s: float = 120) -> tuple[dict, list[str], dict]:
     """Every input through the firmware codecs in ONE MicroPython process (heap capped
     at MPY_HEAP); (counts, findings, memory figures)."""
-    from backend.unix_device import micropython_binary
+    from devtools.unix_device import micropython_binary
 
     with tempfile.NamedTemporaryFile("w", suffix=".hex", delete=False) as f:
         f.write("".join(data.hex() + "\n" for data in batch))

@@ -5,16 +5,16 @@ Prints CPU time per press excluding network waits, peak heap during a send
 offline (queue). Figures are from this host's MicroPython unix port; an ESP32 at
 240 MHz runs the same bytecode roughly 50-100x slower (docs/firmware.md).
 
-    python -m tests.firmware_bench [PRESSES]
+    python -m devtools.firmware_bench [PRESSES]
 """
 
 from __future__ import annotations
 
 import sys
 
-from tests.mpy import ROOT, run_script
+from devtools.mpy import ROOT, run_script
 
-SCRIPT = ROOT / "tests" / "mpy_scripts" / "bench_press.py"
+SCRIPT = ROOT / "devtools" / "mpy_scripts" / "bench_press.py"
 
 
 def measure(presses: int = 320, micropypath=None) -> dict[str, float]:

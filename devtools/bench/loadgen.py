@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from backend import protocol
 from backend.protocol import Event, Kind
-from bench import coapwire
+from devtools.bench import coapwire
 
 UNAVAILABLE = 163  # 5.03
 ACK_TIMEOUT = 2.0

@@ -1,4 +1,4 @@
-"""`python -m faults.serve run ...` is `python -m backend run ...` (the same CLI, the
+"""`python -m devtools.faults.serve run ...` is `python -m backend run ...` (the same CLI, the
 same code) with one constant changed: the outbox lease, from REPLENISH_FAULTS_LEASE_S.
 
 Why: a worker killed mid-delivery leaves its outbox item leased for

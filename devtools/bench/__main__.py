@@ -5,7 +5,7 @@ outstanding requests; a moderate fixed rate = half the bare server's saturation 
 in this run), the firmware's own figures on the MicroPython unix port, and a last line
 with `ratio_ingest_vs_bare`. Method and results: docs/performance.md.
 
-    python -m bench [--phase-s S] [--devices N] [--large N] [--no-postgres] [--no-large]
+    python -m devtools.bench [--phase-s S] [--devices N] [--large N] [--no-postgres] [--no-large]
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.fleet import provision_fleet
-from bench.loadgen import LoadGenerator, Workload, anonymous_devices
-from bench.server import ServerProcess
+from devtools.bench.fleet import provision_fleet
+from devtools.bench.loadgen import LoadGenerator, Workload, anonymous_devices
+from devtools.bench.server import ServerProcess
 
 SUCCESS = frozenset({65, 67, 68})  # 2.01 created, 2.03 suppressed, 2.04 recorded
 
@@ -98,13 +98,13 @@ async def measure(config: str, server: ServerProcess, workload: Workload, args,
 
 
 def firmware(args) -> None:
-    """Point 7: the firmware's CPU time per event and peak heap (tests/firmware_bench.py)."""
-    from tests import firmware_bench
+    """Point 7: the firmware's CPU time per event and peak heap (devtools/firmware_bench.py)."""
+    from devtools import firmware_bench
 
     variants = [("source", None)]
     if not args.no_mpy:
+        from devtools.mpy import ROOT
         from provisioning.firmware_build import build_firmware
-        from tests.mpy import ROOT
 
         out = ROOT / "build" / "bench-firmware"
         build_firmware(out)
@@ -238,11 +238,11 @@ async def _fixed_only(config, server, args, rate):
 
 async def postgres_configs(args, workdir: Path, fixed_rate: float) -> None:
     try:
-        from tests.postgres import PostgresServer
+        from devtools.postgres import PostgresServer
 
         server = PostgresServer()
         server.start()
-    except BaseException as err:  # tests.system.unavailable raises pytest's Skipped
+    except BaseException as err:  # devtools.system.unavailable raises pytest's Skipped
         if isinstance(err, KeyboardInterrupt):
             raise
         emit({"config": "ingest-postgresql", "skipped": f"PostgreSQL unavailable: {err}"})
@@ -262,7 +262,7 @@ def _cpus() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m devtools.bench", description=__doc__.split("\n")[0])
     p.add_argument("--phase-s", type=float, default=6.0, help="seconds per measured phase")
     p.add_argument("--warmup-s", type=float, default=1.0)
     p.add_argument("--drain-s", type=float, default=4.0,

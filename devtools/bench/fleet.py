@@ -17,7 +17,7 @@ from sqlalchemy import insert, select
 from backend.accounts.keys import Keyring
 from backend.storage import db
 from backend.storage.models import Batch, Device, Household, Slot
-from bench.loadgen import Device as LoadDevice
+from devtools.bench.loadgen import Device as LoadDevice
 
 PRODUCT = "DETERGENT-1L"  # in the catalogue from the migrations
 _CHUNK = 5000

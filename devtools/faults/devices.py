@@ -1,6 +1,6 @@
 """Simulated devices that behave like the firmware when answers do not come.
 
-bench.loadgen drops an event after its last retransmission (right for a benchmark).
+devtools.bench.loadgen drops an event after its last retransmission (right for a benchmark).
 A device does not: the event stays in its offline queue with its sequence number and
 is sent again later, the same bytes. `KeepingLoadGenerator` does that, and also keeps
 an event that was answered with an unauthenticated 5.03 (storage unavailable, e.g.
@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from bench import loadgen
-from bench.loadgen import UNAVAILABLE, LoadGenerator
+from devtools.bench import loadgen
+from devtools.bench.loadgen import UNAVAILABLE, LoadGenerator
 
 _WATCH_S = 0.5
 

@@ -1,6 +1,6 @@
 """Fault injection for Replenish, measured (`make faults`, docs/reliability.md).
 
-A top-level package, not `bench/`: bench/ measures speed and belongs to the
+A top-level package, not `devtools/bench/`: devtools/bench/ measures speed and belongs to the
 performance work; this package *reuses* bench's load generator and fleet provisioner
 but owns what it adds (a backend it can SIGKILL, a lossy UDP relay, hostile input), so
 neither side has to edit the other's modules.

@@ -1,8 +1,8 @@
 """The servers under test, each in its own process so its CPU time is its own.
 
-    python -m bench.server bare              (stock aiocoap, one resource doing nothing)
-    python -m bench.server bare-event-path   (the same with /ev's two aiocoap settings)
-    python -m bench.server ingest --db-url URL --data-dir DIR   (REPLENISH_KEK in env)
+    python -m devtools.bench.server bare              (stock aiocoap, one resource doing nothing)
+    python -m devtools.bench.server bare-event-path   (the same with /ev's two aiocoap settings)
+    python -m devtools.bench.server ingest --db-url URL --data-dir DIR   (REPLENISH_KEK in env)
 
 Prints one JSON line `{"port": N}` once it answers, then serves until stdin closes.
 `ServerProcess` starts one and reads its CPU time (all threads) from /proc.
@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _serve_bare(ready, event_path_settings: bool = False) -> None:
@@ -99,7 +99,7 @@ async def _stdin_closed() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.server")
+    parser = argparse.ArgumentParser(prog="python -m devtools.bench.server")
     parser.add_argument("kind", choices=["bare", "bare-event-path", "ingest"])
     parser.add_argument("--db-url")
     parser.add_argument("--data-dir", type=Path)
@@ -168,7 +168,7 @@ class ServerProcess:
                  kek_hex: str | None = None, log_path: Path | None = None,
                  log_level: str = "INFO", profile: Path | None = None, processes: int = 1,
                  default_gc: bool = False):
-        argv = [sys.executable, "-m", "bench.server", kind, "--log-level", log_level,
+        argv = [sys.executable, "-m", "devtools.bench.server", kind, "--log-level", log_level,
                 "--processes", str(processes)] + (["--default-gc"] if default_gc else [])
         if profile:
             argv += ["--profile", str(profile)]

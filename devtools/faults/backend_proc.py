@@ -12,13 +12,13 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 _LISTENING = re.compile(r"CoAP ingest listening on udp [\d.]+:(\d+)")
 _START_TIMEOUT_S = 60
 
 
 class BackendProcess:
-    """`python -m faults.serve run --role ingest --role engine` (faults/serve.py: the
+    """`python -m devtools.faults.serve run --role ingest --role engine` (devtools/faults/serve.py: the
     backend's own CLI); every line it logs is appended to `log_path`."""
 
     def __init__(self, env: dict, log_path: Path, roles=("ingest", "engine"),
@@ -33,7 +33,7 @@ class BackendProcess:
         self._reader: threading.Thread | None = None
 
     def start(self) -> None:
-        argv = [sys.executable, "-m", "faults.serve", *(["-v"] if self.verbose else []),
+        argv = [sys.executable, "-m", "devtools.faults.serve", *(["-v"] if self.verbose else []),
                 "run", "--coap-port", str(self.port)]
         for role in self.roles:
             argv += ["--role", role]

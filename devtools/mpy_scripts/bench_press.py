@@ -1,4 +1,4 @@
-"""Firmware figures per press on the MicroPython unix port (run by tests/firmware_bench.py).
+"""Firmware figures per press on the MicroPython unix port (run by devtools/firmware_bench.py).
 
 The real press path (Button -> Sender -> counter, queue, COSE, CoAP encode/decode,
 answer verification -> LED) runs against an in-process peer that answers each request
@@ -12,7 +12,7 @@ import gc
 import sys
 import time
 
-from replenish import coap, cose, protocol, cbor
+from replenish import cbor, coap, cose, protocol
 from replenish.button import Button
 from replenish.counter import SeqCounter
 from replenish.hmac_sha256 import HmacSha256

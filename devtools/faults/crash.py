@@ -40,13 +40,13 @@ from backend.protocol import Event as WireEvent
 from backend.protocol import Kind
 from backend.storage import db
 from backend.storage.models import Device, Event, Household, Order, OutboxItem
-from bench.fleet import provision_fleet
-from bench.loadgen import UNAVAILABLE, Request, Workload
-from faults.backend_proc import ROOT, BackendProcess
-from faults.devices import KeepingLoadGenerator
-from faults.hostile import LiveHostility
-from faults.merchant import FaultyMerchant
-from faults.relay import Faults, LossyRelay
+from devtools.bench.fleet import provision_fleet
+from devtools.bench.loadgen import UNAVAILABLE, Request, Workload
+from devtools.faults.backend_proc import ROOT, BackendProcess
+from devtools.faults.devices import KeepingLoadGenerator
+from devtools.faults.hostile import LiveHostility
+from devtools.faults.merchant import FaultyMerchant
+from devtools.faults.relay import Faults, LossyRelay
 
 CONFLICT = 137  # 4.09
 

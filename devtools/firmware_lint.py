@@ -6,7 +6,7 @@ refuses as MYPYPATH. So the files the distribution lists are linked into
 build/mpy-stubs and that folder is the MYPYPATH; micropython-stdlib-stubs is the
 typeshed (builtins as MicroPython has them). Exit status: mypy's (non-zero on errors).
 
-    python -m tests.firmware_lint [mypy options]
+    python -m devtools.firmware_lint [mypy options]
 """
 
 from __future__ import annotations

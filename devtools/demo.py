@@ -18,13 +18,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from backend import unix_device
 from backend.accounts import devices, households
 from backend.accounts.keys import load_keyring
 from backend.config import Settings, SimulatorSettings
 from backend.orders.lifecycle import OPEN_STATES, State
 from backend.storage import db
 from backend.storage.models import Order
+from devtools import unix_device
 from provisioning.batch import provision_batch
 
 PRODUCTS = [("DETERGENT-1L", 2), ("COFFEE-BEANS-1KG", 1), ("PAPER-TOWELS-6", 1)]

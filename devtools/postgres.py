@@ -10,8 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.system import program, unavailable
-from tests.net import free_tcp_port
+from devtools.net import free_tcp_port
+from devtools.system import program, unavailable
 
 _PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 
