@@ -1,8 +1,8 @@
 """Generate docs/vectors/protocol-v1.json from independent CPython libraries.
 
 CBOR comes from cbor2, HMAC from the standard library, CoAP framing from aiocoap;
-tests/test_vectors.py cross-checks the COSE vectors with pycose. The firmware's own
-MicroPython codecs are then held to these bytes (tests/test_firmware_vectors.py).
+tests/backend/test_vectors.py cross-checks the COSE vectors with pycose. The firmware's own
+MicroPython codecs are then held to these bytes (tests/firmware/test_vectors.py).
 
     python devtools/make_vectors.py > docs/vectors/protocol-v1.json
 """

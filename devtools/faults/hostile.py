@@ -18,7 +18,7 @@ load and being killed (`LiveHostility`, counted as `live_server`): the server mu
 send back fewer bytes than it got, and store nothing of it.
 
 Property-based tests with hypothesis over the same decoders (and the live server)
-are in tests/test_fuzz_*.py; this module is what `make faults` runs and counts.
+are in tests/backend/test_fuzz_protocol.py, tests/firmware/test_fuzz.py; this module is what `make faults` runs and counts.
 """
 
 from __future__ import annotations
