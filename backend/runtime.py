@@ -164,7 +164,7 @@ async def serve_forever(settings: Settings, roles: tuple[str, ...] = ROLES,
     await backend.start()
     extra = IngestSiblings(backend.coap_port, ingest_processes - 1)
     await extra.start()
-    tune_gc(loop)
+    tune_gc(loop, settings)
     try:
         await stopping.wait()
         log.info("stopping")

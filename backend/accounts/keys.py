@@ -204,12 +204,10 @@ def read_kek_files(path: Path) -> KekPair:
     return read_kek_file(path), previous
 
 
-def load_keyring(settings: Settings, create: bool = False,
-                 env: dict[str, str] | None = None) -> Keyring:
+def load_keyring(settings: Settings, create: bool = False) -> Keyring:
     """The keyring from REPLENISH_KEK (+ REPLENISH_KEK_PREVIOUS) or the KEK files."""
     if settings.kek_hex:
-        env = os.environ if env is None else env
-        previous_hex = env.get("REPLENISH_KEK_PREVIOUS", "")
+        previous_hex = settings.kek_previous_hex
         previous = _parse_hex(previous_hex, "REPLENISH_KEK_PREVIOUS") if previous_hex else None
         return Keyring(_parse_hex(settings.kek_hex, "REPLENISH_KEK"), previous)
     path = settings.kek_path

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from backend import protocol
 from backend.accounts.keys import Keyring
+from backend.config import DEFAULTS
 from backend.errors import ConfigError, MalformedEvent
 from backend.fleet import offers as fleet
 from backend.ingest import batch_sql
@@ -254,7 +255,9 @@ def decide(session: Session, keyring: Keyring, request: bytes,
 
 @dataclass(frozen=True)
 class IngestConfig:
-    low_battery_mv: int = 2300
+    """What `decide` needs of the settings."""
+
+    low_battery_mv: int = DEFAULTS.low_battery_mv
 
 
 def _watch_battery(session: Session, device: Device, config: IngestConfig) -> None:

@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
 
 from backend.accounts.keys import Keyring
+from backend.config import DEFAULTS
 from backend.ingest.decide import BatchLookups, IngestConfig, Reply, decide
 from backend.protocol import Result
 
@@ -122,7 +123,8 @@ def unavailable(message: str) -> Reply:
 class GroupCommitPipeline:
     """The writer as a thread of this process (REPLENISH_INGEST_WRITER=thread)."""
 
-    def __init__(self, sessions: sessionmaker, keyring: Keyring, max_batch: int = 64,
+    def __init__(self, sessions: sessionmaker, keyring: Keyring,
+                 max_batch: int = DEFAULTS.group_commit_max,
                  config: IngestConfig | None = None):
         self._writer = BatchWriter(sessions, keyring, config)
         self._max_batch = max_batch

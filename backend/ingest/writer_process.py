@@ -28,7 +28,7 @@ import os
 import signal
 from multiprocessing.connection import Connection
 
-from backend.config import Settings
+from backend.config import DEFAULTS, Settings
 from backend.gc_tuning import tune_gc
 from backend.ingest.decide import IngestConfig, Reply
 from backend.ingest.pipeline import BatchWriter, unavailable
@@ -52,7 +52,7 @@ class ProcessPipeline:
     """Same interface as `GroupCommitPipeline`: `start()` inside the running event
     loop, `await submit(request)`, `stop()`."""
 
-    def __init__(self, settings: Settings, max_batch: int = 64,
+    def __init__(self, settings: Settings, max_batch: int = DEFAULTS.group_commit_max,
                  config: IngestConfig | None = None):
         self._settings = settings
         self._config = config or IngestConfig()
@@ -196,7 +196,7 @@ def _child_main(conn: Connection, settings: Settings, config: IngestConfig,
     engine = make_engine(settings.db_url)
     writer = BatchWriter(make_sessionmaker(engine, writer=True), load_keyring(settings),
                          config)
-    tune_gc()
+    tune_gc(settings=settings)
     try:
         while True:
             try:

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from backend.config import DEFAULTS
 from backend.storage.db import utcnow
 from backend.storage.models import OutboxItem
 
@@ -26,7 +27,6 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 BASE_DELAY_S = 1.0
 MAX_DELAY_S = 300.0
-LEASE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,10 @@ def due_query(now: datetime):
                                        OutboxItem.next_attempt_at <= now, _unleased(now))
 
 
-def claim(session: Session, worker: str, limit: int = 10,
-          now: datetime | None = None) -> list[Claimed]:
-    """Lease up to `limit` due items to `worker` (commit the session to publish it)."""
+def claim(session: Session, worker: str, limit: int = 10, now: datetime | None = None,
+          lease_s: float = DEFAULTS.outbox_lease_s) -> list[Claimed]:
+    """Lease up to `limit` due items to `worker` for `lease_s` (commit the session to
+    publish it)."""
     now = now or utcnow()
     due = _unleased(now)
     ids = session.scalars(
@@ -73,7 +74,7 @@ def claim(session: Session, worker: str, limit: int = 10,
         taken = session.execute(
             update(OutboxItem)
             .where(OutboxItem.id == item_id, OutboxItem.status == "pending", due)
-            .values(locked_by=worker, locked_until=now + timedelta(seconds=LEASE_S),
+            .values(locked_by=worker, locked_until=now + timedelta(seconds=lease_s),
                     attempts=OutboxItem.attempts + 1)
             .execution_options(synchronize_session=False)
         ).rowcount

@@ -58,7 +58,7 @@ class OrderEngine:
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        while not self._stop.wait(self._settings.engine_poll_s):
+        while not self._stop.wait(self._settings.worker_poll_s):
             try:
                 self.run_once()
             except Exception:  # the next round retries; nothing is lost
@@ -132,7 +132,8 @@ class OrderEngine:
 
     def deliver_outbox(self, limit: int = 20) -> int:
         with self._sessions() as session, session.begin():
-            claimed = outbox.claim(session, self.name, limit)
+            claimed = outbox.claim(session, self.name, limit,
+                                   lease_s=self._settings.outbox_lease_s)
         for item in claimed:
             try:
                 self._deliver(item)

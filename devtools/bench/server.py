@@ -59,8 +59,8 @@ async def _serve_ingest(ready, db_url: str, data_dir: Path, tune: bool,
     settings = Settings.from_env().with_(
         data_dir=data_dir, database_url=db_url, coap_host="127.0.0.1", coap_port=0,
         http_host="127.0.0.1", http_port=0)
-    if not tune:  # the writer process too (it reads this when the fork server starts)
-        os.environ["REPLENISH_GC_THRESHOLDS"] = "700,10,10"
+    if not tune:  # CPython's defaults, in the writer process too
+        settings = settings.with_(gc_thresholds=(700, 10, 10))
     backend = Backend(settings)
     await backend.start()
     # More ingest-only processes on the same port, as `replenish run --ingest-processes`.
@@ -70,7 +70,7 @@ async def _serve_ingest(ready, db_url: str, data_dir: Path, tune: bool,
     await siblings.start()
     await _until_bound(backend.coap_port, processes)
     if tune:
-        tune_gc(asyncio.get_running_loop())
+        tune_gc(asyncio.get_running_loop(), settings)
     ready(backend.coap_port)
     try:
         await _stdin_closed()

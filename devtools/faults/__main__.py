@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     parser.add_argument("--kills", type=int, default=4)
     parser.add_argument("--merchant-down", type=float, default=6.0, help="seconds")
     parser.add_argument("--lease", type=float, default=5.0,
-                        help="outbox lease in seconds (devtools/faults/serve.py)")
+                        help="outbox lease in seconds (REPLENISH_OUTBOX_LEASE_S)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--postgres", nargs="?", const="throwaway", metavar="URL",
                         help="PostgreSQL: a throwaway server, or the database at URL")

@@ -18,8 +18,9 @@ _START_TIMEOUT_S = 60
 
 
 class BackendProcess:
-    """`python -m devtools.faults.serve run --role ingest --role engine` (devtools/faults/serve.py: the
-    backend's own CLI); every line it logs is appended to `log_path`."""
+    """`python -m backend run --role ingest --role engine` (the backend's own CLI; the
+    scenario shortens the outbox lease with REPLENISH_OUTBOX_LEASE_S); every line it logs
+    is appended to `log_path`."""
 
     def __init__(self, env: dict, log_path: Path, roles=("ingest", "engine"),
                  verbose: bool = False):
@@ -33,7 +34,7 @@ class BackendProcess:
         self._reader: threading.Thread | None = None
 
     def start(self) -> None:
-        argv = [sys.executable, "-m", "devtools.faults.serve", *(["-v"] if self.verbose else []),
+        argv = [sys.executable, "-m", "backend", *(["-v"] if self.verbose else []),
                 "run", "--coap-port", str(self.port)]
         for role in self.roles:
             argv += ["--role", role]

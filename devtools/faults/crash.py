@@ -115,7 +115,7 @@ def _run(config: CrashConfig, rng: random.Random, workdir: Path, db_url: str, lo
     env = {**os.environ, "DATABASE_URL": db_url, "REPLENISH_KEK": kek.hex(),
            "REPLENISH_DATA_DIR": str(workdir), "REPLENISH_COAP_HOST": "127.0.0.1",
            "REPLENISH_MERCHANT_URL": merchant.url, "REPLENISH_MERCHANT_SECRET": secret,
-           "REPLENISH_ENGINE_POLL_S": "0.2", "REPLENISH_FAULTS_LEASE_S": str(config.lease_s),
+           "REPLENISH_WORKER_POLL_S": "0.2", "REPLENISH_OUTBOX_LEASE_S": str(config.lease_s),
            "PYTHONPATH": str(ROOT)}
     backend = BackendProcess(env, workdir / "backend.log")
     tally = Tally()

@@ -1,4 +1,4 @@
-"""`make faults` in short: the real backend (`python -m backend run` via devtools/faults/serve.py)
+"""`make faults` in short: the real backend (`python -m backend run`)
 under steady load from 40 devices, SIGKILLed three times (once while the order engine
 waits on the merchant, mid-delivery), the merchant down for a while. Nothing
 acknowledged is lost, no order exists twice, a resent event gets the same answer, the
