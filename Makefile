@@ -29,7 +29,7 @@ test: $(INSTALLED) lint firmware
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 demo: $(INSTALLED)
-	$(BIN)/replenish demo
+	$(BIN)/python -m devtools.demo $(DEMO_ARGS)
 
 # Firmware: the deployable tree (every module through mpy-cross) in $(FIRMWARE_OUT).
 FIRMWARE_OUT ?= build/firmware

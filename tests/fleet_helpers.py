@@ -13,9 +13,9 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from backend.accounts import devices, households
-from backend.fleet import releases
 from backend.runtime import Backend
 from devtools.mpy import FIRMWARE, micropython_binary
+from provisioning import releases
 from provisioning.batch import ProvisionedDevice, provision_batch
 
 FAST_ACK_MS = 300

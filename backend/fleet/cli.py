@@ -1,62 +1,19 @@
-"""`replenish release ...`: sign, publish and steer firmware rollouts (docs/fleet.md)."""
+"""`replenish release pause|resume|status` and `replenish fleet`: steer rollouts and see
+the devices (docs/fleet.md). Building and signing a release is the manufacturer's
+(`replenish release keygen|publish`, provisioning/cli.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import click
 
 from backend.config import Settings
 from backend.fleet import releases
 from backend.storage.db import transaction
-from provisioning.firmware_build import FIRMWARE_DIR
 
 
 @click.group()
 def release():
     """Firmware releases: signed, staged over-the-air updates."""
-
-
-@release.command()
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Where to write the private signing key (PEM, owner-only). Keep it "
-              "off the server.")
-def keygen(out):
-    """Create the manufacturer's Ed25519 release key; prints the public key for
-    `replenish provision batch --release-key`."""
-    click.echo(f"public key {releases.generate_key(out)}\nprivate key in {out}")
-
-
-@release.command()
-@click.option("--model", required=True)
-@click.option("--version", "version", required=True, help="What devices report, e.g. 0.2.0.")
-@click.option("--signing-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              required=True)
-@click.option("--build", type=click.IntRange(1), help="Build number (default: newest + 1); "
-              "devices install only builds newer than the one they run.")
-@click.option("--firmware-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              default=FIRMWARE_DIR, show_default=True)
-@click.option("--batch", help="Only devices of this batch.")
-@click.option("--percent", type=click.IntRange(0, 100), default=100, show_default=True,
-              help="Share of the targeted devices (fixed per device).")
-@click.option("--max-failures", type=click.IntRange(1), default=3, show_default=True,
-              help="Pause the rollout when this many devices roll back or refuse it.")
-@click.option("--min-battery-mv", type=click.IntRange(0), default=2600, show_default=True)
-@click.option("--unix", is_flag=True, help="Include the unix-port hardware layer "
-              "(fleet simulation on the MicroPython unix port).")
-@click.pass_obj
-def publish(settings: Settings, model, version, signing_key, build, firmware_dir, batch,
-            percent, max_failures, min_battery_mv, unix):
-    """Compile, sign and publish a release; it is offered from the next heartbeat."""
-    key = releases.load_key(signing_key)
-    files = releases.build_files(firmware_dir, unix=unix)
-    with transaction(settings.db_url) as session:
-        done = releases.publish(session, key, model=model, version=version, files=files,
-                                build=build, batch=batch, percent=percent,
-                                max_failures=max_failures, min_battery_mv=min_battery_mv)
-    click.echo(f"release {done.id}: {done.model} {done.version} build {done.build}, "
-               f"{done.files} files, {done.size} bytes, to {percent}% "
-               f"{'of batch ' + batch if batch else 'of the fleet'}")
 
 
 @release.command()

@@ -193,3 +193,25 @@ def test_household_settings_and_sensor_slots_from_the_command_line(cli, tmp_path
     assert "multiple open orders allowed" in done.stdout
     bad = cli("household", "settings", str(household), "--hold-window", "-1", ok=False)
     assert bad.returncode == 2 and "Invalid value" in bad.stderr
+
+
+def test_a_server_without_the_manufacturer_extra_runs_and_says_what_to_install(tmp_path):
+    """The server never imports provisioning: with a manufacturer tool missing (here
+    segno, hidden from imports), `replenish` still loads, keeps the server's release
+    commands, and `replenish provision` names the extra to install."""
+    hidden = "import sys; sys.modules['segno'] = None; from backend.cli import main; main()"
+    env = Cli(tmp_path).env
+
+    def replenish(*args):
+        return subprocess.run([sys.executable, "-c", hidden, *args], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=60)
+
+    refused = replenish("provision", "batch", "--model", "button", "--count", "1")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "pip install 'replenish[manufacturer]'" in refused.stderr
+    assert "missing segno" in refused.stderr
+    release = replenish("release", "--help")
+    assert release.returncode == 0
+    assert {"pause", "resume", "status"} <= set(re.findall(r"^  (\w+)", release.stdout, re.M))
+    assert "publish" not in release.stdout
+    assert replenish("db", "upgrade").returncode == 0

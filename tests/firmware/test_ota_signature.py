@@ -11,8 +11,8 @@ import secrets
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from backend.fleet import releases
 from devtools.mpy import run_snippet
+from provisioning import releases
 
 RFC8032 = [  # section 7.1, tests 1-3: (public key, message, signature)
     ("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a", "",

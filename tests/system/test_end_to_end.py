@@ -73,7 +73,7 @@ def test_firmware_with_no_backend_shows_error(tmp_path, world, backend):
 
 
 def test_make_demo_command_delivers_one_order_per_button():
-    done = subprocess.run([sys.executable, "-m", "backend.cli", "demo", "--presses", "3"],
+    done = subprocess.run([sys.executable, "-m", "devtools.demo", "--presses", "3"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "OK: 3 buttons, 3 orders, all delivered." in done.stdout

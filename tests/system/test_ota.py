@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from backend.fleet import offers as fleet
-from backend.fleet import releases
 from backend.storage.models import Device, DeviceStatus, DeviceUpdate, Release, ReleaseFile
 from devtools.mpy import FIRMWARE
+from provisioning import releases
 from tests.fleet_helpers import CorruptingRelay, lines, make_fleet, publish, run_device, variant
 
 

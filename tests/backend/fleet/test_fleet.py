@@ -15,6 +15,7 @@ from backend.fleet import releases
 from backend.orders.worker import OrderEngine
 from backend.storage.models import Device, DeviceStatus, DeviceUpdate, Notification, Release
 from devtools.mpy import FIRMWARE
+from provisioning import releases as release_signing
 from tests.backend.test_cli import REPLENISH, Cli
 from tests.fleet_helpers import lines, make_fleet, publish, run_device
 
@@ -170,7 +171,7 @@ def test_stored_manifest_verifies_under_the_public_key(backend, tmp_path):
     release_id = publish(made, TINY, "0.2.0", build=2)
     with backend.sessions() as session:
         envelope = session.get(Release, release_id).manifest
-    manifest = releases.verify_envelope(bytes.fromhex(releases.public_key_hex(made.key)),
+    manifest = release_signing.verify_envelope(bytes.fromhex(release_signing.public_key_hex(made.key)),
                                         envelope)
     assert manifest[1] == "button" and manifest[3] == 2
     assert [entry[0] for entry in manifest[4]] == sorted(TINY)
