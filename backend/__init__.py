@@ -1,1 +1,1 @@
-"""Replenish backend: CoAP ingest, order engine, fulfillment and web app."""
+"""Replenish backend: CoAP ingest, order worker, fulfillment and web app."""

@@ -36,7 +36,7 @@ class _Group(click.Group):
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.pass_context
 def main(ctx, verbose):
-    """Replenish: auto-reorder buttons and sensors, CoAP ingest, order engine."""
+    """Replenish: auto-reorder buttons and sensors, CoAP ingest, order worker."""
     _setup_logging(verbose)
     ctx.obj = Settings.from_env()
 
@@ -44,21 +44,22 @@ def main(ctx, verbose):
 @main.command()
 @click.option("--coap-port", type=int, help="UDP port for CoAP (default 5683).")
 @click.option("--http-port", type=int, help="TCP port for the web app (default 8000).")
-@click.option("--role", "roles", multiple=True, type=click.Choice(["ingest", "web", "engine"]),
-              help="Run only these parts (repeatable; default all three). "
-                   "See docs/deployment.md.")
+@click.option("--role", "roles", multiple=True,
+              type=click.Choice(["ingest", "web", "worker", "engine"]),
+              help="Run only these parts (repeatable; default all three; `engine` is the "
+                   "old name of `worker`). See docs/deployment.md.")
 @click.option("--ingest-processes", type=click.IntRange(1, 64), default=1, show_default=True,
               help="CoAP ingest processes sharing the port (SO_REUSEPORT).")
 @click.pass_obj
 def run(settings: Settings, coap_port, http_port, roles, ingest_processes):
-    """Start the backend: CoAP ingest, order engine (fulfillment) and web app."""
+    """Start the backend: CoAP ingest, order worker (fulfillment) and web app."""
     from backend.runtime import ROLES, serve_forever
 
     if coap_port is not None:  # 0 = any free port
         settings = settings.with_(coap_port=coap_port)
     if http_port is not None:
         settings = settings.with_(http_port=http_port)
-    roles = tuple(roles) or ROLES
+    roles = tuple(dict.fromkeys("worker" if r == "engine" else r for r in roles)) or ROLES
     if ingest_processes > 1 and "ingest" not in roles:
         raise click.UsageError("--ingest-processes needs the ingest role")
     with contextlib.suppress(KeyboardInterrupt):

@@ -7,9 +7,9 @@ MicroPython codec; both are checked against docs/vectors/protocol-v1.json.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import cbor2
@@ -94,22 +94,27 @@ class Result(enum.IntEnum):
         return _OUTCOMES[self]
 
 
+# One vocabulary from the server to the LED: the outcome table of docs/protocol.md
+# (tests/backend/test_outcomes.py).
 _OUTCOMES = {
-    Result.CREATED: "order created",
-    Result.VALID: "duplicate suppressed",
-    Result.CHANGED: "recorded, no order",
+    Result.CREATED: "ordered",
+    Result.VALID: "already_ordered",
+    Result.CHANGED: "recorded",
     Result.BAD_REQUEST: "malformed",
-    Result.UNAUTHORIZED: "bad MAC or unknown device",
-    Result.FORBIDDEN: "revoked or unclaimed",
-    Result.CONFLICT: "stale sequence number",
-    Result.TOO_LARGE: "too large",
-    Result.UNSUPPORTED_FORMAT: "unsupported content-format",
-    Result.UNAVAILABLE: "service unavailable",
+    Result.UNAUTHORIZED: "unauthorized",
+    Result.FORBIDDEN: "not_claimed",
+    Result.CONFLICT: "stale",
+    Result.TOO_LARGE: "too_large",
+    Result.UNSUPPORTED_FORMAT: "unsupported_format",
+    Result.UNAVAILABLE: "unavailable",
 }
 
 
 @dataclass(frozen=True)
-class Event:
+class WireEvent:
+    """An event as the device sent it (decoded from the COSE payload). What the server
+    keeps of it is a row of `backend.storage.models.Event`."""
+
     seq: int
     kind: Kind
     slot: int
@@ -196,7 +201,7 @@ def _mac0(key: bytes, unprotected: dict, payload: bytes, external_aad: bytes) ->
     )
 
 
-def encode_event(key: bytes, device_id: bytes, event: Event) -> bytes:
+def encode_event(key: bytes, device_id: bytes, event: WireEvent) -> bytes:
     """Sign an event as a device would (used by tests, vectors and the load generator)."""
     payload = cbor2.dumps(event.to_map(), canonical=True)
     return _mac0(key, {_HDR_KID: device_id}, payload, b"")
@@ -250,7 +255,7 @@ def _uint(fields: dict, key: EventKey, required: bool) -> int | None:
     return value
 
 
-def decode_event(payload: bytes) -> Event:
+def decode_event(payload: bytes) -> WireEvent:
     """Decode an authenticated event map. Raises MalformedEvent with a reason."""
     fields = _loads(payload, "event payload")
     if not isinstance(fields, Mapping):
@@ -267,7 +272,7 @@ def decode_event(payload: bytes) -> Event:
     if rssi is not None and (isinstance(rssi, bool) or not isinstance(rssi, int)
                              or not -200 <= rssi <= 0):
         raise MalformedEvent("rssi must be an integer from -200 to 0 (dBm)")
-    event = Event(
+    event = WireEvent(
         seq=_uint(fields, EventKey.SEQ, True),
         kind=kind,
         slot=_uint(fields, EventKey.SLOT, True),

@@ -21,23 +21,23 @@ from backend.config import Settings
 from backend.errors import ConfigError
 from backend.gc_tuning import tune_gc
 from backend.ingest.decide import IngestConfig
-from backend.ingest.pipeline import GroupCommitPipeline
+from backend.ingest.pipeline import GroupCommitPipeline, Pipeline
 from backend.ingest.writer_process import ProcessPipeline
-from backend.orders.worker import OrderEngine
+from backend.orders.worker import OrderWorker
 from backend.storage.db import make_engine, make_sessionmaker
 from backend.web import create_app
 
 log = logging.getLogger(__name__)
 
 
-ROLES = ("ingest", "web", "engine")
+ROLES = ("ingest", "web", "worker")
 
 
 class Backend:
     """One process worth of backend. `await start()`, then `await stop()`.
 
     `roles` picks what this process runs: the CoAP ingest, the web app, the order
-    engine (holds, outbox, simulator). Every role keeps its state in the database, so
+    worker (holds, outbox, simulator). Every role keeps its state in the database, so
     any number of processes can run any roles against one database (docs/deployment.md).
     """
 
@@ -53,7 +53,7 @@ class Backend:
         self.writer_sessions = make_sessionmaker(self.engine, writer=True)
         self.keyring = load_keyring(settings, create=create_kek)
         self.pipeline = _pipeline(settings, self.writer_sessions, self.keyring)
-        self.engine_worker = OrderEngine(self.writer_sessions, settings, readers=self.sessions)
+        self.order_worker = OrderWorker(self.writer_sessions, settings, readers=self.sessions)
         self._coap: aiocoap.Context | None = None
         self.overload: OverloadGuard | None = None
         self.unparsable: QuietUnparsable | None = None
@@ -67,10 +67,10 @@ class Backend:
             await self._start_ingest()
         if "web" in self.roles:
             self._start_web()
-        if "engine" in self.roles:
-            self.engine_worker.start()
+        if "worker" in self.roles:
+            self.order_worker.start()
             merchant = self.settings.merchant_url or "none (built-in simulator)"
-            log.info("order engine running; merchant webhook: %s; simulator: one stage "
+            log.info("order worker running; merchant webhook: %s; simulator: one stage "
                      "every %.1f s", merchant, self.settings.simulator.step_s)
 
     async def _start_ingest(self) -> None:
@@ -108,8 +108,8 @@ class Backend:
             await self._coap.shutdown()
         if self._http is not None:
             self._stop_http()
-        if "engine" in self.roles:
-            self.engine_worker.stop()
+        if "worker" in self.roles:
+            self.order_worker.stop()
         if "ingest" in self.roles:
             self.pipeline.stop()
         self.engine.dispose()
@@ -124,7 +124,7 @@ class Backend:
         self._http = None
 
 
-def _pipeline(settings: Settings, sessions, keyring):
+def _pipeline(settings: Settings, sessions, keyring) -> Pipeline:
     config = IngestConfig(low_battery_mv=settings.low_battery_mv)
     if settings.ingest_writer == "thread":
         return GroupCommitPipeline(sessions, keyring, settings.group_commit_max, config)

@@ -18,7 +18,7 @@ from aiocoap.numbers.codes import Code
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backend import protocol  # noqa: E402
-from backend.protocol import Answer, Event, Kind, Result  # noqa: E402
+from backend.protocol import Answer, Kind, Result, WireEvent  # noqa: E402
 
 KEY_A = bytes(range(32))
 KEY_B = bytes.fromhex("a5" * 32)
@@ -51,15 +51,15 @@ CBOR_VALUES = [
 ]
 
 EVENTS = [
-    ("press slot 0", KEY_A, DEVICE_A, Event(seq=1, kind=Kind.PRESS, slot=0)),
+    ("press slot 0", KEY_A, DEVICE_A, WireEvent(seq=1, kind=Kind.PRESS, slot=0)),
     ("press with qty and battery", KEY_A, DEVICE_A,
-     Event(seq=33, kind=Kind.PRESS, slot=2, qty=3, battery_mv=2980)),
-    ("level report", KEY_B, DEVICE_B, Event(seq=70000, kind=Kind.LEVEL, slot=0, remaining=1234)),
+     WireEvent(seq=33, kind=Kind.PRESS, slot=2, qty=3, battery_mv=2980)),
+    ("level report", KEY_B, DEVICE_B, WireEvent(seq=70000, kind=Kind.LEVEL, slot=0, remaining=1234)),
     ("status heartbeat", KEY_B, DEVICE_B,
-     Event(seq=4294967296, kind=Kind.STATUS, slot=0, battery_mv=3300, fw="1.0.0")),
-    ("boot", KEY_A, DEVICE_A, Event(seq=2, kind=Kind.BOOT, slot=0, fw="1.0.0")),
+     WireEvent(seq=4294967296, kind=Kind.STATUS, slot=0, battery_mv=3300, fw="1.0.0")),
+    ("boot", KEY_A, DEVICE_A, WireEvent(seq=2, kind=Kind.BOOT, slot=0, fw="1.0.0")),
     ("fleet heartbeat with an update report", KEY_B, DEVICE_B,
-     Event(seq=77, kind=Kind.STATUS, slot=0, battery_mv=2710, fw="0.2.0", dropped=2,
+     WireEvent(seq=77, kind=Kind.STATUS, slot=0, battery_mv=2710, fw="0.2.0", dropped=2,
            rssi=-67, queued=1, wakes=1234, ota=1, release=7)),
 ]
 

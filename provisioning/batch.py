@@ -42,9 +42,6 @@ class ProvisionedDevice:
     bundle_dir: Path
     setup_secret: str = ""
 
-    def claim_url(self, base: str = DEFAULT_CLAIM_URL_BASE) -> str:
-        return base + self.claim_code
-
 
 def _write_private(path: Path, text: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -13,7 +13,7 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from backend.accounts import devices
+from backend.accounts import devices, tokens
 from backend.accounts import users as accounts
 from backend.accounts.keys import load_keyring
 from backend.config import Settings
@@ -64,7 +64,7 @@ def _party(session, made, name: str) -> Party:
     user = accounts.register(session, email, PASSWORD, name)
     household = session.get(Household, user.household_id)
     household.max_orders_per_day = None
-    party = Party(email, accounts.issue_user_token(session, user), household.id)
+    party = Party(email, tokens.issue_for_user(session, user), household.id)
     now = db.utcnow()
     for provisioned in made:
         device = devices.claim(session, household, provisioned.claim_code)
@@ -115,7 +115,7 @@ def populate(app: Flask, sessions: sessionmaker, writer: sessionmaker, keyring,
         stranger = _party(session, [], "Strangers")
         operator = accounts.create_operator(session, f"ops-{secrets.token_hex(3)}@example.org",
                                             PASSWORD)
-        operator_token = accounts.issue_user_token(session, operator)
+        operator_token = tokens.issue_for_user(session, operator)
         batch_id = session.scalar(select(Device.batch_id).where(
             Device.device_id == made[0].device_id))
     return ApiWorld(app, sessions, app.config["SETTINGS"], owner, other, stranger,

@@ -105,3 +105,15 @@ def test_every_backend_folder_is_a_row_of_the_layer_table():
     folders = {p.name for p in (ROOT / "backend").iterdir()
                if p.is_dir() and (p / "__init__.py").exists()}
     assert rows == folders
+
+
+def test_the_readme_layout_lists_every_top_level_folder():
+    import subprocess
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    folders = {path.split("/")[0] for path in tracked if "/" in path}
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):].split("\n## ")[0]
+    listed = set(re.findall(r"^\| `([.\w]+)/` \|", layout, re.M))
+    assert listed == folders

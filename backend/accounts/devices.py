@@ -66,12 +66,6 @@ def configure_slot(session: Session, device: Device, index: int, product_sku: st
     return slot
 
 
-def list_for(session: Session, household: Household) -> list[Device]:
-    return list(session.scalars(
-        select(Device).where(Device.household_id == household.id).order_by(Device.id)
-    ))
-
-
 def find(session: Session, device_ref: str) -> Device:
     """A device by its id (16 hex digits) or its serial, for manufacturer commands."""
     device = session.scalars(

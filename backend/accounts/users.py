@@ -30,10 +30,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from backend.accounts import devices
-from backend.accounts.households import _token_hash
 from backend.errors import Conflict, Locked, ReplenishError, Unauthorized
 from backend.storage.db import utcnow
-from backend.storage.models import ApiToken, AuthThrottle, Device, Household, User
+from backend.storage.models import AuthThrottle, Device, Household, User
 
 log = logging.getLogger(__name__)
 
@@ -157,15 +156,6 @@ def _dummy() -> str:
     if _dummy_hash is None:
         _dummy_hash = hash_password(secrets.token_urlsafe(16))
     return _dummy_hash
-
-
-def issue_user_token(session: Session, user: User) -> str:
-    """A new bearer token for the JSON API; only its SHA-256 is stored. Shown once."""
-    token = "rp_" + secrets.token_urlsafe(32)
-    session.add(ApiToken(user_id=user.id, household_id=user.household_id,
-                         token_sha256=_token_hash(token)))
-    session.flush()
-    return token
 
 
 def claim_device(session: Session, household: Household, code: str) -> Device:

@@ -28,6 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from backend.accounts.keys import Keyring
+from backend.coap.refusals import Refusal
 from backend.errors import ConfigError
 from backend.storage.models import Device, Release, ReleaseFile
 
@@ -45,12 +46,6 @@ _CONTENT_CACHE_BYTES = 8 << 20
 def fetch_token(key: bytes, release_id: int) -> str:
     """What a device puts in t=: HMAC-SHA-256(key, "replenish-fw:<id>"), 16 bytes, hex."""
     return hmac.new(key, f"replenish-fw:{release_id}".encode(), hashlib.sha256).digest()[:16].hex()
-
-
-class _Refusal(Exception):
-    def __init__(self, code: Code, text: str):
-        super().__init__(text)
-        self.code = code
 
 
 def _reader(sessions: sessionmaker) -> sessionmaker:
@@ -81,24 +76,22 @@ class FirmwareResource(resource.Resource, resource.PathCapable):
         query = dict(q.split("=", 1) for q in request.opt.uri_query if "=" in q)
         try:
             if not path or not path[0].isdigit():
-                raise _Refusal(Code.NOT_FOUND, "no such release")
+                raise Refusal(Code.NOT_FOUND, "no such release")
             release_id = int(path[0])
             rel = "/".join(path[1:])
             data = await asyncio.to_thread(self._load, release_id, rel,
                                            query.get("d", ""), query.get("t", ""))
-        except _Refusal as refusal:
+        except Refusal as refusal:
             log.warning("refused firmware download /fw/%s from %s: %s", "/".join(path),
                         request.remote.hostinfo, refusal)
-            return aiocoap.Message(code=refusal.code, payload=str(refusal).encode(),
-                                   content_format=0)
+            return refusal.to_message()
         block = request.opt.block2
         szx = min(block.size_exponent, _MAX_SZX) if block else _MAX_SZX
         size = 1 << (szx + 4)
         number = (block.block_number * block.size if block else 0) // size
         start = number * size
         if start > len(data) or (start == len(data) and start):
-            return aiocoap.Message(code=Code.BAD_OPTION, payload=b"block out of range",
-                                   content_format=0)
+            return Refusal(Code.BAD_OPTION, "block out of range").to_message()
         more = start + size < len(data)
         self.blocks_served += 1
         response = aiocoap.Message(
@@ -123,7 +116,7 @@ class FirmwareResource(resource.Resource, resource.PathCapable):
                 data = session.scalars(select(Release.manifest).where(
                     Release.id == release_id)).first()
         if data is None:
-            raise _Refusal(Code.NOT_FOUND, "no such file in this release")
+            raise Refusal(Code.NOT_FOUND, "no such file in this release")
         self._content[key] = data
         self._content_bytes += len(data)
         while self._content_bytes > _CONTENT_CACHE_BYTES and len(self._content) > 1:
@@ -141,19 +134,19 @@ class FirmwareResource(resource.Resource, resource.PathCapable):
                 Device.device_id == device_hex)).one_or_none()
             release = session.get(Release, release_id)
             if device is None:
-                raise _Refusal(Code.UNAUTHORIZED, "unknown device or bad token")
+                raise Refusal(Code.UNAUTHORIZED, "unknown device or bad token")
             try:
                 key = self._keyring.unwrap(device.device_id, device.wrapped_key)
             except ConfigError as err:
-                raise _Refusal(Code.SERVICE_UNAVAILABLE, "server key error") from err
+                raise Refusal(Code.SERVICE_UNAVAILABLE, "server key error") from err
             if not hmac.compare_digest(fetch_token(key, release_id), tag):
-                raise _Refusal(Code.UNAUTHORIZED, "unknown device or bad token")
+                raise Refusal(Code.UNAUTHORIZED, "unknown device or bad token")
             if device.status != "active":
-                raise _Refusal(Code.FORBIDDEN, "device revoked")
+                raise Refusal(Code.FORBIDDEN, "device revoked")
             if release is None:
-                raise _Refusal(Code.NOT_FOUND, "no such release")
+                raise Refusal(Code.NOT_FOUND, "no such release")
             if release.model != device.model:
-                raise _Refusal(Code.FORBIDDEN, "release is for another model")
+                raise Refusal(Code.FORBIDDEN, "release is for another model")
         self._authorized[(device_hex, release_id, tag)] = now + _AUTH_TTL_S
         while len(self._authorized) > _AUTH_CACHE:
             self._authorized.popitem(last=False)

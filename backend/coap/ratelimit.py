@@ -30,9 +30,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import aiocoap
-from aiocoap.numbers.codes import Code
 
 from backend import protocol
+from backend.coap.refusals import refusal
 from backend.config import DEFAULTS
 from backend.errors import MalformedEvent
 
@@ -135,9 +135,7 @@ class RateLimiter:
 
     def _refuse(self, which: str, wait_s: float) -> aiocoap.Message:
         self.refused[which] += 1
-        message = aiocoap.Message(code=Code(int(protocol.Result.UNAVAILABLE)))
-        message.opt.max_age = max(1, math.ceil(wait_s))
-        return message
+        return refusal(protocol.Result.UNAVAILABLE, max_age_s=max(1, math.ceil(wait_s)))
 
 
 def kid_of(payload: bytes) -> bytes | None:

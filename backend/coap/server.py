@@ -19,8 +19,9 @@ from backend.coap.amplification import GuardedSite
 from backend.coap.event_path import OneDatagramResource
 from backend.coap.firmware import FW_PATH, FirmwareResource
 from backend.coap.ratelimit import Networks, RateLimiter, source_key
+from backend.coap.refusals import refusal
 from backend.config import DEFAULTS
-from backend.ingest.pipeline import GroupCommitPipeline
+from backend.ingest.pipeline import Pipeline
 from backend.protocol import Result
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ class EventResource(OneDatagramResource):
     rt = "replenish.event"
     ct = protocol.CONTENT_FORMAT_COSE_MAC0
 
-    def __init__(self, pipeline: GroupCommitPipeline, guard: OverloadGuard | None = None,
+    def __init__(self, pipeline: Pipeline, guard: OverloadGuard | None = None,
                  limiter: RateLimiter | None = None):
         super().__init__()
         self._pipeline = pipeline
@@ -47,21 +48,21 @@ class EventResource(OneDatagramResource):
             return limited
         if request.opt.block1 is not None or request.opt.block2 is not None:  # one datagram
             log.warning("refused block-wise event from %s", request.remote.hostinfo)
-            return _text(Result.TOO_LARGE, "an event is one datagram, not block-wise")
+            return refusal(Result.TOO_LARGE, "an event is one datagram, not block-wise")
         if request.opt.content_format != protocol.CONTENT_FORMAT_COSE_MAC0:
             log.warning("refused event from %s: content-format %s", request.remote.hostinfo,
                         request.opt.content_format)
-            return _text(Result.UNSUPPORTED_FORMAT, "content-format must be 17 (cose-mac0)")
+            return refusal(Result.UNSUPPORTED_FORMAT, "content-format must be 17 (cose-mac0)")
         if len(request.payload) > protocol.MAX_PAYLOAD_BYTES:
             log.warning("refused event from %s: %d bytes", request.remote.hostinfo,
                         len(request.payload))
-            return _text(Result.TOO_LARGE, f"event over {protocol.MAX_PAYLOAD_BYTES} bytes")
+            return refusal(Result.TOO_LARGE, f"event over {protocol.MAX_PAYLOAD_BYTES} bytes")
         if self._guard.overloaded():
             return self._guard.shed(request)
         reply = await self._pipeline.submit(request.payload)
         self._limiter.charge(request, reply.authenticated)
         if not reply.authenticated:
-            return _text(reply.result, reply.payload.decode())
+            return refusal(reply.result, reply.payload.decode())
         return aiocoap.Message(code=Code(int(reply.result)), payload=reply.payload,
                                content_format=protocol.CONTENT_FORMAT_COSE_MAC0)
 
@@ -93,7 +94,7 @@ class OverloadGuard:
 
     _SAMPLE_S = 0.01
 
-    def __init__(self, pipeline, policy: OverloadPolicy | None = None):
+    def __init__(self, pipeline: Pipeline, policy: OverloadPolicy | None = None):
         self._pipeline = pipeline
         self.policy = policy or OverloadPolicy()
         self._socket = None
@@ -134,17 +135,10 @@ class OverloadGuard:
                         self._pipeline.waiting(),
                         "full" if self._socket_full else "ok", self.policy.retry_after_s,
                         request.remote.hostinfo, self.shed_count)
-        message = _text(Result.UNAVAILABLE, "overloaded")
-        message.opt.max_age = self.policy.retry_after_s
-        return message
+        return refusal(Result.UNAVAILABLE, "overloaded", self.policy.retry_after_s)
 
 
 _SO_MEMINFO = 55  # Linux: receive-queue bytes in use, receive buffer size, ...
-
-
-def _text(result: Result, message: str) -> aiocoap.Message:
-    return aiocoap.Message(code=Code(int(result)), payload=message.encode(),
-                           content_format=0)
 
 
 class LocalDiscovery(resource.WKCResource):
@@ -164,11 +158,11 @@ class LocalDiscovery(resource.WKCResource):
         if not self._allowed.holds(source_key(request.remote)):
             log.info("refused /.well-known/core to %s (not in REPLENISH_DISCOVERY_FROM)",
                      request.remote.hostinfo)
-            return aiocoap.Message(code=Code.FORBIDDEN)
+            return refusal(Code.FORBIDDEN)
         return await super().render_get(request)
 
 
-def build_site(pipeline: GroupCommitPipeline, sessions: sessionmaker, keyring: Keyring,
+def build_site(pipeline: Pipeline, sessions: sessionmaker, keyring: Keyring,
                guard: OverloadGuard | None = None,
                limiter: RateLimiter | None = None,
                discovery_from: tuple[str, ...] = ("127.0.0.0/8", "::1/128"),

@@ -14,7 +14,7 @@ import logging
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.protocol import Event, Kind, OtaReport
+from backend.protocol import Kind, OtaReport, WireEvent
 from backend.storage.db import utcnow
 from backend.storage.models import Device, DeviceStatus, DeviceUpdate, Release
 
@@ -48,7 +48,7 @@ def targets(release: Release, device: Device) -> bool:
     return rollout_bucket(release.id, device.device_id) < release.percent * _BUCKETS // 100
 
 
-def on_event(session: Session, device: Device, event: Event) -> int | None:
+def on_event(session: Session, device: Device, event: WireEvent) -> int | None:
     """Record a heartbeat and its update report; the release to offer, if any."""
     if event.kind is not Kind.STATUS:
         return None

@@ -18,6 +18,7 @@ import asyncio
 import logging
 import queue
 import threading
+from typing import Protocol, runtime_checkable
 from collections import Counter
 
 from sqlalchemy.exc import OperationalError
@@ -25,13 +26,29 @@ from sqlalchemy.orm import sessionmaker
 
 from backend.accounts.keys import Keyring
 from backend.config import DEFAULTS
-from backend.ingest.decide import BatchLookups, IngestConfig, Reply, decide
+from backend.ingest.decide import IngestConfig, decide
+from backend.ingest.lookups import BatchLookups
+from backend.ingest.reply import Reply
 from backend.protocol import Result
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
 _ATTEMPTS = 3
+
+
+@runtime_checkable
+class Pipeline(Protocol):
+    """What the CoAP layer needs of a group-commit writer: `GroupCommitPipeline` (a
+    thread of this process) or `ProcessPipeline` (a child process, writer_process.py)."""
+
+    def start(self) -> None: ...
+
+    def waiting(self) -> int: ...  # events submitted and not yet answered
+
+    async def submit(self, request: bytes) -> Reply: ...  # answered after its commit
+
+    def stop(self) -> None: ...
 
 
 class BatchWriter:

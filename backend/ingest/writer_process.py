@@ -30,9 +30,9 @@ from multiprocessing.connection import Connection
 
 from backend.config import DEFAULTS, Settings
 from backend.gc_tuning import tune_gc
-from backend.ingest.decide import IngestConfig, Reply
+from backend.ingest.decide import IngestConfig
 from backend.ingest.pipeline import BatchWriter, unavailable
-from backend.protocol import Result
+from backend.ingest.reply import Reply
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +140,9 @@ class ProcessPipeline:
         self.batches += 1
         self.events += len(futures)
         self._failures_in_a_row = 0
-        for future, (code, payload, authenticated) in zip(futures, replies):
+        for future, wire in zip(futures, replies):
             if not future.done():
-                future.set_result(Reply(Result(code), payload, authenticated))
+                future.set_result(Reply.from_wire(wire))
         self._send()
 
     def _writer_died(self) -> None:
@@ -206,7 +206,7 @@ def _child_main(conn: Connection, settings: Settings, config: IngestConfig,
             replies = writer.commit(requests)
             if failpoint == "exit-after-commit":
                 os._exit(70)  # committed, not answered: as if killed right here
-            answers = [(int(r.result), r.payload, r.authenticated) for r in replies]
+            answers = [reply.to_wire() for reply in replies]
             try:
                 conn.send_bytes(marshal.dumps((answers, records[:])))
             except OSError:

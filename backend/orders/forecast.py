@@ -1,6 +1,6 @@
 """Consumption forecast from level readings: when will a product run out, and is it time to order?
 
-Pure and cheap (stdlib only, no I/O): the order engine calls `estimate` on every level event.
+Pure and cheap (stdlib only, no I/O): the order worker calls `estimate` on every level event.
 
 Level sensors are messy. A load cell jitters by a few grams, people lean on the bottle or lift
 it for a moment, bottles get refilled, households go on holiday and devices get unplugged.

@@ -1,7 +1,7 @@
-"""The order engine's worker: ends hold windows, delivers the outbox, lets the
+"""The order worker's worker: ends hold windows, delivers the outbox, lets the
 simulator advance, and watches devices (offline). One round = a few short transactions.
 
-Several engine workers may run at once (several processes on PostgreSQL): holds and
+Several order workers may run at once (several processes on PostgreSQL): holds and
 simulator steps are guarded UPDATEs, outbox items are leased.
 """
 
@@ -35,13 +35,13 @@ from backend.storage.models import Device, Household, Notification, Order, SimOr
 log = logging.getLogger(__name__)
 
 
-class OrderEngine:
+class OrderWorker:
     def __init__(self, sessions: sessionmaker, settings: Settings, name: str | None = None,
                  readers: sessionmaker | None = None):
         self._sessions = sessions
         self._readers = readers or sessions
         self._settings = settings
-        self.name = name or f"engine-{os.getpid()}-{id(self) & 0xffff:x}"
+        self.name = name or f"worker-{os.getpid()}-{id(self) & 0xffff:x}"
         self.simulator = SimulatedWarehouse(settings.simulator)
         self.merchant: Fulfillment | None = (
             WebhookMerchant(settings.merchant_url, settings.merchant_secret)
@@ -62,7 +62,7 @@ class OrderEngine:
             try:
                 self.run_once()
             except Exception:  # the next round retries; nothing is lost
-                log.exception("order engine round failed")
+                log.exception("order worker round failed")
 
     def run_once(self) -> int:
         """One round of everything that has work; returns how many things happened.

@@ -114,7 +114,7 @@ class Batch(Base):
 
 class Device(Base):
     __tablename__ = "devices"
-    # The order engine looks for newly silent devices every round (backend/orders/worker.py).
+    # The order worker looks for newly silent devices every round (backend/orders/worker.py).
     __table_args__ = (Index("ix_devices_offline_watch", "offline_notified", "last_seen_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)

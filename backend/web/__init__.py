@@ -2,30 +2,23 @@
 
 from __future__ import annotations
 
-from flask import Flask, g, jsonify
+from flask import Flask, jsonify
 from sqlalchemy.orm import sessionmaker
 
-from backend.errors import ReplenishError
 from backend.config import Settings
-from backend.web import api, merchant, pages, security
+from backend.errors import ReplenishError
+from backend.web import api, merchant, pages, request_db, security
 
 
 def create_app(sessions: sessionmaker, writer_sessions: sessionmaker | None = None,
                settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
-    app.config["SESSIONS"] = sessions
-    app.config["WRITER_SESSIONS"] = writer_sessions or sessions
+    request_db.init_app(app, sessions, writer_sessions or sessions)
     app.config["SETTINGS"] = settings or Settings()
     app.register_blueprint(api.bp)
     app.register_blueprint(merchant.bp)
     security.init_app(app, app.config["SETTINGS"])  # secret key, cookies, headers
     app.register_blueprint(pages.bp)  # household and operator pages (CSRF inside)
-
-    @app.teardown_appcontext
-    def close_session(_exc):
-        session = g.pop("db", None)
-        if session is not None:
-            session.close()
 
     @app.errorhandler(ReplenishError)
     def replenish_error(err: ReplenishError):

@@ -24,7 +24,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from backend import protocol
-from backend.protocol import Event, Kind
+from backend.protocol import Kind, WireEvent
 from devtools.bench import coapwire
 
 UNAVAILABLE = 163  # 5.03
@@ -68,7 +68,7 @@ class Workload:
             seq = device.next_seq
             device.next_seq += 1
             payload = protocol.encode_event(device.key, device.kid,
-                                            Event(seq=seq, kind=Kind.PRESS, slot=0))
+                                            WireEvent(seq=seq, kind=Kind.PRESS, slot=0))
             self.queues[d].append(Request(d, seq, payload, payload[-protocol.TAG_BYTES:]))
         self._cursor = (self._cursor + total) % n
 

@@ -18,11 +18,11 @@ _START_TIMEOUT_S = 60
 
 
 class BackendProcess:
-    """`python -m backend run --role ingest --role engine` (the backend's own CLI; the
+    """`python -m backend run --role ingest --role worker` (the backend's own CLI; the
     scenario shortens the outbox lease with REPLENISH_OUTBOX_LEASE_S); every line it logs
     is appended to `log_path`."""
 
-    def __init__(self, env: dict, log_path: Path, roles=("ingest", "engine"),
+    def __init__(self, env: dict, log_path: Path, roles=("ingest", "worker"),
                  verbose: bool = False):
         self.env = env
         self.verbose = verbose

@@ -1,5 +1,5 @@
 """The crash scenario: steady load from many devices, the backend SIGKILLed at random
-moments (one of them while the order engine is in the middle of a delivery), the
+moments (one of them while the order worker is in the middle of a delivery), the
 merchant down for a while; then every guarantee is checked against the database.
 
 What is counted (all from what the devices saw and what the database holds):
@@ -36,8 +36,7 @@ from sqlalchemy import func, select, update
 
 from backend import protocol
 from backend.orders.lifecycle import OPEN_STATES
-from backend.protocol import Event as WireEvent
-from backend.protocol import Kind
+from backend.protocol import Kind, WireEvent
 from backend.storage import db
 from backend.storage.models import Device, Event, Household, Order, OutboxItem
 from devtools.bench.fleet import provision_fleet
@@ -202,7 +201,7 @@ class Killer(threading.Thread):
         self.merchant.stall_next()
         self.merchant.up()
         if self.merchant.stalled.wait(60):
-            self._kill("while the order engine waits on the merchant (mid-delivery)")
+            self._kill("while the order worker waits on the merchant (mid-delivery)")
             self.mid_delivery += 1
         self.merchant.release()
         for at in self.times:

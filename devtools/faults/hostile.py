@@ -37,7 +37,7 @@ import aiocoap.error
 
 from backend import protocol
 from backend.errors import MalformedEvent
-from backend.protocol import Answer, Event, Kind, Result
+from backend.protocol import Answer, Kind, Result, WireEvent
 from devtools.bench import coapwire
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ KID = bytes.fromhex("0102030405060708")
 
 def samples() -> list[bytes]:
     """Valid messages of each kind the decoders see: the seeds of the mutations."""
-    events = [protocol.encode_event(KEY, KID, Event(seq=seq, kind=kind, slot=1, qty=2,
+    events = [protocol.encode_event(KEY, KID, WireEvent(seq=seq, kind=kind, slot=1, qty=2,
                                                     remaining=7, battery_mv=3000, fw="1.0"))
               for seq, kind in ((1, Kind.PRESS), (2**40, Kind.LEVEL), (3, Kind.STATUS))]
     tag = events[0][-protocol.TAG_BYTES:]

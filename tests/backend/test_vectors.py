@@ -10,7 +10,7 @@ import pytest
 
 from backend import protocol
 from backend.errors import MalformedEvent
-from backend.protocol import Answer, Event, Kind, Result
+from backend.protocol import Answer, Kind, Result, WireEvent
 from tests.pycose_ref import decode_mac0
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +27,7 @@ def test_vector_file_is_what_the_generator_makes():
 def test_event_vectors_encode_and_decode(vector):
     key, kid = bytes.fromhex(vector["key"]), bytes.fromhex(vector["device_id"])
     fields = vector["fields"]
-    event = Event(**{**fields, "kind": Kind(fields["kind"])})
+    event = WireEvent(**{**fields, "kind": Kind(fields["kind"])})
     assert protocol.encode_event(key, kid, event).hex() == vector["cose_hex"]
     signed = protocol.parse_signed_event(bytes.fromhex(vector["cose_hex"]))
     assert signed.kid == kid and signed.verify(key)

@@ -14,8 +14,7 @@ from sqlalchemy import select
 
 from backend import protocol
 from backend.accounts.keys import Keyring, create_kek_file, kek_id, previous_kek_path, read_kek_file
-from backend.protocol import Event as WireEvent
-from backend.protocol import Kind, Result
+from backend.protocol import Kind, Result, WireEvent
 from backend.storage.models import Device
 from devtools.net import coap_post
 from tests.conftest import DATABASES, BackendThread, make_world

@@ -9,7 +9,7 @@ import shutil
 import subprocess
 
 from backend import protocol
-from backend.protocol import Event, Kind, Result
+from backend.protocol import Kind, Result, WireEvent
 from devtools import system
 
 _NAMES = ("coap-client", "coap-client-notls")
@@ -62,7 +62,7 @@ def test_well_known_core_lists_the_event_resource(world):
 def test_signed_event_from_coap_client_creates_an_order(world, tmp_path):
     button = world.buttons[0]
     key, kid = identity(button)
-    request = protocol.encode_event(key, kid, Event(seq=1, kind=Kind.PRESS, slot=0))
+    request = protocol.encode_event(key, kid, WireEvent(seq=1, kind=Kind.PRESS, slot=0))
     (tmp_path / "event.cbor").write_bytes(request)
     answer_file = tmp_path / "answer.cbor"
     done = run_client("-m", "post", "-t", "17", "-f", str(tmp_path / "event.cbor"),

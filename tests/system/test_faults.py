@@ -1,5 +1,5 @@
 """`make faults` in short: the real backend (`python -m backend run`)
-under steady load from 40 devices, SIGKILLed three times (once while the order engine
+under steady load from 40 devices, SIGKILLed three times (once while the order worker
 waits on the merchant, mid-delivery), the merchant down for a while. Nothing
 acknowledged is lost, no order exists twice, a resent event gets the same answer, the
 outbox finishes and the merchant acts once per order; hostile datagrams sent at the

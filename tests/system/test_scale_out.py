@@ -22,13 +22,12 @@ from pathlib import Path
 import aiocoap
 
 from backend import protocol
-from backend.protocol import Event as WireEvent
-from backend.protocol import Kind, Result
+from backend.protocol import Kind, Result, WireEvent
 from devtools.bench.fleet import provision_fleet
 from devtools.bench.loadgen import Workload
 from devtools.net import coap_post_each_from_own_port
 from tests.devtools.test_bench_loadgen import drive
-from tests.engine_helpers import events_and_orders
+from tests.worker_helpers import events_and_orders
 
 ROOT = Path(__file__).resolve().parents[2]
 PROCESSES, DEVICES, PRESSES = 3, 48, 5

@@ -19,8 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from backend import protocol
-from backend.protocol import Event as WireEvent
-from backend.protocol import Kind
+from backend.protocol import Kind, WireEvent
 from backend.storage.models import Order
 from devtools.bench.fleet import provision_fleet
 from devtools.bench.loadgen import Workload
@@ -31,7 +30,7 @@ from devtools.net import api, coap_post_all
 from provisioning.batch import provision_batch
 from tests.conftest import BackendThread
 from tests.devtools.test_bench_loadgen import drive
-from tests.engine_helpers import until
+from tests.worker_helpers import until
 
 SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
@@ -89,8 +88,8 @@ def test_no_secret_in_any_log_line_of_a_full_scenario(settings, tmp_path, caplog
             "hold_window_s": 0, "webhook_url": merchant.url + "/hook",
             "webhook_secret": hook_secret})[0] == 200
         device = made[0]
-        assert api("POST", f"{base}/devices/claim", token,
-                   {"code": made[1].claim_code[:-1] + "0"})[0] in (400, 404)
+        wrong = made[1].claim_code[:-1] + ("1" if made[1].claim_code[-1] == "0" else "0")
+        assert api("POST", f"{base}/devices/claim", token, {"code": wrong})[0] in (400, 404)
         assert api("POST", f"{base}/devices/claim", token, {"code": device.claim_code})[0] == 201
         assert api("PUT", f"{base}/devices/{device.device_id}/slots/0", token,
                    {"product_sku": "DETERGENT-1L", "quantity": 1})[0] == 200

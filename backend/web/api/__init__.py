@@ -1,8 +1,7 @@
 """JSON API v1 under /api/v1: bearer-token auth, keyset pagination, one error shape.
 
-One module per area, all on the blueprint `bp` (common.py):
-household.py (accounts, tokens, settings, catalogue, notifications), devices.py,
-orders.py, operator.py; openapi.py is the OpenAPI 3.1 document served at
+One blueprint per area, nested in `api` (common.py): household.py (accounts, tokens,
+settings, catalogue, notifications), devices.py, orders.py, operator.py; openapi.py is the OpenAPI 3.1 document served at
 /api/v1/openapi.json. docs/api.md is the guide.
 """
 
@@ -14,9 +13,11 @@ from flask import request
 from werkzeug.exceptions import HTTPException
 
 from backend.errors import Locked, ReplenishError
-from backend.web.api import devices, household, operator, orders  # noqa: F401 (routes)
-from backend.web.api import openapi
+from backend.web.api import devices, household, openapi, operator, orders
 from backend.web.api.common import bp
+
+for _area in (devices, household, operator, orders):
+    bp.register_blueprint(_area.bp)
 
 log = logging.getLogger(__name__)
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 from urllib.parse import urlencode
 
 from flask import Blueprint, g, request
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend.accounts import tokens
 from backend.errors import ReplenishError, Unauthorized
-from backend.storage.models import ApiToken, Household, User
 from backend.web.api.validation import INT32_MAX, check_text, query_int
 from backend.web.request_db import db, writing  # noqa: F401 (the API modules' import)
 
@@ -32,10 +30,6 @@ class Forbidden(ReplenishError):
     http_status = 403
 
 
-def token_sha256(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def _authenticate() -> None:
     """Sets g.token (the ApiToken row), g.user (or None for a CLI household token),
     g.role ("household" | "operator") and g.household (None for an operator)."""
@@ -43,16 +37,9 @@ def _authenticate() -> None:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("send 'Authorization: Bearer <token>'")
-    session = db()
-    row = session.scalars(
-        select(ApiToken).where(ApiToken.token_sha256 == token_sha256(token))).one_or_none()
-    if row is None:
-        raise Unauthorized("invalid API token")
-    user = session.get(User, row.user_id) if row.user_id is not None else None
-    household_id = row.household_id or (user.household_id if user else None)
-    g.token, g.user = row, user
-    g.role = user.role if user is not None else "household"
-    g.household = session.get(Household, household_id) if household_id else None
+    bearer = tokens.authenticate(db(), token)
+    g.token, g.user, g.role, g.household = (bearer.token, bearer.user, bearer.role,
+                                            bearer.household)
 
 
 def _requiring(allowed, refusal: str | None):

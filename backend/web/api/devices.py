@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from flask import current_app, g
+from flask import Blueprint, current_app, g
 from sqlalchemy import select
 
 from backend.accounts import devices
@@ -15,8 +15,10 @@ from backend.orders import sensors
 from backend.protocol import Kind
 from backend.storage.db import utcnow
 from backend.storage.models import Device, Event, Household, Slot
-from backend.web.api.common import SLOT, bp, db, household_required, iso, page, writing
+from backend.web.api.common import SLOT, db, household_required, iso, page, writing
 from backend.web.api.validation import Body, Field
+
+bp = Blueprint("devices", __name__)
 
 DEVICE_ID_PATTERN = re.compile(r"[0-9a-f]{16}")
 

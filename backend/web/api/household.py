@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from flask import current_app, g, request
+from flask import Blueprint, current_app, g, request
 from sqlalchemy import select, update
 
+from backend.accounts import tokens
 from backend.accounts import users as accounts
 from backend.errors import NotFound
 from backend.storage.db import utcnow
 from backend.storage.models import ApiToken, Device, Household, Notification, Product, User
 from backend.web.api.common import (
     ID,
-    bp,
     db,
     household_required,
     iso,
@@ -20,6 +20,8 @@ from backend.web.api.common import (
     writing,
 )
 from backend.web.api.validation import INT32_MAX, BadRequest, Body, Field, query_bool
+
+bp = Blueprint("household", __name__)
 
 EMAIL = Field(str, "Email address (case does not matter).", required=True, min_length=1,
               max_length=accounts.EMAIL_MAX)
@@ -80,7 +82,7 @@ def register():
     with writing() as session:
         user = accounts.register(session, data["email"], data["password"],
                                  data["household_name"])
-        token = accounts.issue_user_token(session, user)
+        token = tokens.issue_for_user(session, user)
         answer = {"token": token, "user": user_json(user),
                   "household": household_json(session.get(Household, user.household_id))}
     return answer, 201
@@ -92,7 +94,7 @@ def log_in():
     with accounts.attempt(current_app.config["WRITER_SESSIONS"]) as session:
         user = accounts.authenticate(session, data["email"], data["password"],
                                      request.remote_addr or "unknown")
-        answer = {"token": accounts.issue_user_token(session, user), "user": user_json(user)}
+        answer = {"token": tokens.issue_for_user(session, user), "user": user_json(user)}
     return answer, 201
 
 

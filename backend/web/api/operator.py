@@ -8,14 +8,17 @@ Operators see a device's health and provisioning, never whose it is or what it o
 
 from __future__ import annotations
 
+from flask import Blueprint
 from sqlalchemy import case, func, select
 
 from backend.accounts import devices
 from backend.errors import NotFound
 from backend.storage.models import Batch, Device
-from backend.web.api.common import ID, bp, db, iso, operator_required, page, writing
+from backend.web.api.common import ID, db, iso, operator_required, page, writing
 from backend.web.api.devices import DEVICE_ID_PATTERN, device_state
 from backend.web.api.validation import INT32_MAX, query_int, query_text, query_time
+
+bp = Blueprint("operator", __name__)
 
 DEVICE_STATUSES = ("active", "revoked")
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from flask import g
+from flask import Blueprint, g
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from backend.errors import NotFound
 from backend.orders import lifecycle as orders
 from backend.storage.models import Device, Order
-from backend.web.api.common import ID, bp, db, household_required, iso, page, writing
+from backend.web.api.common import ID, db, household_required, iso, page, writing
 from backend.web.api.validation import query_text
+
+bp = Blueprint("orders", __name__)
 
 STATES = tuple(s.value for s in orders.State)
 

@@ -1,7 +1,8 @@
 """Server-rendered web pages for households and operators (docs/web.md).
 
-One blueprint; each area is a small module (auth, household, devices, orders, sensor,
-operator). Cross-cutting rules live here: the database session per request, who is
+One blueprint per area, each a small module (auth, household, devices, orders, sensor,
+operator), nested in this one, `pages`. Cross-cutting rules live here and apply to all
+of them: the database session per request, who is
 logged in, `login_required` / `operator_required`, CSRF on every form, pagination,
 and HTML error pages. The JSON API (bearer tokens) and the merchant callbacks are
 other blueprints and are not touched by the CSRF check.
@@ -98,7 +99,7 @@ def login_required(view):
     def wrapped(*args, **kwargs):
         if g.get("user") is None:
             session["next"] = request.full_path.rstrip("?") if request.method == "GET" else None
-            return redirect(url_for("pages.login"))
+            return redirect(url_for("pages.auth.login"))
         return view(*args, **kwargs)
 
     return wrapped
@@ -212,4 +213,8 @@ def form_error(template: str, err: ReplenishError, **context):
             _retry_after(err))
 
 
-from backend.web.pages import auth, devices, household, operator, orders, sensor  # noqa: E402,F401
+from backend.web.pages import auth, devices, household, operator, orders, sensor  # noqa: E402
+
+bp.before_request(auth.load_user)  # every page knows who is logged in
+for _area in (auth, devices, household, operator, orders, sensor):
+    bp.register_blueprint(_area.bp)

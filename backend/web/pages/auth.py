@@ -13,14 +13,16 @@ import logging
 import secrets
 from datetime import timedelta
 
-from flask import current_app, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 from sqlalchemy import delete
 
 from backend.accounts import users as accounts
 from backend.errors import ReplenishError
 from backend.storage.db import utcnow
 from backend.storage.models import User, WebSession
-from backend.web.pages import bp, db, form_error, login_required, writing
+from backend.web.pages import db, form_error, login_required, writing
+
+bp = Blueprint("auth", __name__)
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +33,8 @@ def _sid_hash(sid: str) -> str:
     return hashlib.sha256(sid.encode()).hexdigest()
 
 
-@bp.before_request
 def load_user():
+    """g.user from the session cookie; run before every page (pages/__init__.py)."""
     g.user = None
     sid = session.get("sid")
     if not sid:
@@ -62,9 +64,9 @@ def _start_session(user: User) -> None:
 def _after_login(user: User):
     nxt = session.pop("next", None)
     if user.role == "operator":
-        default = url_for("pages.fleet")
+        default = url_for("pages.operator.fleet")
     else:
-        default = url_for("pages.devices")
+        default = url_for("pages.devices.devices")
     if nxt and nxt.startswith("/") and not nxt.startswith("//") and "\\" not in nxt:
         return redirect(nxt)
     return redirect(default)
@@ -77,7 +79,7 @@ def _source() -> str:
 @bp.route("/register", methods=["GET", "POST"])
 def register():
     if request.method == "GET":
-        return render_template("register.html")
+        return render_template("auth/register.html")
     form = request.form
     try:
         if form.get("password", "") != form.get("password_again", ""):
@@ -86,7 +88,7 @@ def register():
             user = accounts.register(s, form.get("email", ""), form.get("password", ""),
                                      form.get("household_name", ""))
     except ReplenishError as err:
-        return form_error("register.html", err, email=form.get("email", ""),
+        return form_error("auth/register.html", err, email=form.get("email", ""),
                           household_name=form.get("household_name", ""))
     _start_session(user)
     return _after_login(user)
@@ -97,14 +99,14 @@ def login():
     if request.method == "GET":
         if g.user is not None:
             return _after_login(g.user)
-        return render_template("login.html")
+        return render_template("auth/login.html")
     email = request.form.get("email", "")
     try:
         with accounts.attempt(current_app.config["WRITER_SESSIONS"]) as s:
             user = accounts.authenticate(s, email, request.form.get("password", ""),
                                          _source())
     except ReplenishError as err:
-        return form_error("login.html", err, email=email)
+        return form_error("auth/login.html", err, email=email)
     _start_session(user)
     return _after_login(user)
 
@@ -118,11 +120,11 @@ def logout():
             s.execute(delete(WebSession).where(WebSession.id_sha256 == _sid_hash(sid)))
     log.info("user %d logged out", g.user.id)
     session.clear()
-    return redirect(url_for("pages.login"))
+    return redirect(url_for("pages.auth.login"))
 
 
 @bp.get("/")
 def home():
     if g.user is None:
-        return redirect(url_for("pages.login"))
+        return redirect(url_for("pages.auth.login"))
     return _after_login(g.user)

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from flask import current_app, g, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
@@ -17,7 +17,6 @@ from backend.errors import ReplenishError
 from backend.storage.db import utcnow
 from backend.storage.models import Device, Product
 from backend.web.pages import (
-    bp,
     db,
     form_error,
     household_required,
@@ -26,6 +25,8 @@ from backend.web.pages import (
     whole_number,
     writing,
 )
+
+bp = Blueprint("devices", __name__)
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class DeviceState:
 
 
 def state_of(device: Device) -> DeviceState:
-    """Warnings as the order engine sees them (REPLENISH_OFFLINE_AFTER_S, _LOW_BATTERY_MV)."""
+    """Warnings as the order worker sees them (REPLENISH_OFFLINE_AFTER_S, _LOW_BATTERY_MV)."""
     settings = current_app.config["SETTINGS"]
     limit = utcnow() - timedelta(seconds=settings.offline_after_s)
     active = device.status == "active"
@@ -65,22 +66,22 @@ def catalogue() -> list[Product]:
 def devices():
     page = paginate(select(Device).where(Device.household_id == g.user.household_id)
                     .options(selectinload(Device.slots)).order_by(Device.id))
-    return render_template("devices.html", page=page, state_of=state_of)
+    return render_template("household/devices.html", page=page, state_of=state_of)
 
 
 @bp.route("/devices/claim", methods=["GET", "POST"])
 @household_required
 def claim():
     if request.method == "GET":
-        return render_template("claim.html", code="")
+        return render_template("household/claim.html", code="")
     code = request.form.get("code", "")
     try:
         with accounts.attempt(current_app.config["WRITER_SESSIONS"]) as s:
             device = accounts.claim_device(s, my_household(), code)
             device_id = device.device_id
     except ReplenishError as err:
-        return form_error("claim.html", err, code=code)
-    return redirect(url_for("pages.device", device_id=device_id, claimed=1))
+        return form_error("household/claim.html", err, code=code)
+    return redirect(url_for("pages.devices.device", device_id=device_id, claimed=1))
 
 
 @bp.get("/claim/<code>")
@@ -88,14 +89,14 @@ def claim():
 def claim_from_qr(code: str):
     """The URL in the label's QR code: after log-in, confirm with one press (a GET
     never changes anything)."""
-    return render_template("claim.html", code=code[:40], from_qr=True)
+    return render_template("household/claim.html", code=code[:40], from_qr=True)
 
 
 @bp.get("/devices/<device_id>")
 @household_required
 def device(device_id: str):
     found = owned(device_id)
-    return render_template("device.html", device=found, state=state_of(found),
+    return render_template("household/device.html", device=found, state=state_of(found),
                            products=catalogue(), claimed=request.args.get("claimed"))
 
 
@@ -112,9 +113,9 @@ def rename(device_id: str):
             owned(device_id, s).name = name or None
     except ReplenishError as err:
         found = owned(device_id)
-        return form_error("device.html", err, device=found, state=state_of(found),
+        return form_error("household/device.html", err, device=found, state=state_of(found),
                           products=catalogue())
-    return redirect(url_for("pages.device", device_id=device_id))
+    return redirect(url_for("pages.devices.device", device_id=device_id))
 
 
 def _whole(text: str, what: str, low: int, high: int) -> int:
@@ -153,8 +154,8 @@ def configure(device_id: str):
                                           kind=kind, safety_days=safety)
     except ReplenishError as err:
         found = owned(device_id)
-        return form_error("device.html", err, device=found, state=state_of(found),
+        return form_error("household/device.html", err, device=found, state=state_of(found),
                           products=catalogue())
     log.info("household %d configured device %s slot %d", g.user.household_id,
              device_id, index)
-    return redirect(url_for("pages.device", device_id=device_id))
+    return redirect(url_for("pages.devices.device", device_id=device_id))

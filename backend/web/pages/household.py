@@ -6,18 +6,19 @@ from __future__ import annotations
 import logging
 from decimal import Decimal, InvalidOperation
 
-from flask import g, redirect, render_template, request, url_for
+from flask import Blueprint, g, redirect, render_template, request, url_for
 
 from backend.errors import ReplenishError
 from backend.storage.models import Household
 from backend.web.pages import (
-    bp,
     form_error,
     household_required,
     my_household,
     whole_number,
     writing,
 )
+
+bp = Blueprint("household", __name__)
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +69,15 @@ def parse_settings(form) -> dict:
 @household_required
 def settings():
     if request.method == "GET":
-        return render_template("settings.html", household=my_household(),
+        return render_template("household/settings.html", household=my_household(),
                                saved=request.args.get("saved"))
     try:
         changes = parse_settings(request.form)
     except ReplenishError as err:
-        return form_error("settings.html", err, household=my_household())
+        return form_error("household/settings.html", err, household=my_household())
     with writing() as s:
         household = s.get(Household, g.user.household_id)
         for name, value in changes.items():
             setattr(household, name, value)
     log.info("household %d changed its order policies", g.user.household_id)
-    return redirect(url_for("pages.settings", saved=1))
+    return redirect(url_for("pages.household.settings", saved=1))

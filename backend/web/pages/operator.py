@@ -6,13 +6,15 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime, time
 
-from flask import g, redirect, render_template, request, url_for
+from flask import Blueprint, g, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
 from backend.accounts import devices as device_service
 from backend.errors import NotFound, ReplenishError
 from backend.storage.models import Batch, Device
-from backend.web.pages import INT32_MAX, bp, db, operator_required, paginate, whole_number, writing
+from backend.web.pages import INT32_MAX, db, operator_required, paginate, whole_number, writing
+
+bp = Blueprint("operator", __name__)
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +27,7 @@ def batches():
                     func.count(Device.revoked_at))
              .outerjoin(Device, Device.batch_id == Batch.id)
              .group_by(Batch.id).order_by(Batch.id.desc()))
-    return render_template("batches.html", page=paginate(query, scalars=False))
+    return render_template("operator/batches.html", page=paginate(query, scalars=False))
 
 
 def _day(name: str) -> date | None:
@@ -79,7 +81,7 @@ def fleet():
     models = db().scalars(select(Device.model).distinct().order_by(Device.model)).all()
     firmwares = db().scalars(select(Device.fw_version).where(Device.fw_version.is_not(None))
                              .distinct().order_by(Device.fw_version)).all()
-    return render_template("fleet.html", page=page, shown=shown, models=models,
+    return render_template("operator/fleet.html", page=page, shown=shown, models=models,
                            firmwares=firmwares, revoked=request.args.get("revoked"))
 
 
@@ -92,4 +94,4 @@ def revoke(device_id: str):
             raise NotFound(f"no device {device_id}")
         device_service.revoke(s, device)
     log.warning("operator %d revoked device %s", g.user.id, device_id)
-    return redirect(url_for("pages.fleet", revoked=device_id))
+    return redirect(url_for("pages.operator.fleet", revoked=device_id))

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 
-from flask import g, redirect, render_template, url_for
+from flask import Blueprint, g, redirect, render_template, url_for
 from sqlalchemy import select
 
 from backend.errors import NotFound, ReplenishError
 from backend.orders import lifecycle as order_service
 from backend.orders import notifications as notification_service
 from backend.storage.models import Device, Notification, Order
-from backend.web.pages import ID, bp, db, form_error, household_required, paginate, writing
+from backend.web.pages import ID, db, form_error, household_required, paginate, writing
+
+bp = Blueprint("orders", __name__)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ def cancellable(order: Order) -> bool:
 def orders():
     page = paginate(select(Order).where(Order.household_id == g.user.household_id)
                     .order_by(Order.id.desc()))
-    return render_template("orders.html", page=page, cancellable=cancellable,
+    return render_template("household/orders.html", page=page, cancellable=cancellable,
                            devices=_devices_by_pk(o.device_pk for o in page.items))
 
 
@@ -52,7 +54,7 @@ def _order_context(order_id: int) -> dict:
 @bp.get(f"/orders/<{ID}:order_id>")
 @household_required
 def order(order_id: int):
-    return render_template("order.html", **_order_context(order_id))
+    return render_template("household/order.html", **_order_context(order_id))
 
 
 @bp.post(f"/orders/<{ID}:order_id>/cancel")
@@ -65,9 +67,9 @@ def cancel(order_id: int):
     except NotFound:
         raise
     except ReplenishError as err:  # no longer pending: say so on the order's page
-        return form_error("order.html", err, **_order_context(order_id))
+        return form_error("household/order.html", err, **_order_context(order_id))
     log.info("household %d cancelled order %d", g.user.household_id, order_id)
-    return redirect(url_for("pages.order", order_id=order_id))
+    return redirect(url_for("pages.orders.order", order_id=order_id))
 
 
 @bp.get("/notifications")
@@ -76,7 +78,7 @@ def notifications():
     page = paginate(select(Notification)
                     .where(Notification.household_id == g.user.household_id)
                     .order_by(Notification.id.desc()))
-    return render_template("notifications.html", page=page)
+    return render_template("household/notifications.html", page=page)
 
 
 @bp.post("/notifications/read")
@@ -84,4 +86,4 @@ def notifications():
 def mark_read():
     with writing() as s:
         notification_service.mark_all_read(s, g.user.household_id)
-    return redirect(url_for("pages.notifications"))
+    return redirect(url_for("pages.orders.notifications"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from flask import render_template
+from flask import Blueprint, render_template
 from sqlalchemy import select
 
 from backend.errors import NotFound
@@ -13,8 +13,10 @@ from backend.orders import sensors
 from backend.storage.db import utcnow
 from backend.storage.models import Order, Product
 from backend.web.chart import OrderMark, level_chart
-from backend.web.pages import bp, db, household_required
+from backend.web.pages import db, household_required
 from backend.web.pages.devices import owned
+
+bp = Blueprint("sensor", __name__)
 
 RECENT_ORDERS = 20
 
@@ -40,6 +42,6 @@ def slot(device_id: str, index: int):
     chart = level_chart(readings, estimate,
                         [OrderMark(o.id, o.created_at, o.state) for o in reversed(rows)],
                         now, unit) if found.kind == "sensor" else None
-    return render_template("slot.html", device=device, slot=found, product=product,
+    return render_template("household/slot.html", device=device, slot=found, product=product,
                            unit=unit, estimate=estimate, chart=chart, orders=rows,
                            readings=readings[-10:][::-1])

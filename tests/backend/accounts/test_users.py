@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from backend.accounts import households
+from backend.accounts import tokens
 from backend.accounts import users as accounts
 from backend.errors import Conflict, Locked, ReplenishError, Unauthorized
 from backend.storage.db import make_engine, make_sessionmaker, utcnow
@@ -124,15 +124,15 @@ def test_attempt_keeps_failures_and_drops_everything_else(sessions):
         assert session.scalar(select(func.count()).select_from(Household)) == 0
 
 
-def test_issue_user_token_stores_only_its_hash(sessions):
+def test_a_user_token_is_stored_only_as_its_hash(sessions):
     user = _register(sessions)
     with sessions() as session, session.begin():
-        token = accounts.issue_user_token(session, session.get(User, user.id))
+        token = tokens.issue_for_user(session, session.get(User, user.id))
     with sessions() as session:
         row = session.scalars(select(ApiToken)).one()
         assert (row.user_id, row.household_id) == (user.id, user.household_id)
         assert row.token_sha256 != token and token not in row.token_sha256
-        assert households.by_token(session, token).id == user.household_id
+        assert tokens.authenticate(session, token).household.id == user.household_id
 
 
 def test_create_operator_command(settings):

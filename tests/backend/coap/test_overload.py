@@ -15,8 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from backend import protocol
-from backend.protocol import Event as WireEvent
-from backend.protocol import Kind
+from backend.protocol import Kind, WireEvent
 from backend.storage import db
 from backend.storage.models import Device, Event
 from devtools.net import coap_post_all, coap_post_each_from_own_port

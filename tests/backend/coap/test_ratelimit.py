@@ -21,8 +21,7 @@ from sqlalchemy import func, select
 
 from backend import protocol
 from backend.coap.ratelimit import TokenBuckets, kid_of, source_key
-from backend.protocol import Event as WireEvent
-from backend.protocol import Kind
+from backend.protocol import Kind, WireEvent
 from backend.storage import db
 from backend.storage.models import Event
 from devtools.bench import coapwire

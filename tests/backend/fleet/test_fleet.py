@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from backend.fleet import offers as fleet
 from backend.fleet import releases
-from backend.orders.worker import OrderEngine
+from backend.orders.worker import OrderWorker
 from backend.storage.models import Device, DeviceStatus, DeviceUpdate, Notification, Release
 from devtools.mpy import FIRMWARE
 from provisioning import releases as release_signing
@@ -51,7 +51,7 @@ def test_heartbeats_keep_history_and_notify_once(backend, tmp_path):
     assert len(_notes(backend, "low_battery")) == 1  # not one per heartbeat
 
     # Silence past the configured limit: one offline notification, not one per round.
-    engine = OrderEngine(backend.writer_sessions, backend.settings.with_(offline_after_s=0))
+    engine = OrderWorker(backend.writer_sessions, backend.settings.with_(offline_after_s=0))
     assert engine.check_offline() == 1
     assert engine.check_offline() == 0
     assert len(_notes(backend, "device_offline")) == 1

@@ -9,8 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from backend import protocol
-from backend.protocol import Event as WireEvent
-from backend.protocol import Kind, Result
+from backend.protocol import Kind, Result, WireEvent
 from backend.storage.models import Device, Event, Order, OrderTransition
 from devtools.bench import coapwire
 from devtools.net import coap_post, coap_post_all
@@ -41,7 +40,7 @@ def answer_of(device, request, response):
 
 def counts(backend):
     """Rows ingest writes. Transitions: only those into pending and confirmed (what
-    ingest records); the order engine may already have moved the order on."""
+    ingest records); the order worker may already have moved the order on."""
     with backend.sessions() as session:
         rows = {model.__name__: session.scalar(select(func.count()).select_from(model))
                 for model in (Event, Order)}
@@ -225,7 +224,7 @@ def test_orders_reach_delivered_through_every_state_once(world, backend):
     request = press(button, 1)
     order_id = answer_of(button, request, coap_post(world.event_url, request)).order
     for _ in range(400):  # bounded: the simulator steps every 0.2 s
-        backend.engine_worker.run_once()
+        backend.order_worker.run_once()
         with backend.sessions() as session:
             if session.get(Order, order_id).state == "delivered":
                 break

@@ -15,14 +15,13 @@ import aiocoap
 from sqlalchemy import select
 
 from backend import protocol
-from backend.protocol import Event as WireEvent
-from backend.protocol import Kind, Result
+from backend.protocol import Kind, Result, WireEvent
 from backend.storage import db
 from backend.storage.models import Order
 from devtools.net import coap_post
 from tests.conftest import make_world
 from tests.devtools.test_bench_loadgen import fleet_of
-from tests.engine_helpers import events_and_orders
+from tests.worker_helpers import events_and_orders
 
 
 def _press(device, seq: int) -> bytes:
@@ -67,3 +66,13 @@ def test_a_killed_idle_writer_is_replaced(settings, backend, tmp_path):
     assert second.code == aiocoap.Code.VALID  # suppressed by the open order from seq 1
     assert events_and_orders(settings.db_url) == (2, 1)
     assert backend.pipeline.restarts == 1
+
+
+def test_both_writers_are_pipelines():
+    """The CoAP layer is written against the declared `Pipeline`; both forms keep to it."""
+    from backend.config import Settings
+    from backend.ingest.pipeline import GroupCommitPipeline, Pipeline
+    from backend.ingest.writer_process import ProcessPipeline
+
+    assert isinstance(ProcessPipeline(Settings()), Pipeline)
+    assert isinstance(GroupCommitPipeline(sessions=None, keyring=None), Pipeline)

@@ -9,7 +9,7 @@ from backend.storage.models import MerchantCallback, Order
 from devtools.merchant_server import FakeMerchant, send_callback
 from devtools.net import coap_post
 from tests.backend.ingest.test_ingest import answer_of, press
-from tests.engine_helpers import Backends, path_of, until
+from tests.worker_helpers import Backends, path_of, until
 
 SECRET = "merchant-shared-secret"
 

@@ -13,7 +13,7 @@ from backend.accounts import households, signing
 from backend.orders import lifecycle as orders
 from backend.orders import outbox
 from backend.orders.fulfillment import PlaceRequest
-from backend.orders.worker import OrderEngine
+from backend.orders.worker import OrderWorker
 from backend.storage import db
 from backend.storage.db import utcnow
 from backend.storage.models import Notification, Order, OrderTransition, OutboxItem
@@ -46,7 +46,7 @@ def test_two_workers_never_deliver_the_same_item(settings, sessions):
     ids = confirmed_orders(sessions, 30)
     with FakeMerchant(SECRET) as merchant:
         shop = replace(settings, merchant_url=merchant.url, merchant_secret=SECRET)
-        workers = [OrderEngine(sessions, shop, name=f"worker-{n}") for n in "ab"]
+        workers = [OrderWorker(sessions, shop, name=f"worker-{n}") for n in "ab"]
         handled = {w.name: 0 for w in workers}
 
         def run(worker):
@@ -78,7 +78,7 @@ def test_a_worker_that_dies_mid_delivery_loses_nothing_and_doubles_nothing(setti
     (order_id,) = confirmed_orders(sessions, 1)
     with FakeMerchant(SECRET) as merchant:
         shop = replace(settings, merchant_url=merchant.url, merchant_secret=SECRET)
-        doomed, survivor = (OrderEngine(sessions, shop, name=n) for n in ("doomed", "next"))
+        doomed, survivor = (OrderWorker(sessions, shop, name=n) for n in ("doomed", "next"))
         with sessions() as session, session.begin():
             (item,) = outbox.claim(session, doomed.name)
         # The doomed worker reaches the merchant, then dies before recording anything.
@@ -133,7 +133,7 @@ def test_notifications_reach_the_household_webhook_signed(settings, sessions):
             from backend.orders import notifications
 
             notifications.notify(session, household.id, "low_battery", "Battery low.")
-        engine = OrderEngine(sessions, settings, name="hooks")
+        engine = OrderWorker(sessions, settings, name="hooks")
         assert engine.deliver_outbox() == 1
     finally:
         server.shutdown()

@@ -6,13 +6,12 @@ from sqlalchemy import select
 
 from backend import protocol
 from backend.orders import sensors
-from backend.protocol import Event as WireEvent
-from backend.protocol import Kind, Result
+from backend.protocol import Kind, Result, WireEvent
 from backend.storage.db import utcnow
 from backend.storage.models import Device, Event, Order, Slot
 from devtools.net import api, coap_post
 from tests.backend.ingest.test_ingest import answer_of, identity
-from tests.engine_helpers import until
+from tests.worker_helpers import until
 
 RATE_G_PER_DAY = 60.0
 

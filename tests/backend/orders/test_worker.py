@@ -8,7 +8,7 @@ from backend.storage.models import Household, Order, OutboxItem, SimOrder
 from devtools.merchant_server import FakeMerchant
 from devtools.net import api, coap_post
 from tests.backend.ingest.test_ingest import answer_of, press
-from tests.engine_helpers import Backends, notification_kinds, order_state, path_of, until
+from tests.worker_helpers import Backends, notification_kinds, order_state, path_of, until
 
 
 @pytest.fixture
@@ -35,13 +35,13 @@ def test_hold_window_lets_the_household_cancel(backends):
     button = world.buttons[0]
     answer = send_press(world, button, 1)
     assert answer.result is Result.CREATED and answer.state == "pending"
-    backend.engine_worker.run_once()
+    backend.order_worker.run_once()
     assert order_state(backend, answer.order) == "pending", "the hold window is 15 min"
 
     status, body = api("POST", f"{world.api_url}/orders/{answer.order}/cancel", world.token)
     assert status == 200 and body["state"] == "cancelled" and not body["cancellable"]
     assert body["history"][-1]["actor"] == f"household:{world.household_id}"
-    backend.engine_worker.run_once()
+    backend.order_worker.run_once()
     with backend.sessions() as session:
         assert session.scalars(select(SimOrder)).all() == [], "never reached the warehouse"
         assert session.scalar(select(OutboxItem.id)) is None
@@ -201,7 +201,7 @@ def test_a_silent_device_is_reported_offline_once(backends):
             Device.device_id == button.device_id)).one()
         device.last_seen_at = utcnow() - timedelta(hours=2)
     for _ in range(3):
-        backend.engine_worker.run_once()
+        backend.order_worker.run_once()
     assert notification_kinds(backend, world.household_id).count("device_offline") == 1
     send_press(world, button, 2)  # heard from again: a later silence is reported anew
     with backend.sessions() as session:

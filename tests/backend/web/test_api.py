@@ -11,7 +11,7 @@ import pytest
 
 from backend import protocol
 from backend.accounts import households
-from backend.protocol import Event, Kind, Result
+from backend.protocol import Kind, Result, WireEvent
 from devtools.net import coap_post
 
 HEX_KEY = re.compile(r"[0-9a-fA-F]{64}")
@@ -56,7 +56,7 @@ def assert_error(status, body, expected_status, code):
 def press(world, device, seq):
     identity = json.loads((device.bundle_dir / "identity.json").read_text())
     key, kid = bytes.fromhex(identity["key"]), bytes.fromhex(identity["device_id"])
-    request = protocol.encode_event(key, kid, Event(seq=seq, kind=Kind.PRESS, slot=0))
+    request = protocol.encode_event(key, kid, WireEvent(seq=seq, kind=Kind.PRESS, slot=0))
     response = coap_post(world.event_url, request)
     return protocol.decode_answer(key, protocol.parse_signed_event(request).tag,
                                   response.payload)
@@ -108,7 +108,7 @@ def test_a_press_shows_up_as_an_order_with_its_history(world, backend):
     button = world.buttons[0]
     answer = press(world, button, 1)
     assert answer.result is Result.CREATED
-    backend.engine_worker.run_once()  # may or may not step it on: history covers both
+    backend.order_worker.run_once()  # may or may not step it on: history covers both
     status, body, raw = http(f"{world.api_url}/orders", world.token)
     assert status == 200
     assert [o["id"] for o in body["orders"]] == [answer.order]

@@ -25,7 +25,7 @@ from schemathesis.generation import GenerationMode
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from backend.accounts import users as accounts
+from backend.accounts import tokens
 from backend.storage.models import User
 from backend.web import create_app
 from tests import api_world
@@ -53,7 +53,7 @@ def fresh_token(world: api_world.ApiWorld) -> str:
     """A throwaway token of the owner's user, for DELETE /tokens/current."""
     with world.sessions() as session, session.begin():
         user = session.scalars(select(User).where(User.email == world.owner.email)).one()
-        return accounts.issue_user_token(session, user)
+        return tokens.issue_for_user(session, user)
 
 
 def run_schemathesis(world: api_world.ApiWorld, schema, examples: int,

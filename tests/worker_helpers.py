@@ -1,4 +1,4 @@
-"""Helpers for order-engine tests: backends with their own settings, bounded waits."""
+"""Helpers for order-worker tests: backends with their own settings, bounded waits."""
 
 from __future__ import annotations
 
@@ -37,9 +37,9 @@ class Backends:
 
 
 def until(backend, predicate, rounds: int = 400, pause_s: float = 0.02):
-    """Run engine rounds until predicate(session) holds (bounded); return its value."""
+    """Run order worker rounds until predicate(session) holds (bounded); return its value."""
     for _ in range(rounds):
-        backend.engine_worker.run_once()
+        backend.order_worker.run_once()
         with backend.sessions() as session:
             value = predicate(session)
             if value:
