@@ -143,9 +143,10 @@ def device_configure(settings: Settings, device_id, household_id, slot, product,
 
 @household.command("settings")
 @click.argument("household_id", type=int)
-@click.option("--hold-window", "hold_window_s", type=click.IntRange(0, 86400),
+@click.option("--hold-window", "hold_window_s",
+              type=click.IntRange(0, households.HOLD_WINDOW_MAX_S),
               help="Seconds a new order waits, cancellable (0: none).")
-@click.option("--max-orders-per-day", type=click.IntRange(0, 1000))
+@click.option("--max-orders-per-day", type=click.IntRange(0, households.ORDERS_PER_DAY_MAX))
 @click.option("--monthly-limit-cents", type=click.IntRange(0))
 @click.option("--allow-multiple-open/--one-open-order", default=None)
 @click.pass_obj

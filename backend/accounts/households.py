@@ -8,6 +8,10 @@ from backend.accounts import tokens
 from backend.errors import NotFound
 from backend.storage.models import Household
 
+# The order policies' bounds, the same from the command line, the API and the pages.
+HOLD_WINDOW_MAX_S = 7 * 86400
+ORDERS_PER_DAY_MAX = 1000
+
 
 def create(session: Session, name: str) -> tuple[Household, str]:
     """Create a household and its first API token; the token is shown only now."""

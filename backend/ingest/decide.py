@@ -61,7 +61,13 @@ def decide(session: Session, keyring: Keyring, request: bytes,
         event = protocol.decode_event(signed.payload)
     except MalformedEvent as err:
         log.warning("refused malformed event from device %s: %s", device_id, err)
-        return Reply.text(Result.BAD_REQUEST, str(err))
+        if (seq := protocol.event_seq(signed.payload)) is None:
+            return Reply.text(Result.BAD_REQUEST, str(err))
+        # The device signed it: a signed 4.00 is an answer it can trust, so it drops
+        # the event rather than resend it forever (a newer kind, a bug). Nothing changes.
+        body = protocol.encode_answer(key, signed.tag, Answer(seq=seq,
+                                                                result=Result.BAD_REQUEST))
+        return Reply(Result.BAD_REQUEST, body, True)
 
     def answer(**fields) -> Reply:
         result = fields["result"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g, request
 from sqlalchemy import select, update
 
-from backend.accounts import tokens
+from backend.accounts import households, tokens
 from backend.accounts import users as accounts
 from backend.errors import NotFound
 from backend.storage.db import utcnow
@@ -43,10 +43,12 @@ LOGIN = Body({
 }, example={"email": "sam@example.org", "password": "a long passphrase"})
 SETTINGS = Body({
     "hold_window_s": Field(int, "Seconds a new order waits, cancellable, before it is "
-                           "placed; 0 places it at once.", minimum=0, maximum=7 * 86400),
+                           "placed; 0 places it at once.", minimum=0,
+                           maximum=households.HOLD_WINDOW_MAX_S),
     "allow_multiple_open": Field(bool, "Allow a new order while the slot has an open one."),
     "max_orders_per_day": Field(int, "Most orders in 24 hours; null for no limit.",
-                                nullable=True, minimum=0, maximum=1000),
+                                nullable=True, minimum=0,
+                                maximum=households.ORDERS_PER_DAY_MAX),
     "monthly_limit_cents": Field(int, "Spending limit per calendar month (UTC), in cents; "
                                  "null for no limit.", nullable=True, minimum=0,
                                  maximum=INT32_MAX),

@@ -8,6 +8,7 @@ from decimal import Decimal, InvalidOperation
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
 
+from backend.accounts import households
 from backend.errors import ReplenishError
 from backend.storage.models import Household
 from backend.web.pages import (
@@ -22,8 +23,8 @@ bp = Blueprint("household", __name__)
 
 log = logging.getLogger(__name__)
 
-HOLD_MAX_MIN = 24 * 60
-ORDERS_PER_DAY_MAX = 1000
+HOLD_MAX_MIN = households.HOLD_WINDOW_MAX_S // 60
+ORDERS_PER_DAY_MAX = households.ORDERS_PER_DAY_MAX
 MONTHLY_MAX = Decimal("1000000")
 
 
@@ -70,11 +71,13 @@ def parse_settings(form) -> dict:
 def settings():
     if request.method == "GET":
         return render_template("household/settings.html", household=my_household(),
+                               hold_max_min=HOLD_MAX_MIN,
                                saved=request.args.get("saved"))
     try:
         changes = parse_settings(request.form)
     except ReplenishError as err:
-        return form_error("household/settings.html", err, household=my_household())
+        return form_error("household/settings.html", err, household=my_household(),
+                          hold_max_min=HOLD_MAX_MIN)
     with writing() as s:
         household = s.get(Household, g.user.household_id)
         for name, value in changes.items():
