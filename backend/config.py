@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from backend.errors import ConfigError
+
 
 def _set(text: str) -> frozenset[str]:
     return frozenset(part.strip() for part in text.split(",") if part.strip())
@@ -29,6 +31,15 @@ def _flag(text: str) -> bool:
 
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(","))
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return text
+
+    return parse
 
 
 def _optional_path(text: str) -> Path | None:
@@ -149,6 +160,9 @@ class Settings:
                                          "([docs/performance.md](docs/performance.md))",
                                          _ints, default=(),
                                          shown="`2000,10,10` (CoAP), `20000,20,100` (writer)")
+    log_format: str = env("REPLENISH_LOG_FORMAT", "`text`, or `json`: one JSON object per "
+                          "line (time, level, logger, message)", _choice("text", "json"),
+                          default="text")
     gc_full_every_s: float = env("REPLENISH_GC_FULL_EVERY_S", "the CoAP process's full "
                                  "collection (cycles among frozen objects)", default=600.0)
 
@@ -176,9 +190,13 @@ def _from_env(cls, environ) -> Any:
     for f in dataclasses.fields(cls):
         if dataclasses.is_dataclass(f.default):
             values[f.name] = _from_env(type(f.default), environ)
-        elif f.metadata["env"] in environ:
+        elif (name := f.metadata["env"]) in environ:
             parse = f.metadata["parse"] or type(f.default)
-            values[f.name] = parse(environ[f.metadata["env"]])
+            try:
+                values[f.name] = parse(environ[name])
+            except ValueError as err:  # one clear line, not a traceback
+                shown = "<hidden>" if not f.repr else repr(environ[name])
+                raise ConfigError(f"{name}={shown}: {err}") from None
     return cls(**values)
 
 

@@ -233,7 +233,7 @@ class _Collector(logging.Handler):
             exc_text = logging.Formatter().formatException(record.exc_info)
         self._records.append((record.name, record.levelno, record.getMessage(), exc_text,
                               record.created, record.pathname, record.lineno,
-                              record.funcName))
+                              record.funcName, str(record.msg)))
 
 
 def _collect_logs(level: int, records: list[tuple]) -> None:
@@ -246,11 +246,12 @@ def _collect_logs(level: int, records: list[tuple]) -> None:
 
 
 def _log_forwarded(record: tuple) -> None:
-    name, levelno, message, exc_text, created, pathname, lineno, func = record
+    name, levelno, message, exc_text, created, pathname, lineno, func, template = record
     logger = logging.getLogger(name)
     if logger.isEnabledFor(levelno):
         logger.handle(logging.makeLogRecord({
             "name": name, "levelno": levelno, "levelname": logging.getLevelName(levelno),
             "msg": message, "args": None, "exc_text": exc_text, "created": created,
             "msecs": (created % 1) * 1000, "pathname": pathname, "lineno": lineno,
-            "funcName": func, "processName": "ingest-writer"}))
+            "funcName": func, "processName": "ingest-writer",
+            "template": template}))  # what backend.logs.Summarize counts by
