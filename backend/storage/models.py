@@ -147,6 +147,7 @@ class Device(Base):
     flashed_firmware: Mapped[str | None] = mapped_column(String(50))
     key_rotated_at: Mapped[datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_reason: Mapped[str | None] = mapped_column(String(200))
 
     household: Mapped[Household | None] = relationship(back_populates="devices")
     slots: Mapped[list[Slot]] = relationship(
