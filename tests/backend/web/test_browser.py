@@ -302,7 +302,16 @@ def test_operator_fleet_and_revoke(browser, site):
     last = page.locator("thead th").last.bounding_box()
     assert last["x"] + last["width"] <= 1280
     shot(page, "11-operator-fleet-desktop")
+    from provisioning import releases as release_signing
+
+    with backend.writer_sessions() as session, session.begin():
+        for version in ("0.3.0", "0.4.0"):
+            release_signing.publish(session, release_signing.Ed25519PrivateKey.generate(),
+                                    model="button", version=version, percent=20,
+                                    files={"replenish/x.mpy": version.encode()})
     page.goto(f"{base}/operator/releases")
-    assert page.locator("h1").inner_text() == "Firmware rollouts"
+    page.locator("tbody tr").first.locator("button:has-text('Pause')").click()
+    page.wait_for_url(f"{base}/operator/releases?changed=*")
+    assert "paused: paused by operator" in page.locator("tbody tr").first.inner_text()
     shot(page, "12-operator-rollouts-desktop")
     context.close()
