@@ -38,25 +38,25 @@ firmware: $(INSTALLED)
 
 # Type-check the firmware against micropython-esp32-stubs (mypy); fails on any error.
 lint: $(INSTALLED)
-	$(BIN)/python -m tests.firmware_lint
+	$(BIN)/python -m devtools.firmware_lint
 
 # Bare aiocoap vs the full ingest (SQLite, 100,000 devices, PostgreSQL), one JSON line
 # per configuration; a few minutes. Not part of `make test`. docs/performance.md.
 bench: $(INSTALLED)
-	$(BIN)/python -m bench $(BENCH_ARGS)
+	$(BIN)/python -m devtools.bench $(BENCH_ARGS)
 
 # Crash safety and hostile input, measured: load from many devices, the backend
 # SIGKILLed at random moments, the merchant down; a table and one JSON line. A few
 # minutes; FAULTS_ARGS=--postgres for PostgreSQL. docs/reliability.md.
 faults: $(INSTALLED)
-	$(BIN)/python -m faults $(FAULTS_ARGS)
+	$(BIN)/python -m devtools.faults $(FAULTS_ARGS)
 
 # Firmware figures per press on the unix port: CPU time, peak heap, flash writes.
 bench-firmware: $(INSTALLED)
-	$(BIN)/python -m tests.firmware_bench
+	$(BIN)/python -m devtools.firmware_bench
 
 vectors: $(INSTALLED)
-	$(BIN)/python tests/make_vectors.py > docs/vectors/protocol-v1.json
+	$(BIN)/python devtools/make_vectors.py > docs/vectors/protocol-v1.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache test-artifacts

@@ -2,4 +2,5 @@
 
 from backend.cli import main
 
-main()
+if __name__ == "__main__":  # not when multiprocessing re-imports it
+    main()

@@ -9,10 +9,11 @@ import sys
 
 import click
 
-from backend import db, devices, households
+from backend.accounts import devices, households
 from backend.config import Settings
 from backend.errors import ReplenishError
-from backend.fleet_cli import fleet_group, release
+from backend.fleet.cli import fleet_group, release
+from backend.storage import db
 from provisioning.cli import provision
 
 
@@ -177,7 +178,7 @@ def user():
 @click.pass_obj
 def user_create_operator(settings: Settings, email, password):
     """Create an operator account (batches, fleet, revocation) for EMAIL."""
-    from backend import accounts
+    from backend.accounts import users as accounts
 
     with db.transaction(settings.db_url) as session:
         created = accounts.create_operator(session, email, password)
@@ -188,7 +189,7 @@ def user_create_operator(settings: Settings, email, password):
 @click.option("--presses", type=click.IntRange(1, 50), default=4, show_default=True)
 def demo(presses):
     """Provision three buttons, press them on the MicroPython unix port, follow orders."""
-    from backend.demo import run_demo
+    from devtools.demo import run_demo
 
     sys.exit(run_demo(presses))
 

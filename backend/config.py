@@ -1,68 +1,156 @@
-"""Settings, loaded once from the environment (every name is documented in README)."""
+"""Settings: the one place that reads the environment.
+
+Each setting is one dataclass field that names its environment variable and says what it
+is for; its default is written here and nowhere else (policy classes take theirs from
+`DEFAULTS`). The README's configuration table is rendered from these fields
+(`settings_table`), and a test holds the README to it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Callable
+
+
+def _set(text: str) -> frozenset[str]:
+    return frozenset(part.strip() for part in text.split(",") if part.strip())
+
+
+def _networks(text: str) -> tuple[str, ...]:
+    return tuple(sorted(_set(text)))
+
+
+def _flag(text: str) -> bool:
+    return text.strip().lower() in {"1", "true", "yes"}
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(","))
+
+
+def _optional_path(text: str) -> Path | None:
+    return Path(text) if text else None
+
+
+def env(name: str, doc: str, parse: Callable[[str], Any] | None = None, *, default: Any,
+        shown: str | None = None, secret: bool = False):
+    """A field read from the environment variable `name` (`parse` turns its text into the
+    value; by default the default's own type). `shown` is the default as the README
+    writes it when the value itself would not read well."""
+    return field(default=default, repr=not secret,
+                 metadata={"env": name, "doc": doc, "parse": parse, "shown": shown})
 
 
 @dataclass(frozen=True)
 class SimulatorSettings:
     """How fast the built-in warehouse-and-carrier simulator moves an order on."""
 
-    step_s: float = 5.0  # placed→shipped and shipped→delivered each take this long
-    poll_s: float = 0.5
-    initial_stock: int = 50  # per product, the first time it is ordered
-    restock_s: float = 30.0  # a backordered product is restocked this long after
-    restock_amount: int = 50
-    # Fault injection for demos and tests: orders of these SKUs are declined
-    # (payment) or lost in delivery.
-    decline_skus: frozenset[str] = frozenset()
-    lost_skus: frozenset[str] = frozenset()
+    step_s: float = env("REPLENISH_SIM_STEP_S", "simulator: seconds per shipping stage "
+                        "(placed → shipped → delivered)", default=5.0)
+    poll_s: float = env("REPLENISH_SIM_POLL_S", "simulator: seconds between its rounds",
+                        default=0.5)
+    initial_stock: int = env("REPLENISH_SIM_STOCK", "simulator: stock per product, the "
+                             "first time it is ordered", default=50)
+    restock_s: float = env("REPLENISH_SIM_RESTOCK_S", "simulator: a backordered product is "
+                           "restocked this many seconds later", default=30.0)
+    restock_amount: int = env("REPLENISH_SIM_RESTOCK_AMOUNT", "simulator: units added per "
+                              "restock", default=50)
+    # Fault injection for demos and tests.
+    decline_skus: frozenset[str] = env("REPLENISH_SIM_DECLINE_SKUS", "simulator: orders of "
+                                       "these SKUs are declined (comma-separated)", _set,
+                                       default=frozenset())
+    lost_skus: frozenset[str] = env("REPLENISH_SIM_LOST_SKUS", "simulator: orders of these "
+                                    "SKUs are lost in delivery (comma-separated)", _set,
+                                    default=frozenset())
+
+
+_LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 
 @dataclass(frozen=True)
 class Settings:
-    data_dir: Path = Path("data")
-    database_url: str = ""  # empty: SQLite file in data_dir
-    coap_host: str = "0.0.0.0"
-    coap_port: int = 5683
-    http_host: str = "127.0.0.1"
-    http_port: int = 8000
-    kek_hex: str = field(default="", repr=False)  # never printed
-    kek_file: Path | None = None
-    group_commit_max: int = 64
-    # "process": the group-commit writer runs in a child process and the event loop only
-    # moves bytes (backend/coap/writer_process.py); "thread": in this process.
-    ingest_writer: str = "process"
-    # Overload (backend/coap/server.py): past this many events waiting for the writer,
-    # answer 5.03 with Max-Age = overload_retry_s instead of queueing.
-    overload_max_waiting: int = 1024
-    overload_retry_s: int = 5
-    # Rate limits on POST /ev (backend/coap/ratelimit.py): requests per second and burst
-    # per source address (IPv6: per /64), authenticated events per second and burst per
-    # device (0 turns a limit off), buckets kept per table, and networks not limited.
-    rate_source_per_s: float = 100.0
-    rate_source_burst: float = 400.0
-    rate_device_per_s: float = 1.0
-    rate_device_burst: float = 64.0
-    rate_tracked: int = 65536
-    rate_exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
-    # Who gets /.well-known/core: its answer is bigger than the request, so it would
-    # amplify a forged source's traffic (backend/coap/server.py LocalDiscovery).
-    discovery_from: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    data_dir: Path = env("REPLENISH_DATA_DIR", "SQLite database, key-encryption key and web "
+                         "secret", default=Path("data"))
+    database_url: str = env("DATABASE_URL", "e.g. `postgresql://user@host/db`", default="",
+                            shown="SQLite in the data folder", secret=True)
+    coap_host: str = env("REPLENISH_COAP_HOST", "CoAP listener address", default="0.0.0.0")
+    coap_port: int = env("REPLENISH_COAP_PORT", "CoAP listener port", default=5683)
+    http_host: str = env("REPLENISH_HTTP_HOST", "web app address", default="127.0.0.1")
+    http_port: int = env("REPLENISH_HTTP_PORT", "web app port", default=8000)
+    kek_hex: str = env("REPLENISH_KEK", "key-encryption key, 64 hex digits (else the file "
+                       "below)", default="", secret=True)
+    kek_previous_hex: str = env("REPLENISH_KEK_PREVIOUS", "with `REPLENISH_KEK`: the key "
+                                "before a rotation, while keys are re-wrapped", default="",
+                                secret=True)
+    kek_file: Path | None = env("REPLENISH_KEK_FILE", "KEK file, owner-only; created on "
+                                "first run (the key before a rotation: `<file>.previous`)",
+                                _optional_path, default=None, shown="`data/kek.key`")
+    group_commit_max: int = env("REPLENISH_GROUP_COMMIT_MAX", "most events per commit",
+                                default=64)
+    ingest_writer: str = env("REPLENISH_INGEST_WRITER", "group-commit writer in a child "
+                             "process (`process`: the event loop only moves bytes) or a "
+                             "thread of the CoAP process (`thread`)", default="process")
+    overload_max_waiting: int = env("REPLENISH_OVERLOAD_MAX_WAITING", "past this many events "
+                                    "waiting for the writer (or with the UDP receive buffer "
+                                    "half full; the CoAP socket asks for 1 MiB, capped by "
+                                    "`net.core.rmem_max`), answer 5.03 instead of queueing",
+                                    default=1024)
+    overload_retry_s: int = env("REPLENISH_OVERLOAD_RETRY_S", "Max-Age of that 5.03",
+                                default=5)
+    rate_source_per_s: float = env("REPLENISH_RATE_SOURCE_PER_S", "CoAP requests per second "
+                                   "per source address (IPv6: per /64); over it: 5.03 with "
+                                   "Max-Age ([docs/security.md](docs/security.md))",
+                                   default=100.0)
+    rate_source_burst: float = env("REPLENISH_RATE_SOURCE_BURST", "burst per source address",
+                                   default=400.0)
+    rate_device_per_s: float = env("REPLENISH_RATE_DEVICE_PER_S", "authenticated events per "
+                                   "second per device (0 turns the limit off)", default=1.0)
+    rate_device_burst: float = env("REPLENISH_RATE_DEVICE_BURST", "burst per device: room "
+                                   "for a device sending its offline queue at once",
+                                   default=64.0)
+    rate_tracked: int = env("REPLENISH_RATE_TRACKED", "rate-limit buckets kept per table "
+                            "(least recently used dropped first)", default=65536)
+    rate_exempt: tuple[str, ...] = env("REPLENISH_RATE_EXEMPT", "networks not rate-limited "
+                                       "(comma-separated; empty: none)", _networks,
+                                       default=_LOOPBACK)
+    # Its answer is bigger than the request, so it would amplify a forged source's traffic
+    # (backend/coap/server.py LocalDiscovery).
+    discovery_from: tuple[str, ...] = env("REPLENISH_DISCOVERY_FROM", "networks that get "
+                                          "`/.well-known/core`; others get an empty 4.03",
+                                          _networks, default=_LOOPBACK)
     simulator: SimulatorSettings = SimulatorSettings()
-    merchant_url: str = ""  # empty: every order goes to the simulator
-    merchant_secret: str = field(default="", repr=False)
-    engine_poll_s: float = 0.5  # hold windows, outbox, offline checks
-    low_battery_mv: int = 2300
-    offline_after_s: float = 26 * 3600
-    # Web pages (backend/web/pages): the key that signs session cookies (else an
-    # owner-only file in data_dir), and whether to trust X-Forwarded-Proto/-For from
-    # one reverse proxy in front (then cookies are Secure when the proxy speaks https).
-    web_secret_key: str = field(default="", repr=False)
-    behind_proxy: bool = False
+    merchant_url: str = env("REPLENISH_MERCHANT_URL", "webhook merchant "
+                            "([docs/merchant-webhooks.md](docs/merchant-webhooks.md)); empty: "
+                            "every order goes to the simulator", default="")
+    merchant_secret: str = env("REPLENISH_MERCHANT_SECRET", "signs requests to and callbacks "
+                               "from the merchant", default="", secret=True)
+    worker_poll_s: float = env("REPLENISH_WORKER_POLL_S", "order worker round: hold windows, "
+                               "outbox, offline checks", default=0.5)
+    outbox_lease_s: float = env("REPLENISH_OUTBOX_LEASE_S", "an outbox item a worker took is "
+                                "its own this long; then another worker may take it",
+                                default=60.0)
+    low_battery_mv: int = env("REPLENISH_LOW_BATTERY_MV", "below this a device's battery is "
+                              "reported low", default=2300)
+    offline_after_s: float = env("REPLENISH_OFFLINE_AFTER_S", "a device silent this long is "
+                                 "reported offline", default=26 * 3600.0)
+    # The key that signs session cookies (else an owner-only file in data_dir).
+    web_secret_key: str = env("REPLENISH_SECRET_KEY", "signs web session cookies (else "
+                              "`data/web-secret.key`, owner-only, created on first run)",
+                              default="", secret=True)
+    behind_proxy: bool = env("REPLENISH_BEHIND_PROXY", "`true`: trust one reverse proxy's "
+                             "X-Forwarded-For/-Proto (https → Secure cookies)", _flag,
+                             default=False)
+    # Empty: each process's own (backend/gc_tuning.py), written there once.
+    gc_thresholds: tuple[int, ...] = env("REPLENISH_GC_THRESHOLDS", "garbage-collector "
+                                         "thresholds after start-up in both processes "
+                                         "([docs/performance.md](docs/performance.md))",
+                                         _ints, default=(),
+                                         shown="`2000,10,10` (CoAP), `20000,20,100` (writer)")
+    gc_full_every_s: float = env("REPLENISH_GC_FULL_EVERY_S", "the CoAP process's full "
+                                 "collection (cycles among frozen objects)", default=600.0)
 
     @property
     def db_url(self) -> str:
@@ -76,56 +164,51 @@ class Settings:
         return replace(self, **changes)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        base = cls()
-        return cls(
-            data_dir=Path(env.get("REPLENISH_DATA_DIR", base.data_dir)),
-            database_url=env.get("DATABASE_URL", ""),
-            coap_host=env.get("REPLENISH_COAP_HOST", base.coap_host),
-            coap_port=int(env.get("REPLENISH_COAP_PORT", base.coap_port)),
-            http_host=env.get("REPLENISH_HTTP_HOST", base.http_host),
-            http_port=int(env.get("REPLENISH_HTTP_PORT", base.http_port)),
-            kek_hex=env.get("REPLENISH_KEK", ""),
-            kek_file=Path(env["REPLENISH_KEK_FILE"]) if env.get("REPLENISH_KEK_FILE") else None,
-            group_commit_max=int(env.get("REPLENISH_GROUP_COMMIT_MAX", base.group_commit_max)),
-            ingest_writer=env.get("REPLENISH_INGEST_WRITER", base.ingest_writer),
-            overload_max_waiting=int(env.get("REPLENISH_OVERLOAD_MAX_WAITING",
-                                             base.overload_max_waiting)),
-            overload_retry_s=int(env.get("REPLENISH_OVERLOAD_RETRY_S", base.overload_retry_s)),
-            rate_source_per_s=float(env.get("REPLENISH_RATE_SOURCE_PER_S",
-                                            base.rate_source_per_s)),
-            rate_source_burst=float(env.get("REPLENISH_RATE_SOURCE_BURST",
-                                            base.rate_source_burst)),
-            rate_device_per_s=float(env.get("REPLENISH_RATE_DEVICE_PER_S",
-                                            base.rate_device_per_s)),
-            rate_device_burst=float(env.get("REPLENISH_RATE_DEVICE_BURST",
-                                            base.rate_device_burst)),
-            rate_tracked=int(env.get("REPLENISH_RATE_TRACKED", base.rate_tracked)),
-            rate_exempt=tuple(sorted(_set(env["REPLENISH_RATE_EXEMPT"])))
-            if "REPLENISH_RATE_EXEMPT" in env else base.rate_exempt,
-            discovery_from=tuple(sorted(_set(env["REPLENISH_DISCOVERY_FROM"])))
-            if "REPLENISH_DISCOVERY_FROM" in env else base.discovery_from,
-            simulator=SimulatorSettings(
-                step_s=float(env.get("REPLENISH_SIM_STEP_S", base.simulator.step_s)),
-                poll_s=float(env.get("REPLENISH_SIM_POLL_S", base.simulator.poll_s)),
-                initial_stock=int(env.get("REPLENISH_SIM_STOCK",
-                                          base.simulator.initial_stock)),
-                restock_s=float(env.get("REPLENISH_SIM_RESTOCK_S",
-                                        base.simulator.restock_s)),
-                decline_skus=_set(env.get("REPLENISH_SIM_DECLINE_SKUS", "")),
-                lost_skus=_set(env.get("REPLENISH_SIM_LOST_SKUS", "")),
-            ),
-            merchant_url=env.get("REPLENISH_MERCHANT_URL", ""),
-            merchant_secret=env.get("REPLENISH_MERCHANT_SECRET", ""),
-            engine_poll_s=float(env.get("REPLENISH_ENGINE_POLL_S", base.engine_poll_s)),
-            low_battery_mv=int(env.get("REPLENISH_LOW_BATTERY_MV", base.low_battery_mv)),
-            offline_after_s=float(env.get("REPLENISH_OFFLINE_AFTER_S",
-                                          base.offline_after_s)),
-            web_secret_key=env.get("REPLENISH_SECRET_KEY", ""),
-            behind_proxy=env.get("REPLENISH_BEHIND_PROXY", "").lower() in {"1", "true", "yes"},
-        )
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        return _from_env(cls, os.environ if environ is None else environ)
 
 
-def _set(text: str) -> frozenset[str]:
-    return frozenset(part.strip() for part in text.split(",") if part.strip())
+DEFAULTS = Settings()
+
+
+def _from_env(cls, environ) -> Any:
+    values = {}
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(f.default):
+            values[f.name] = _from_env(type(f.default), environ)
+        elif f.metadata["env"] in environ:
+            parse = f.metadata["parse"] or type(f.default)
+            values[f.name] = parse(environ[f.metadata["env"]])
+    return cls(**values)
+
+
+def settings_fields(cls=Settings) -> list[dataclasses.Field]:
+    """Every environment-backed field, nested ones (the simulator's) in place."""
+    out = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(f.default):
+            out.extend(settings_fields(type(f.default)))
+        else:
+            out.append(f)
+    return out
+
+
+def _shown(f: dataclasses.Field) -> str:
+    if f.metadata["shown"]:
+        return f.metadata["shown"]
+    value = f.default
+    if value in ("", None, False, (), frozenset()):
+        return "—"
+    if isinstance(value, tuple):
+        value = ",".join(str(v) for v in value)
+    elif isinstance(value, float):
+        value = f"{value:g}"
+    return f"`{value}`"
+
+
+def settings_table() -> str:
+    """The README's configuration table, one row per environment variable."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    rows += [f"| `{f.metadata['env']}` | {_shown(f)} | {f.metadata['doc']} |"
+             for f in settings_fields()]
+    return "\n".join(rows) + "\n"

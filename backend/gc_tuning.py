@@ -5,13 +5,20 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import time
+
+from backend.config import DEFAULTS, Settings
 
 log = logging.getLogger(__name__)
 
 
-def tune_gc(loop: asyncio.AbstractEventLoop | None = None) -> None:
+# Thresholds after start-up (REPLENISH_GC_THRESHOLDS overrides both; docs/performance.md).
+WRITER_THRESHOLDS = (20000, 20, 100)
+LOOP_THRESHOLDS = (2000, 10, 10)
+
+
+def tune_gc(loop: asyncio.AbstractEventLoop | None = None,
+            settings: Settings = DEFAULTS) -> None:
     """Keep the collector's pauses out of the answer path (call once, after start-up).
 
     aiocoap allocates several container objects per exchange and keeps each exchange's
@@ -25,7 +32,7 @@ def tune_gc(loop: asyncio.AbstractEventLoop | None = None) -> None:
     (`SurvivorFreezer`): survivors are aiocoap's long-lived exchange state, so the
     middle and old generations never grow and their collections stay as short as the
     young ones. Cycles among frozen objects wait for a full collection every
-    `_FULL_EVERY_S` (one longer pause, rare enough to stay out of the p99; freed by
+    `settings.gc_full_every_s` (one longer pause, rare enough to stay out of the p99; freed by
     reference counting, frozen objects go at once as any other).
 
     Without a loop (the writer process, which keeps nothing between batches) the
@@ -35,10 +42,10 @@ def tune_gc(loop: asyncio.AbstractEventLoop | None = None) -> None:
     gc.collect()
     gc.freeze()
     if loop is None:
-        gc.set_threshold(*_THRESHOLDS)
+        gc.set_threshold(*(settings.gc_thresholds or WRITER_THRESHOLDS))
         return
-    gc.set_threshold(*_LOOP_THRESHOLDS)
-    SurvivorFreezer(loop).start()
+    gc.set_threshold(*(settings.gc_thresholds or LOOP_THRESHOLDS))
+    SurvivorFreezer(loop, full_s=settings.gc_full_every_s).start()
 
 
 class SurvivorFreezer:
@@ -46,10 +53,10 @@ class SurvivorFreezer:
     unfreezes everything and collects it whole once (then freezes the survivors)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, freeze_s: float = 0.5,
-                 full_s: float | None = None):
+                 full_s: float = DEFAULTS.gc_full_every_s):
         self._loop = loop
         self._freeze_s = freeze_s
-        self._full_s = _FULL_EVERY_S if full_s is None else full_s
+        self._full_s = full_s
         self._next_full = time.monotonic() + self._full_s
         self.full_collections = 0
 
@@ -75,14 +82,3 @@ class SurvivorFreezer:
         log.debug("full garbage collection: %d unreachable objects in %.0f ms", found,
                   (time.perf_counter() - started) * 1000)
         return found
-
-
-def _thresholds(default: str) -> tuple[int, ...]:
-    # Overridable for experiments (docs/performance.md): REPLENISH_GC_THRESHOLDS=700,10,10
-    # restores CPython's defaults in both processes.
-    return tuple(int(x) for x in os.environ.get("REPLENISH_GC_THRESHOLDS", default).split(","))
-
-
-_THRESHOLDS = _thresholds("20000,20,100")
-_LOOP_THRESHOLDS = _thresholds("2000,10,10")
-_FULL_EVERY_S = float(os.environ.get("REPLENISH_GC_FULL_EVERY_S", "600"))

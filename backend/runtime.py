@@ -13,18 +13,18 @@ import aiocoap
 from waitress import wasyncore
 from waitress.server import create_server
 
-from backend.coap.pipeline import GroupCommitPipeline
+from backend.accounts.keys import load_keyring
 from backend.coap.ratelimit import limiter_for
 from backend.coap.server import OverloadGuard, OverloadPolicy, build_site
 from backend.coap.unparsable import QuietUnparsable
-from backend.coap.writer_process import ProcessPipeline
 from backend.config import Settings
-from backend.db import make_engine, make_sessionmaker
 from backend.errors import ConfigError
 from backend.gc_tuning import tune_gc
-from backend.engine import OrderEngine
-from backend.ingest import IngestConfig
-from backend.keys import load_keyring
+from backend.ingest.decide import IngestConfig
+from backend.ingest.pipeline import GroupCommitPipeline
+from backend.ingest.writer_process import ProcessPipeline
+from backend.orders.worker import OrderEngine
+from backend.storage.db import make_engine, make_sessionmaker
 from backend.web import create_app
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ async def serve_forever(settings: Settings, roles: tuple[str, ...] = ROLES,
     await backend.start()
     extra = IngestSiblings(backend.coap_port, ingest_processes - 1)
     await extra.start()
-    tune_gc(loop)
+    tune_gc(loop, settings)
     try:
         await stopping.wait()
         log.info("stopping")

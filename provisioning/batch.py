@@ -19,11 +19,11 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend.accounts import claim_codes
+from backend.accounts.keys import Keyring
 from backend.errors import Conflict, ReplenishError
-from backend.keys import Keyring
-from backend.models import Batch, Device
 from backend.protocol import DEVICE_ID_BYTES, KEY_BYTES
-from provisioning import claim_codes
+from backend.storage.models import Batch, Device
 
 log = logging.getLogger(__name__)
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")

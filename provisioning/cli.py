@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from backend import devices
+from backend.accounts import devices
+from backend.accounts.keys import load_keyring
 from backend.config import Settings
-from backend.db import transaction
 from backend.errors import ReplenishError
-from backend.keys import load_keyring
+from backend.storage.db import transaction
 
 
 def _board(board: str) -> dict:
@@ -208,7 +208,7 @@ def wiring(board, out):
               help="Folder that plays the device's flash filesystem.")
 def unix_device(root):
     """Serve the MicroPython unix port as a flashable device (prints its port URL)."""
-    from provisioning.unix_port import UnixPortDevice
+    from devtools.unix_port import UnixPortDevice
 
     device = UnixPortDevice(root)
     click.echo(f"flash with: --port {device.url}   (Ctrl-C ends)")

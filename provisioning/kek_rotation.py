@@ -7,7 +7,7 @@ Files (the default, `REPLENISH_KEK_FILE` / data/kek.key):
    files hold every KEK a stored key may be wrapped under.
 2. `rewrap_all` walks the devices in small transactions (100 rows), re-wrapping each
    key still under an older KEK. Ingest processes holding the old keyring meet the new
-   kek id and re-read the files (backend/keys.py), so no event is refused meanwhile.
+   kek id and re-read the files (backend/accounts/keys.py), so no event is refused meanwhile.
 3. `finish_file_rotation` deletes kek.key.previous once no stored key needs it.
 
 An interrupted rotation is resumed by running it again (a present kek.key.previous
@@ -28,16 +28,16 @@ from pathlib import Path
 
 from sqlalchemy import func, select, update
 
-from backend import db
-from backend.errors import ConfigError
-from backend.keys import (
+from backend.accounts.keys import (
     KEK_BYTES,
     Keyring,
     _write_owner_only,
     previous_kek_path,
     read_kek_file,
 )
-from backend.models import Device
+from backend.errors import ConfigError
+from backend.storage import db
+from backend.storage.models import Device
 
 log = logging.getLogger(__name__)
 

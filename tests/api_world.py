@@ -13,11 +13,15 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
-from backend import accounts, db, devices, notifications, orders
+from backend.accounts import devices
+from backend.accounts import users as accounts
+from backend.accounts.keys import load_keyring
 from backend.config import Settings
-from backend.keys import load_keyring
-from backend.models import Device, Event, Household
+from backend.orders import lifecycle as orders
+from backend.orders import notifications
 from backend.protocol import Kind
+from backend.storage import db
+from backend.storage.models import Device, Event, Household
 from backend.web import create_app
 from provisioning.batch import provision_batch
 from tests import migrated

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from backend import devices, households
+from backend.accounts import devices, households
 from backend.config import Settings, SimulatorSettings
-from backend.models import Batch, Device
 from backend.runtime import Backend
+from backend.storage.models import Batch, Device
 from provisioning.batch import ProvisionedDevice, provision_batch
 from tests import migrated
 
@@ -23,7 +23,7 @@ DATABASES = ["sqlite", "postgresql"]
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    from tests.postgres import ExternalPostgres, PostgresServer
+    from devtools.postgres import ExternalPostgres, PostgresServer
 
     if os.environ.get("DATABASE_URL", "").startswith("postgresql"):
         yield ExternalPostgres(os.environ["DATABASE_URL"])

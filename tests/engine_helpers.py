@@ -8,8 +8,8 @@ from dataclasses import replace
 
 from sqlalchemy import func, select
 
-from backend import db
-from backend.models import Event, Notification, Order
+from backend.storage import db
+from backend.storage.models import Event, Notification, Order
 from tests.conftest import BackendThread, make_world
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from backend import devices, households, releases
+from backend.accounts import devices, households
+from backend.fleet import releases
 from backend.runtime import Backend
+from devtools.mpy import FIRMWARE, micropython_binary
 from provisioning.batch import ProvisionedDevice, provision_batch
-from tests.mpy import FIRMWARE, micropython_binary
 
 FAST_ACK_MS = 300
 _LINE = re.compile(r"^(STATUS|OTA) (\S+)?(.*)$")

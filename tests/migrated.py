@@ -3,7 +3,7 @@
 Running the migrations costs 0.3-0.5 s per database and about 600 tests need a fresh
 one; each test process migrates one template per database kind instead and copies it:
 a file copy on SQLite, `CREATE DATABASE ... TEMPLATE` on PostgreSQL (a server-side copy).
-The migrations themselves are still tested from empty (tests/test_migrations.py).
+The migrations themselves are still tested from empty (tests/backend/storage/test_migrations.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from backend import db
+from backend.storage import db
 
 _sqlite_template: Path | None = None
 _postgres_templates: set[tuple] = set()

@@ -7,9 +7,10 @@ import secrets
 
 from sqlalchemy import func, select
 
-from backend import accounts, orders
-from backend.db import make_engine, make_sessionmaker
-from backend.models import Device, User
+from backend.accounts import users as accounts
+from backend.orders import lifecycle as orders
+from backend.storage.db import make_engine, make_sessionmaker
+from backend.storage.models import Device, User
 from backend.web import create_app
 
 PASSWORD = "correct horse battery"
@@ -75,8 +76,8 @@ def add_device(session, *, model: str = "button", fw: str | None = "1.0.0",
                battery_mv: int | None = 3000, household_id: int | None = None,
                last_seen_at=None) -> tuple[str, str]:
     """A device row with a real claim code (no key needed by the pages): (id, code)."""
-    from backend.models import Batch
-    from provisioning import claim_codes
+    from backend.accounts import claim_codes
+    from backend.storage.models import Batch
 
     batch = session.scalars(select_batch()).first()
     if batch is None:
@@ -96,7 +97,7 @@ def add_device(session, *, model: str = "button", fw: str | None = "1.0.0",
 
 
 def select_batch():
-    from backend.models import Batch
+    from backend.storage.models import Batch
 
     return select(Batch).where(Batch.name == "web-test")
 

@@ -33,6 +33,7 @@ import aiocoap
 from aiocoap.numbers.codes import Code
 
 from backend import protocol
+from backend.config import DEFAULTS
 from backend.errors import MalformedEvent
 
 # The canonical COSE_Mac0 head up to the kid: tag 17, array(4), bstr(3) {1: 5},
@@ -46,12 +47,12 @@ _KID_AT = len(_CANONICAL_HEAD)
 class RateLimitPolicy:
     """REPLENISH_RATE_* (README). A rate of 0 turns that limit off."""
 
-    source_per_s: float = 100.0
-    source_burst: float = 400.0
-    device_per_s: float = 1.0  # a button presses far less; a sensor reports less
-    device_burst: float = 64.0  # room for a device sending its offline queue at once
-    max_tracked: int = 65536  # buckets kept per table (least recently used go first)
-    exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    source_per_s: float = DEFAULTS.rate_source_per_s
+    source_burst: float = DEFAULTS.rate_source_burst
+    device_per_s: float = DEFAULTS.rate_device_per_s
+    device_burst: float = DEFAULTS.rate_device_burst
+    max_tracked: int = DEFAULTS.rate_tracked
+    exempt: tuple[str, ...] = DEFAULTS.rate_exempt
 
 
 def limiter_for(settings) -> RateLimiter:

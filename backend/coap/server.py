@@ -11,16 +11,16 @@ from dataclasses import dataclass
 import aiocoap
 import aiocoap.resource as resource
 from aiocoap.numbers.codes import Code
-
 from sqlalchemy.orm import sessionmaker
 
 from backend import protocol
+from backend.accounts.keys import Keyring
 from backend.coap.amplification import GuardedSite
 from backend.coap.event_path import OneDatagramResource
-from backend.coap.pipeline import GroupCommitPipeline
+from backend.coap.firmware import FW_PATH, FirmwareResource
 from backend.coap.ratelimit import Networks, RateLimiter, source_key
-from backend.fleet_coap import FW_PATH, FirmwareResource
-from backend.keys import Keyring
+from backend.config import DEFAULTS
+from backend.ingest.pipeline import GroupCommitPipeline
 from backend.protocol import Result
 
 log = logging.getLogger(__name__)
@@ -70,13 +70,13 @@ class EventResource(OneDatagramResource):
 class OverloadPolicy:
     """When to shed load instead of queueing it (REPLENISH_OVERLOAD_*; README)."""
 
-    max_waiting: int = 1024  # events waiting for the writer
+    max_waiting: int = DEFAULTS.overload_max_waiting  # events waiting for the writer
     socket_fill: float = 0.5  # share of the UDP receive buffer in use
     # Asked for the CoAP socket (the kernel caps it at net.core.rmem_max). Linux's
     # default, 208 KiB, holds only about a hundred datagrams on loopback (each is
     # charged its whole buffer): half of it tripped the guard at ordinary bursts.
     receive_buffer_bytes: int = 1 << 20
-    retry_after_s: int = 5  # Max-Age of the 5.03
+    retry_after_s: int = DEFAULTS.overload_retry_s  # Max-Age of the 5.03
     log_every: int = 100  # one warning per this many shed events, not one each
 
 

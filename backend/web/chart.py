@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 from markupsafe import Markup, escape
 
-from backend.forecast import Forecast, Reading
+from backend.orders.forecast import Forecast, Reading
 
 WIDTH, HEIGHT = 720, 300
 LEFT, RIGHT, TOP, BOTTOM = 84, 16, 16, 36  # room for labels at phone size

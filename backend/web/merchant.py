@@ -8,10 +8,10 @@ import logging
 from flask import Blueprint, current_app, request
 from sqlalchemy.exc import IntegrityError
 
-from backend import signing
+from backend.accounts import signing
 from backend.errors import Conflict, NotFound, ReplenishError
-from backend.fulfillment.base import MERCHANT_STATUSES, apply_status
-from backend.models import MerchantCallback, Order
+from backend.orders.fulfillment.base import MERCHANT_STATUSES, apply_status
+from backend.storage.models import MerchantCallback, Order
 from backend.web.api import api_error
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from flask import Flask, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from backend.accounts.keys import _write_owner_only
 from backend.config import Settings
 from backend.errors import ConfigError
-from backend.keys import _write_owner_only
 
 log = logging.getLogger(__name__)
 

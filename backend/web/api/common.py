@@ -11,9 +11,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.errors import ReplenishError, Unauthorized
-from backend.models import ApiToken, Household, User
-from backend.web.request_db import db, writing  # noqa: F401 (the API modules' import)
+from backend.storage.models import ApiToken, Household, User
 from backend.web.api.validation import INT32_MAX, check_text, query_int
+from backend.web.request_db import db, writing  # noqa: F401 (the API modules' import)
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 

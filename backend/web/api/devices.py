@@ -8,11 +8,13 @@ from datetime import timedelta
 from flask import current_app, g
 from sqlalchemy import select
 
-from backend import accounts, devices, sensors
-from backend.db import utcnow
+from backend.accounts import devices
+from backend.accounts import users as accounts
 from backend.errors import NotFound
-from backend.models import Device, Event, Household, Slot
+from backend.orders import sensors
 from backend.protocol import Kind
+from backend.storage.db import utcnow
+from backend.storage.models import Device, Event, Household, Slot
 from backend.web.api.common import SLOT, bp, db, household_required, iso, page, writing
 from backend.web.api.validation import Body, Field
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from flask import current_app, g, request
 from sqlalchemy import select, update
 
-from backend import accounts
-from backend.db import utcnow
+from backend.accounts import users as accounts
 from backend.errors import NotFound
-from backend.models import ApiToken, Device, Household, Notification, Product, User
+from backend.storage.db import utcnow
+from backend.storage.models import ApiToken, Device, Household, Notification, Product, User
 from backend.web.api.common import (
     ID,
     bp,

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import functools
 
-from backend import accounts, orders, signing
-from backend.devices import SLOT_KINDS
-from backend.fulfillment.base import MERCHANT_STATUSES
+from backend.accounts import signing
+from backend.accounts import users as accounts
+from backend.accounts.devices import SLOT_KINDS
+from backend.orders import lifecycle as orders
+from backend.orders.fulfillment.base import MERCHANT_STATUSES
 from backend.web.api import devices, household, operator
 from backend.web.api.common import PAGE_DEFAULT, PAGE_MAX, SLOT_MAX
 from backend.web.api.validation import INT32_MAX, Field

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from sqlalchemy import case, func, select
 
-from backend import devices
+from backend.accounts import devices
 from backend.errors import NotFound
-from backend.models import Batch, Device
+from backend.storage.models import Batch, Device
 from backend.web.api.common import ID, bp, db, iso, operator_required, page, writing
 from backend.web.api.devices import DEVICE_ID_PATTERN, device_state
 from backend.web.api.validation import INT32_MAX, query_int, query_text, query_time

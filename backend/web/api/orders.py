@@ -6,9 +6,9 @@ from flask import g
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from backend import orders
 from backend.errors import NotFound
-from backend.models import Device, Order
+from backend.orders import lifecycle as orders
+from backend.storage.models import Device, Order
 from backend.web.api.common import ID, bp, db, household_required, iso, page, writing
 from backend.web.api.validation import query_text
 

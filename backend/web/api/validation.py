@@ -91,7 +91,7 @@ class Field:
             check_text(name, value, self.max_length, self.min_length)
             if self.choices and value not in self.choices:
                 raise BadRequest(f"{name} must be one of {list(self.choices)}")
-            # The address itself is checked by backend.accounts (the document's "email"
+            # The address itself is checked by backend.accounts.users (the document's "email"
             # format); the pages forgive spaces around it, the API takes it exactly.
             if self.format == "email" and any(c.isspace() for c in value):
                 raise BadRequest(f"{name} must be an email address like name@example.org")

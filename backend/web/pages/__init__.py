@@ -15,13 +15,12 @@ import math
 import secrets
 from dataclasses import dataclass
 
-from flask import (Blueprint, abort, g, redirect, render_template, request,
-                   session, url_for)
+from flask import Blueprint, abort, g, redirect, render_template, request, session, url_for
 from sqlalchemy import func, select
 
-from backend import notifications
 from backend.errors import ReplenishError
-from backend.models import Household
+from backend.orders import notifications
+from backend.storage.models import Household
 from backend.web.request_db import db, writing  # noqa: F401 (used by the page modules)
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,10 @@ from datetime import timedelta
 from flask import current_app, g, redirect, render_template, request, session, url_for
 from sqlalchemy import delete
 
-from backend import accounts
-from backend.db import utcnow
+from backend.accounts import users as accounts
 from backend.errors import ReplenishError
-from backend.models import User, WebSession
+from backend.storage.db import utcnow
+from backend.storage.models import User, WebSession
 from backend.web.pages import bp, db, form_error, login_required, writing
 
 log = logging.getLogger(__name__)

@@ -11,12 +11,21 @@ from flask import current_app, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
-from backend import accounts, devices as device_service
-from backend.db import utcnow
+from backend.accounts import devices as device_service
+from backend.accounts import users as accounts
 from backend.errors import ReplenishError
-from backend.models import Device, Product
-from backend.web.pages import (bp, db, form_error, household_required, my_household, paginate,
-                                whole_number, writing)
+from backend.storage.db import utcnow
+from backend.storage.models import Device, Product
+from backend.web.pages import (
+    bp,
+    db,
+    form_error,
+    household_required,
+    my_household,
+    paginate,
+    whole_number,
+    writing,
+)
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,15 @@ from decimal import Decimal, InvalidOperation
 from flask import g, redirect, render_template, request, url_for
 
 from backend.errors import ReplenishError
-from backend.models import Household
-from backend.web.pages import (bp, form_error, household_required, my_household, whole_number,
-                                writing)
+from backend.storage.models import Household
+from backend.web.pages import (
+    bp,
+    form_error,
+    household_required,
+    my_household,
+    whole_number,
+    writing,
+)
 
 log = logging.getLogger(__name__)
 

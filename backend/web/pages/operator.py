@@ -9,11 +9,10 @@ from datetime import date, datetime, time
 from flask import g, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 
-from backend import devices as device_service
+from backend.accounts import devices as device_service
 from backend.errors import NotFound, ReplenishError
-from backend.models import Batch, Device
-from backend.web.pages import (INT32_MAX, bp, db, operator_required, paginate, whole_number,
-                                writing)
+from backend.storage.models import Batch, Device
+from backend.web.pages import INT32_MAX, bp, db, operator_required, paginate, whole_number, writing
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,10 @@ import logging
 from flask import g, redirect, render_template, url_for
 from sqlalchemy import select
 
-from backend import notifications as notification_service, orders as order_service
 from backend.errors import NotFound, ReplenishError
-from backend.models import Device, Notification, Order
+from backend.orders import lifecycle as order_service
+from backend.orders import notifications as notification_service
+from backend.storage.models import Device, Notification, Order
 from backend.web.pages import ID, bp, db, form_error, household_required, paginate, writing
 
 log = logging.getLogger(__name__)

@@ -8,10 +8,10 @@ from datetime import timedelta
 from flask import render_template
 from sqlalchemy import select
 
-from backend import sensors
-from backend.db import utcnow
 from backend.errors import NotFound
-from backend.models import Order, Product
+from backend.orders import sensors
+from backend.storage.db import utcnow
+from backend.storage.models import Order, Product
 from backend.web.chart import OrderMark, level_chart
 from backend.web.pages import bp, db, household_required
 from backend.web.pages.devices import owned

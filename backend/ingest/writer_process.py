@@ -1,0 +1,256 @@
+"""The group-commit writer in a child process (REPLENISH_INGEST_WRITER=process, default).
+
+Why a process: the writer's Python work (CBOR, MACs, SQLAlchemy) and aiocoap's share
+one GIL inside one process, so at saturation each slowed the other down. In its own
+process the writer uses the second core, and the event loop only moves bytes: it hands
+a batch of raw requests down a pipe and resolves each request's future with the answer
+that comes back, which the child sends only after its commit.
+
+On the pipe (marshal both ways; the peer is our own child):
+    parent -> child   ([request bytes, ...], failpoint)
+    child -> parent   ([(code, payload, authenticated), ...], [log record, ...])
+One batch is in flight at a time; what arrives meanwhile waits and goes as the next
+batch (group commit). The child's log records travel with its answers and are logged
+here, so every log line still goes through this process's logging set-up.
+
+If the child dies, every request in flight or waiting is answered 5.03 and a new child
+is started. Nothing is lost: a batch whose commit did not happen recorded nothing, and
+a batch that committed is answered from the database when the device retransmits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import marshal
+import multiprocessing
+import os
+import signal
+from multiprocessing.connection import Connection
+
+from backend.config import DEFAULTS, Settings
+from backend.gc_tuning import tune_gc
+from backend.ingest.decide import IngestConfig, Reply
+from backend.ingest.pipeline import BatchWriter, unavailable
+from backend.protocol import Result
+
+log = logging.getLogger(__name__)
+
+_RESPAWN_MAX_DELAY_S = 5.0
+
+
+def _context():
+    """forkserver: a clean child (no copy of this process's threads and locks, as a
+    plain fork would give) that is still quick to start, because the modules below are
+    imported once in the fork server rather than in every child."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
+class ProcessPipeline:
+    """Same interface as `GroupCommitPipeline`: `start()` inside the running event
+    loop, `await submit(request)`, `stop()`."""
+
+    def __init__(self, settings: Settings, max_batch: int = DEFAULTS.group_commit_max,
+                 config: IngestConfig | None = None):
+        self._settings = settings
+        self._config = config or IngestConfig()
+        self._max_batch = max_batch
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._process = None
+        self._conn: Connection | None = None
+        self._waiting: list[tuple[bytes, asyncio.Future]] = []
+        self._inflight: list[asyncio.Future] | None = None
+        self._send_scheduled = False
+        self._stopping = False
+        self._failures_in_a_row = 0
+        # Fault injection for tests: "exit-after-commit" makes the writer exit after
+        # its next commit without answering (then this is cleared).
+        self.failpoint: str | None = None
+        self.batches = 0
+        self.events = 0
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._spawn()
+
+    def waiting(self) -> int:
+        """Events handed in but not yet sent to the writer."""
+        return len(self._waiting)
+
+    async def submit(self, request: bytes) -> Reply:
+        if asyncio.get_running_loop() is not self._loop:  # a caller on another loop
+            return await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(self.submit(request), self._loop))
+        future = self._loop.create_future()
+        self._waiting.append((request, future))
+        if self._inflight is None and not self._send_scheduled:
+            # After the callbacks already due: requests that arrived together go together.
+            self._send_scheduled = True
+            self._loop.call_soon(self._send)
+        return await future
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._close(answer=unavailable("server stopping, retry later"))
+
+    # -- parent side -----------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        ctx = _context()
+        ours, theirs = ctx.Pipe(duplex=True)
+        self._process = ctx.Process(
+            target=_child_main, name="ingest-writer", daemon=True,
+            args=(theirs, self._settings, self._config, _forwarded_level()))
+        self._process.start()
+        theirs.close()
+        self._conn = ours
+        self._loop.add_reader(ours.fileno(), self._on_answers)
+        log.info("ingest writer process %d started", self._process.pid)
+        self._send()
+
+    def _send(self) -> None:
+        self._send_scheduled = False
+        if self._inflight is not None or not self._waiting or self._conn is None:
+            return
+        batch = self._waiting[:self._max_batch]
+        del self._waiting[:self._max_batch]
+        self._inflight = [future for _request, future in batch]
+        try:
+            self._conn.send_bytes(marshal.dumps(
+                ([request for request, _future in batch], self.failpoint)))
+        except OSError:
+            self._writer_died()
+
+    def _on_answers(self) -> None:
+        try:
+            replies, records = marshal.loads(self._conn.recv_bytes())
+        except (EOFError, OSError):
+            self._writer_died()
+            return
+        for record in records:
+            _log_forwarded(record)
+        futures, self._inflight = self._inflight or [], None
+        self.batches += 1
+        self.events += len(futures)
+        self._failures_in_a_row = 0
+        for future, (code, payload, authenticated) in zip(futures, replies):
+            if not future.done():
+                future.set_result(Reply(Result(code), payload, authenticated))
+        self._send()
+
+    def _writer_died(self) -> None:
+        code = None
+        if self._process is not None:
+            self._process.join(timeout=5)  # reap it: its exit code says what happened
+            code = self._process.exitcode
+        log.error("ingest writer process exited (%s); answering %d events 5.03",
+                  code, len(self._inflight or []) + len(self._waiting))
+        self._close(answer=unavailable("storage unavailable, retry later"))
+        self.failpoint = None
+        if self._stopping:
+            return
+        self.restarts += 1
+        self._failures_in_a_row += 1
+        delay = min(_RESPAWN_MAX_DELAY_S, 0.1 * 2 ** (self._failures_in_a_row - 1))
+        self._loop.call_later(delay, self._respawn)
+
+    def _respawn(self) -> None:
+        if not self._stopping and self._conn is None:
+            self._spawn()
+
+    def _close(self, answer: Reply) -> None:
+        if self._conn is not None:
+            self._loop.remove_reader(self._conn.fileno())
+            self._conn.close()  # the child sees EOF and exits after its current batch
+            self._conn = None
+        if self._process is not None:
+            self._process.join(timeout=10)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(timeout=5)
+            self._process = None
+        futures = (self._inflight or []) + [future for _r, future in self._waiting]
+        self._inflight, self._waiting = None, []
+        for future in futures:
+            if not future.done():
+                future.set_result(answer)
+
+
+# -- child side ----------------------------------------------------------------------
+
+def _child_main(conn: Connection, settings: Settings, config: IngestConfig,
+                level: int) -> None:
+    from backend.accounts.keys import load_keyring
+    from backend.storage.db import make_engine, make_sessionmaker
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group;
+    records: list[tuple] = []                      # the parent decides when we stop
+    _collect_logs(level, records)
+    engine = make_engine(settings.db_url)
+    writer = BatchWriter(make_sessionmaker(engine, writer=True), load_keyring(settings),
+                         config)
+    tune_gc(settings=settings)
+    try:
+        while True:
+            try:
+                requests, failpoint = marshal.loads(conn.recv_bytes())
+            except EOFError:
+                return  # the parent closed the pipe: stopping, or gone
+            replies = writer.commit(requests)
+            if failpoint == "exit-after-commit":
+                os._exit(70)  # committed, not answered: as if killed right here
+            answers = [(int(r.result), r.payload, r.authenticated) for r in replies]
+            try:
+                conn.send_bytes(marshal.dumps((answers, records[:])))
+            except OSError:
+                return  # the parent stopped meanwhile; devices get answers on retransmission
+            records.clear()
+    finally:
+        engine.dispose()
+
+
+def _forwarded_level() -> int:
+    """The lowest level the parent would log from the backend's modules."""
+    return min(logging.getLogger("backend").getEffectiveLevel(),
+               logging.getLogger().getEffectiveLevel())
+
+
+class _Collector(logging.Handler):
+    def __init__(self, level: int, records: list[tuple]):
+        super().__init__(level)
+        self._records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc_text = None
+        if record.exc_info:
+            exc_text = logging.Formatter().formatException(record.exc_info)
+        self._records.append((record.name, record.levelno, record.getMessage(), exc_text,
+                              record.created, record.pathname, record.lineno,
+                              record.funcName))
+
+
+def _collect_logs(level: int, records: list[tuple]) -> None:
+    root = logging.getLogger()
+    for handler in root.handlers[:]:
+        root.removeHandler(handler)
+    root.addHandler(_Collector(level, records))
+    root.setLevel(level)
+    logging.getLogger("backend").setLevel(logging.NOTSET)
+
+
+def _log_forwarded(record: tuple) -> None:
+    name, levelno, message, exc_text, created, pathname, lineno, func = record
+    logger = logging.getLogger(name)
+    if logger.isEnabledFor(levelno):
+        logger.handle(logging.makeLogRecord({
+            "name": name, "levelno": levelno, "levelname": logging.getLevelName(levelno),
+            "msg": message, "args": None, "exc_text": exc_text, "created": created,
+            "msecs": (created % 1) * 1000, "pathname": pathname, "lineno": lineno,
+            "funcName": func, "processName": "ingest-writer"}))

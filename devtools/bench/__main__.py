@@ -1,0 +1,294 @@
+"""`make bench`: bare aiocoap and the full ingest, measured side by side in one run.
+
+Prints one JSON line per configuration and mode (saturation with a window of
+outstanding requests; a moderate fixed rate = half the bare server's saturation rate
+in this run), the firmware's own figures on the MicroPython unix port, and a last line
+with `ratio_ingest_vs_bare`. Method and results: docs/performance.md.
+
+    python -m devtools.bench [--phase-s S] [--devices N] [--large N] [--no-postgres] [--no-large]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from devtools.bench.fleet import provision_fleet
+from devtools.bench.loadgen import LoadGenerator, Workload, anonymous_devices
+from devtools.bench.server import ServerProcess
+
+SUCCESS = frozenset({65, 67, 68})  # 2.01 created, 2.03 suppressed, 2.04 recorded
+
+
+def emit(line: dict) -> None:
+    print(json.dumps(line), flush=True)
+
+
+def loadavg() -> list[float]:
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+def host_cpu_s() -> tuple[float, float]:
+    """(busy, stolen) CPU seconds of this machine so far, all cores (/proc/stat).
+    Busy is every process's time; stolen is time the hypervisor gave to other
+    machines while ours wanted to run. With the server's and the generator's own
+    figures they show whether the machine, not the server, was the limit."""
+    with open("/proc/stat") as f:
+        user, nice, system, idle, iowait, irq, softirq, steal = (
+            int(x) for x in f.readline().split()[1:9])
+    tick = os.sysconf("SC_CLK_TCK")
+    return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
+class Usage:
+    """CPU use over one phase: the server's process tree, this load generator, the host."""
+
+    def __init__(self, server: ServerProcess):
+        self._server = server
+        self._start = self._now()
+
+    def _now(self) -> tuple[float, ...]:
+        return (self._server.cpu_s(), time.process_time(), *host_cpu_s(), time.perf_counter())
+
+    def figures(self, answered: int) -> dict:
+        server, client, host, stolen, wall = (
+            b - a for a, b in zip(self._start, self._now()))
+        per_event = (lambda s: round(s * 1e6 / answered, 1)) if answered else (lambda s: None)
+        return {"cpu_us_per_event": per_event(server),
+                "server_cpu_util": round(server / wall, 3),
+                "client_cpu_us_per_event": per_event(client),
+                "host_cpu_util": round(host / wall, 3),
+                "stolen_cpu_util": round(stolen / wall, 3)}
+
+
+async def measure(config: str, server: ServerProcess, workload: Workload, args,
+                  fixed_rate: float | None, expected=SUCCESS, extra: dict | None = None,
+                  window: int | None = None) -> dict:
+    """Warm up, then a saturation phase and (when given) a fixed-rate phase."""
+    window = window or args.window
+    gen = LoadGenerator("127.0.0.1", server.port, workload, sockets=args.sockets,
+                        expected_codes=expected)
+    await gen.open()
+    lines = {}
+    try:
+        workload.prepare(int(window * 20))
+        await gen.run(args.warmup_s, window=min(window, args.window), drain_s=args.drain_s)
+        phases = [("saturation", dict(window=window), args.max_rate * args.phase_s)]
+        if fixed_rate:
+            phases.append(("fixed_rate", dict(rate=fixed_rate), fixed_rate * args.phase_s * 1.1))
+        for mode, how, budget in phases:
+            workload.prepare(max(0, int(budget) - workload.pending()))
+            usage = Usage(server)
+            result = await gen.run(args.phase_s, drain_s=args.drain_s, **how)
+            line = {"config": config, **(extra or {}), **result.summary(),
+                    **usage.figures(result.answered)}
+            emit(line)
+            lines[mode] = line
+    finally:
+        gen.close()
+    return lines
+
+
+def firmware(args) -> None:
+    """Point 7: the firmware's CPU time per event and peak heap (devtools/firmware_bench.py)."""
+    from devtools import firmware_bench
+
+    variants = [("source", None)]
+    if not args.no_mpy:
+        from devtools.mpy import ROOT
+        from provisioning.firmware_build import build_firmware
+
+        out = ROOT / "build" / "bench-firmware"
+        build_firmware(out)
+        variants.append(("mpy", out))
+    for label, path in variants:
+        f = firmware_bench.measure(args.firmware_presses, path)
+        emit({"config": f"firmware-micropython-unix-{label}",
+              "presses": int(f["presses"]),
+              "cpu_us_per_event": round(f["firmware_us_per_press"], 1),
+              "peak_heap_bytes_per_send": int(f["peak_heap_bytes_per_send"]),
+              "flash_writes_per_press_online": f["flash_writes_per_press_online"],
+              "note": "CBOR+COSE+CoAP encode and answer check on the unix port, no "
+                      "network waits; an ESP32 is roughly 50-100x slower"})
+
+
+def recorded_events(db_url: str) -> int:
+    from sqlalchemy import func, select
+
+    from backend.storage import db
+    from backend.storage.models import Event
+
+    engine = db.make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(Event)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+async def ingest_config(config: str, db_url: str, devices: int, workdir: Path, args,
+                        fixed_rate: float | None, spread: bool = False, processes: int = 1,
+                        window: int | None = None, default_gc: bool = False) -> dict:
+    """The full ingest on `db_url` with `devices` provisioned. The measured presses
+    come from `args.devices` of them (first press orders, later ones are suppressed);
+    with `spread`, a further saturation phase sends one press from each device in turn
+    (every press a first one: an order each, and no key cache can hold them all)."""
+    kek = secrets.token_bytes(32)
+    t0 = time.perf_counter()
+    fleet = provision_fleet(db_url, kek, devices)
+    provision_s = time.perf_counter() - t0
+    data_dir = workdir / config
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = ServerProcess("ingest", db_url=db_url, data_dir=data_dir, kek_hex=kek.hex(),
+                           log_path=data_dir / "server.log", log_level=args.server_log_level,
+                           processes=processes, default_gc=default_gc)
+    active = min(devices, max(args.devices, window or 0))
+    extra = {"devices": devices, "active_devices": active}
+    if processes > 1:
+        extra["processes"] = processes
+    try:
+        lines = await measure(config, server, Workload(fleet[:active]), args, fixed_rate,
+                              extra=extra, window=window)
+        if spread:
+            lines.update({f"spread-{mode}": line for mode, line in (await measure(
+                f"{config}-spread", server, Workload(fleet), args, None,
+                extra={"devices": devices, "active_devices": devices})).items()})
+    finally:
+        server.stop()
+    answered_ok = sum(line["codes"].get(c, 0) for line in lines.values()
+                      for c in ("2.01", "2.03", "2.04"))
+    shed = sum(line.get("shed", 0) for line in lines.values())
+    emit({"config": config, "check": "recorded", "devices": devices,
+          "provision_s": round(provision_s, 2),
+          "events_recorded": recorded_events(db_url),
+          "measured_success_answers": answered_ok, "shed_5_03": shed,
+          "note": "events_recorded also counts warm-up events"})
+    return lines
+
+
+async def run(args) -> int:
+    if not args.no_firmware:
+        firmware(args)
+    workdir = Path(tempfile.mkdtemp(prefix="replenish-bench-"))
+    with ServerProcess("bare") as bare:
+        lines = await measure("bare-aiocoap", bare,
+                              Workload(anonymous_devices(args.devices), verify=False),
+                              args, None, expected=frozenset({68}))
+    bare_eps = lines["saturation"]["events_per_s"]
+    with ServerProcess("bare-event-path") as bare:  # what the ingest's own settings save
+        same = await measure("bare-aiocoap-event-path-settings", bare,
+                             Workload(anonymous_devices(args.devices), verify=False),
+                             args, None, expected=frozenset({68}))
+    same_eps = same["saturation"]["events_per_s"]
+    fixed_rate = args.fixed_rate or max(100, round(bare_eps / 2, -2))
+    with ServerProcess("bare") as bare:  # a fresh server: no state from the first run
+        lines = await _fixed_only("bare-aiocoap", bare, args, fixed_rate)
+
+    sqlite = await ingest_config("ingest-sqlite", f"sqlite:///{workdir / 'bench.db'}",
+                                 args.devices, workdir, args, fixed_rate)
+    if not args.no_gc_compare:  # the same ingest with CPython's GC settings
+        await ingest_config("ingest-sqlite-default-gc", f"sqlite:///{workdir / 'gc.db'}",
+                            args.devices, workdir, args, fixed_rate, default_gc=True)
+    two = await ingest_config("ingest-sqlite-2proc", f"sqlite:///{workdir / 'two.db'}",
+                              args.devices, workdir, args, None, processes=2)
+    await ingest_config("ingest-sqlite-overload", f"sqlite:///{workdir / 'overload.db'}",
+                        args.overload_devices, workdir, args, None,
+                        window=args.overload_devices)
+    if not args.no_large:
+        await ingest_config("ingest-sqlite-large", f"sqlite:///{workdir / 'large.db'}",
+                            args.large, workdir, args, fixed_rate, spread=True)
+    if not args.no_postgres:
+        await postgres_configs(args, workdir, fixed_rate)
+    ingest_eps = sqlite["saturation"]["events_per_s"]
+    two_eps = two["saturation"]["events_per_s"]
+    emit({"ratio_ingest_vs_bare": round(ingest_eps / bare_eps, 3) if bare_eps else None,
+          "bare_events_per_s": bare_eps, "ingest_sqlite_events_per_s": ingest_eps,
+          "ratio_ingest_vs_bare_event_path_settings":
+              round(ingest_eps / same_eps, 3) if same_eps else None,
+          "bare_event_path_settings_events_per_s": same_eps,
+          "ratio_2proc_vs_1proc": round(two_eps / ingest_eps, 3) if ingest_eps else None,
+          "fixed_rate_per_s": fixed_rate, "loadavg": loadavg(), "cpus": _cpus()})
+    return 0
+
+
+async def _fixed_only(config, server, args, rate):
+    saved = args.phase_s
+    workload = Workload(anonymous_devices(args.devices), verify=False)
+    gen = LoadGenerator("127.0.0.1", server.port, workload, sockets=args.sockets,
+                        expected_codes=frozenset({68}))
+    await gen.open()
+    try:
+        workload.prepare(int(rate * saved * 1.1))
+        usage = Usage(server)
+        result = await gen.run(saved, rate=rate, drain_s=args.drain_s)
+        line = {"config": config, **result.summary(), **usage.figures(result.answered)}
+        emit(line)
+        return line
+    finally:
+        gen.close()
+
+
+async def postgres_configs(args, workdir: Path, fixed_rate: float) -> None:
+    try:
+        from devtools.postgres import PostgresServer
+
+        server = PostgresServer()
+        server.start()
+    except BaseException as err:  # devtools.system.unavailable raises pytest's Skipped
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        emit({"config": "ingest-postgresql", "skipped": f"PostgreSQL unavailable: {err}"})
+        return
+    try:
+        await ingest_config("ingest-postgresql", server.new_database(), args.devices,
+                            workdir, args, fixed_rate)
+        if args.large_postgres:
+            await ingest_config("ingest-postgresql-large", server.new_database(),
+                                args.large, workdir, args, fixed_rate, spread=True)
+    finally:
+        server.stop()
+
+
+def _cpus() -> int:
+    return os.cpu_count() or 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m devtools.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--phase-s", type=float, default=6.0, help="seconds per measured phase")
+    p.add_argument("--warmup-s", type=float, default=1.0)
+    p.add_argument("--drain-s", type=float, default=4.0,
+                   help="after a phase, wait this long for answers; the rest is lost")
+    p.add_argument("--window", type=int, default=64, help="outstanding requests (saturation)")
+    p.add_argument("--fixed-rate", type=float, help="default: half the bare saturation rate")
+    p.add_argument("--max-rate", type=float, default=9000,
+                   help="events encoded ahead per second of a saturation phase")
+    p.add_argument("--devices", type=int, default=100)
+    p.add_argument("--overload-devices", type=int, default=2000,
+                   help="devices (and window) of the overload phase: far past saturation")
+    p.add_argument("--large", type=int, default=100_000)
+    p.add_argument("--sockets", type=int, default=256, help="source UDP sockets (pool)")
+    p.add_argument("--server-log-level", default="INFO")
+    p.add_argument("--firmware-presses", type=int, default=320)
+    p.add_argument("--no-firmware", action="store_true")
+    p.add_argument("--no-mpy", action="store_true")
+    p.add_argument("--no-large", action="store_true")
+    p.add_argument("--no-postgres", action="store_true")
+    p.add_argument("--no-gc-compare", action="store_true",
+                   help="skip the ingest run with CPython's default GC settings")
+    p.add_argument("--large-postgres", action="store_true",
+                   help="also run the large fleet on PostgreSQL")
+    args = p.parse_args(argv)
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

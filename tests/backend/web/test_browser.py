@@ -1,0 +1,292 @@
+"""The pages in a real headless Chromium (Debian `chromium`, driven by Playwright for
+Python) against the running backend, with a press from the real firmware on the
+MicroPython unix port. Screenshots go to test-artifacts/screenshots/.
+
+Playwright's own browser download cannot work here: the Debian binary is launched
+through `executable_path`, with the flags that keep it off the network.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from backend.protocol import Kind
+from backend.storage.db import utcnow
+from backend.storage.models import Device, Event, Order
+from devtools import unix_device
+from devtools.mpy import FIRMWARE, popen_script
+from devtools.system import program, unavailable
+from provisioning.batch import provision_batch
+from tests.conftest import BackendThread
+
+SCREENSHOTS = Path(__file__).resolve().parents[3] / "test-artifacts" / "screenshots"
+CHROMIUM_FLAGS = ["--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run",
+                  "--disable-dev-shm-usage"]
+PASSWORD = "correct horse battery"
+PHONE = {"width": 375, "height": 740}
+TIMEOUT_MS = 20_000
+# A load cell under the bottle (as in tests/firmware/test_sensor_e2e.py).
+SCALE_BOARD = {"model": "scale", "mcu": "esp32", "led": {"pin": 2, "active_high": True},
+               "button": {"pin": 4, "active_low": True, "pull": "up", "rtc_wake": True,
+                          "debounce_ms": 30},
+               "hx711": {"dout_pin": 16, "sck_pin": 17, "gain": 128},
+               "sensor": {"kind": "load_cell", "capacity": 2000, "unit": "g",
+                          "hysteresis": 25, "heartbeat_s": 3600, "wake_interval_s": 900}}
+
+
+@pytest.fixture(scope="module")
+def chromium_path() -> str:
+    return program("chromium", "chromium")
+
+
+@pytest.fixture
+def browser(chromium_path, tmp_path):
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("Playwright for Python is not installed "
+                    "(it is in the test extra; make test installs it)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=chromium_path, headless=True,
+                                              chromium_sandbox=False, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def site(settings, tmp_path):
+    """The running backend with a batch of three provisioned buttons (none claimed)."""
+    with BackendThread(settings) as backend:
+        with backend.writer_sessions() as session, session.begin():
+            made = provision_batch(session, backend.keyring, model="button", count=3,
+                                   out=tmp_path / "bundles", coap_host="127.0.0.1",
+                                   coap_port=backend.coap_port,
+                                   name=f"web-{secrets.token_hex(3)}")
+        yield backend, f"http://127.0.0.1:{backend.http_port}", made
+
+
+def firmware_lines(bundle: Path, commands: list[str]) -> list[str]:
+    proc = popen_script(FIRMWARE / "main_unix.py", bundle,
+                        env={"REPLENISH_ACK_TIMEOUT_MS": "300"})
+    out, err = proc.communicate("".join(c + "\n" for c in commands) + "quit\n", timeout=120)
+    assert proc.returncode == 0, err
+    return out.splitlines()
+
+
+def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+class Page:
+    """A browser tab that remembers console errors (a CSP violation is one)."""
+
+    def __init__(self, browser, **options):
+        self.context = browser.new_context(**options)
+        self.context.set_default_timeout(TIMEOUT_MS)
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text)
+                     if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def close(self) -> None:
+        self.context.close()
+        assert self.errors == []
+
+
+def new_page(browser, **options):
+    tab = Page(browser, **options)
+    return tab, tab.page
+
+
+def register(page, base: str, email: str, household: str = "Our flat") -> None:
+    page.goto(f"{base}/register")
+    page.fill("input[name=household_name]", household)
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.fill("input[name=password_again]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/devices")
+
+
+def no_horizontal_scroll(page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def test_register_claim_configure_press_and_cancel(browser, site):
+    backend, base, made = site
+    button = made[0]
+    context, page = new_page(browser)
+    register(page, base, "ann@example.org")
+    assert page.locator("text=No devices yet").is_visible()
+    shot(page, "01-devices-empty")
+
+    # Claim by typing the code from the label.
+    page.click("text=Add a device")
+    page.fill("input[name=code]", button.claim_code)
+    shot(page, "02-claim-typed")
+    page.click("button:has-text('Add this device')")
+    page.wait_for_url(f"{base}/devices/{button.device_id}?claimed=1")
+    assert page.locator(".notice.claimed").inner_text().startswith("Added to your household")
+
+    # Configure the slot: 2 x detergent, by pressing.
+    page.select_option("select[name=product_sku]", "DETERGENT-1L")
+    page.fill("input[name=quantity]", "2")
+    page.click("#configure button[type=submit]")
+    page.wait_for_url(f"{base}/devices/{button.device_id}")
+    assert "2 × DETERGENT-1L" in page.locator("#slot-0").inner_text()
+    shot(page, "03-device-configured")
+
+    # The settings page shows the hold window (15 minutes by default): orders wait.
+    page.goto(f"{base}/settings")
+    assert page.input_value("input[name=hold_window_min]") == "15"
+
+    # A press on the real firmware (MicroPython unix port) against the running backend.
+    reports = unix_device.run_commands(button.bundle_dir, ["press"], ack_timeout_ms=300)
+    assert reports[0].pattern == "ordered", reports
+    order_id = reports[0].order
+
+    page.goto(f"{base}/orders")
+    card = page.locator(f"#order-{order_id}")
+    assert "pending" in card.inner_text() and "2 × DETERGENT-1L" in card.inner_text()
+    shot(page, "04-orders-pending")
+    card.locator("button:has-text('Cancel order')").click()
+    page.wait_for_url(f"{base}/orders/{order_id}")
+    steps = page.locator(".timeline li").all_inner_texts()
+    assert steps[0].startswith("pending") and steps[-1].startswith("cancelled")
+    assert page.locator("button:has-text('Cancel order')").count() == 0
+    shot(page, "05-order-cancelled")
+    with backend.sessions() as session:
+        assert session.get(Order, order_id).state == "cancelled"
+
+    page.goto(f"{base}/notifications")
+    assert f"Order {order_id}" in page.locator(".list").inner_text()
+
+    # Log out: the pages ask for a log-in again.
+    page.click("button:has-text('Log out')")
+    page.wait_for_url(f"{base}/login")
+    page.goto(f"{base}/orders")
+    assert page.url == f"{base}/login"
+    context.close()
+
+
+def test_claim_by_opening_the_qr_url(browser, site):
+    backend, base, made = site
+    button = made[1]
+    context, page = new_page(browser)
+    register(page, base, "bob@example.org")
+    page.click("button:has-text('Log out')")
+    page.wait_for_url(f"{base}/login")
+
+    # The phone camera opens the URL from the label's QR code: log in first, then confirm.
+    page.goto(f"{base}/claim/{button.claim_code}")
+    assert page.url == f"{base}/login"
+    page.fill("input[name=email]", "bob@example.org")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/claim/{button.claim_code}")
+    assert page.input_value("input[name=code]") == button.claim_code
+    shot(page, "06-claim-from-qr")
+    page.click("button:has-text('Add this device')")
+    page.wait_for_url(f"{base}/devices/{button.device_id}?claimed=1")
+    with backend.sessions() as session:
+        device = session.scalars(select(Device)
+                                 .where(Device.device_id == button.device_id)).one()
+        assert device.household_id is not None
+    context.close()
+
+
+def test_sensor_page_chart_and_phone_width(browser, site):
+    backend, base, made = site
+    sensor = made[2]
+    context, page = new_page(browser, viewport=PHONE, is_mobile=True, has_touch=True)
+    register(page, base, "cat@example.org", household="A flat with a long name, really")
+    page.click("text=Add a device")
+    page.fill("input[name=code]", sensor.claim_code)
+    page.click("button:has-text('Add this device')")
+    page.wait_for_url(f"{base}/devices/{sensor.device_id}?claimed=1")
+    page.select_option("select[name=product_sku]", "DETERGENT-1L")
+    page.select_option("select[name=kind]", "sensor")
+    page.fill("input[name=safety_days]", "1")
+    page.click("#configure button[type=submit]")
+    page.wait_for_url(f"{base}/devices/{sensor.device_id}")
+    assert "(sensor)" in page.locator("#slot-0").inner_text()
+
+    # Level history: a bottle going down by 150 ml a day, a report every 6 hours for
+    # five days (stored as ingest stores level reports; history needs past times).
+    # Their seq numbers are far above the firmware's, which stay fresh for the device.
+    now = utcnow()
+    levels = [(now - timedelta(hours=6 * (20 - i)), 900 - 37.5 * i) for i in range(20)]
+    with backend.writer_sessions() as session, session.begin():
+        device = session.scalars(select(Device)
+                                 .where(Device.device_id == sensor.device_id)).one()
+        for n, (at, remaining) in enumerate(levels):
+            session.add(Event(device_pk=device.id, seq=10**12 + n, kind=int(Kind.LEVEL),
+                              slot=0, remaining=int(remaining), tag=secrets.token_bytes(32),
+                              received_at=at, result=68))
+    # Then the real firmware weighs the bottle and reports: below the reorder point, so
+    # the backend orders, and the chart shows why.
+    (sensor.bundle_dir / "board.json").write_text(json.dumps(SCALE_BOARD))
+    lines = firmware_lines(sensor.bundle_dir, ["tare", "weight 1000", "calibrate 1000",
+                                               "weight 150", "wake 0"])
+    assert "LEVEL remaining=150 report=first" in lines, lines
+    with backend.sessions() as session:
+        order = session.scalars(select(Order).where(Order.device_pk == device.id)).one()
+        assert (order.source, order.state) == ("sensor", "pending")
+
+    page.click("text=level chart and forecast")
+    page.wait_for_url(f"{base}/devices/{sensor.device_id}/slots/0")
+    chart = page.locator("svg.chart")
+    assert chart.is_visible()
+    assert chart.locator("circle.reading").count() == len(levels) + 1
+    assert chart.locator("g.order-mark").get_attribute("data-order") == str(order.id)
+    line = chart.locator("g.reorder-point line")
+    assert line.count() == 1 and line.get_attribute("y1") == line.get_attribute("y2")
+    box = chart.bounding_box()
+    assert box["width"] <= PHONE["width"]
+    assert page.locator(".run-out-date").inner_text()[:2] == "20"
+    assert no_horizontal_scroll(page)
+    shot(page, "07-sensor-chart-phone")
+
+    for path in ("/devices", f"/devices/{sensor.device_id}", "/orders", "/settings",
+                 "/notifications", "/devices/claim"):
+        page.goto(base + path)
+        assert no_horizontal_scroll(page), path
+    page.goto(f"{base}/devices")
+    shot(page, "08-devices-phone")
+    context.close()
+
+
+def test_operator_fleet_and_revoke(browser, site):
+    backend, base, made = site
+    from backend.accounts import users as accounts
+
+    with backend.writer_sessions() as session, session.begin():
+        accounts.create_operator(session, "ops@example.org", PASSWORD)
+    context, page = new_page(browser, viewport=PHONE)
+    page.goto(f"{base}/login")
+    page.fill("input[name=email]", "ops@example.org")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/operator/fleet")
+    assert page.locator("tbody tr").count() == len(made)
+    assert no_horizontal_scroll(page)  # the wide table scrolls inside its box
+    target = made[0].device_id
+    page.locator(f"#device-{target} button:has-text('Revoke')").click()
+    page.wait_for_url(f"{base}/operator/fleet?revoked={target}")
+    assert "revoked" in page.locator(f"#device-{target}").inner_text()
+    shot(page, "09-operator-fleet-phone")
+    page.goto(f"{base}/operator/batches")
+    assert page.locator("tbody tr").count() == 1
+    with backend.sessions() as session:
+        assert session.scalars(select(Device.status)
+                               .where(Device.device_id == target)).one() == "revoked"
+    context.close()

@@ -1,0 +1,146 @@
+"""Secrets never reach the logs: every log line of a full scenario, in this process
+(caplog at DEBUG) and in a backend subprocess (its log file, at DEBUG), is searched
+for every secret the scenario handled, in the forms a careless log line would show
+(hex either case, base64, the raw text).
+
+Secrets: device keys, the KEK, API tokens, account passwords, claim codes (as printed
+and normalized), device setup secrets, the merchant's and a household webhook's
+signing secrets, the web session key.
+"""
+
+import base64
+import json
+import logging
+import os
+import secrets
+import time
+
+import pytest
+from sqlalchemy import select
+
+from backend import protocol
+from backend.protocol import Event as WireEvent
+from backend.protocol import Kind
+from backend.storage.models import Order
+from devtools.bench.fleet import provision_fleet
+from devtools.bench.loadgen import Workload
+from devtools.faults.backend_proc import ROOT, BackendProcess
+from devtools.faults.crash import hold_window_zero
+from devtools.merchant_server import FakeMerchant
+from devtools.net import api, coap_post_all
+from provisioning.batch import provision_batch
+from tests.conftest import BackendThread
+from tests.devtools.test_bench_loadgen import drive
+from tests.engine_helpers import until
+
+SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+def forms(secret) -> set[str]:
+    """How a secret could show up in a log line."""
+    raw = secret if isinstance(secret, bytes) else secret.encode()
+    out = {raw.hex(), raw.hex().upper(), base64.b64encode(raw).decode(),
+           base64.urlsafe_b64encode(raw).decode().rstrip("=")}
+    if not isinstance(secret, bytes):
+        out |= {secret, secret.replace("-", "")}
+    return {form for form in out if len(form) >= 8}
+
+
+def leaks(text: str, named: dict) -> list[str]:
+    return [f"{name} ({form[:6]}...)" for name, secret in named.items()
+            for form in forms(secret) if form in text]
+
+
+def log_text(records) -> str:
+    lines = []
+    for record in records:
+        lines.append(record.getMessage())
+        lines.append(repr(record.args))
+        if record.exc_info:
+            lines.append(logging.Formatter().formatException(record.exc_info))
+        if record.exc_text:
+            lines.append(record.exc_text)
+    return "\n".join(lines)
+
+
+@SQLITE
+def test_no_secret_in_any_log_line_of_a_full_scenario(settings, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    merchant_secret, web_key = secrets.token_hex(16), secrets.token_hex(32)
+    password, hook_secret = "pw-" + secrets.token_hex(8), "hook-" + secrets.token_hex(12)
+    with FakeMerchant(merchant_secret) as merchant, BackendThread(settings.with_(
+            merchant_url=merchant.url, merchant_secret=merchant_secret,
+            web_secret_key=web_key)) as backend:
+        with backend.writer_sessions() as session, session.begin():
+            made = provision_batch(session, backend.keyring, model="button", count=2,
+                                   out=tmp_path / "bundles", coap_host="127.0.0.1",
+                                   coap_port=backend.coap_port, name="secrets")
+        base = f"http://127.0.0.1:{backend.http_port}/api/v1"
+        status, body = api("POST", f"{base}/accounts", body={
+            "email": "someone@example.org", "password": password, "household_name": "Flat"})
+        assert status == 201
+        token = body["token"]
+        assert api("POST", f"{base}/tokens", body={"email": "someone@example.org",
+                                                   "password": password + "x"})[0] == 401
+        status, body = api("POST", f"{base}/tokens", body={"email": "someone@example.org",
+                                                           "password": password})
+        second_token = body["token"]
+        assert api("PATCH", f"{base}/household", token, {
+            "hold_window_s": 0, "webhook_url": merchant.url + "/hook",
+            "webhook_secret": hook_secret})[0] == 200
+        device = made[0]
+        assert api("POST", f"{base}/devices/claim", token,
+                   {"code": made[1].claim_code[:-1] + "0"})[0] in (400, 404)
+        assert api("POST", f"{base}/devices/claim", token, {"code": device.claim_code})[0] == 201
+        assert api("PUT", f"{base}/devices/{device.device_id}/slots/0", token,
+                   {"product_sku": "DETERGENT-1L", "quantity": 1})[0] == 200
+        identity = json.loads((device.bundle_dir / "identity.json").read_text())
+        key, kid = bytes.fromhex(identity["key"]), bytes.fromhex(identity["device_id"])
+        press = protocol.encode_event(key, kid, WireEvent(seq=1, kind=Kind.PRESS, slot=0))
+        forged = protocol.encode_event(secrets.token_bytes(32), kid,
+                                       WireEvent(seq=2, kind=Kind.PRESS, slot=0))
+        url = f"coap://127.0.0.1:{backend.coap_port}/ev"
+        coap_post_all(url, [press, press, forged])
+        until(backend, lambda s: s.scalar(select(Order.state)) == "placed")
+        named = {"device key": key, "KEK": bytes.fromhex(settings.kek_hex),
+                 "API token": token, "second API token": second_token, "password": password,
+                 "merchant secret": merchant_secret, "webhook secret": hook_secret,
+                 "web session key": web_key}
+        for n, made_device in enumerate(made):
+            named[f"claim code {n}"] = made_device.claim_code
+            named[f"setup secret {n}"] = made_device.setup_secret
+            named[f"key {n}"] = bytes.fromhex(json.loads(
+                (made_device.bundle_dir / "identity.json").read_text())["key"])
+    text = log_text(caplog.records)
+    assert len(caplog.records) > 20  # the scenario did log: the search means something
+    assert leaks(text, named) == []
+
+
+def test_no_secret_in_a_backend_subprocess_log(tmp_path):
+    kek, merchant_secret = secrets.token_bytes(32), secrets.token_hex(16)
+    db_url = f"sqlite:///{tmp_path / 'replenish.db'}"
+    fleet = provision_fleet(db_url, kek, 8, name="secrets")
+    hold_window_zero(db_url)  # orders go to the merchant, signed with its secret
+    with FakeMerchant(merchant_secret) as merchant:
+        env = {**os.environ, "DATABASE_URL": db_url, "REPLENISH_KEK": kek.hex(),
+               "REPLENISH_DATA_DIR": str(tmp_path), "REPLENISH_COAP_HOST": "127.0.0.1",
+               "REPLENISH_MERCHANT_URL": merchant.url,
+               "REPLENISH_MERCHANT_SECRET": merchant_secret, "PYTHONPATH": str(ROOT)}
+        backend = BackendProcess(env, tmp_path / "backend.log", verbose=True)
+        backend.start()
+        try:
+            workload = Workload(fleet)
+            workload.prepare(24)
+            drive(backend.port, workload, [dict(duration_s=30, window=8, drain_s=30)])
+            for _ in range(200):  # bounded: until the merchant got the orders
+                if len(merchant.orders) >= len(fleet):
+                    break
+                time.sleep(0.05)
+            assert len(merchant.orders) == len(fleet)
+        finally:
+            assert backend.stop() == 0
+    text = (tmp_path / "backend.log").read_text()
+    assert "DEBUG" in text and "committed" in text  # it logged, at DEBUG
+    named = {"KEK": kek, "merchant secret": merchant_secret}
+    named.update({f"device key {n}": device.key for n, device in enumerate(fleet)})
+    assert leaks(text, named) == []
