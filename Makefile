@@ -14,6 +14,7 @@ $(BIN)/python:
 # Reinstall whenever the project's dependencies change.
 $(INSTALLED): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python -m devtools.firmware_lint --install
 	touch $@
 
 install: $(INSTALLED)
@@ -36,7 +37,8 @@ FIRMWARE_OUT ?= build/firmware
 firmware: $(INSTALLED)
 	$(BIN)/python -m provisioning.firmware_build $(FIRMWARE_OUT)
 
-# Type-check the firmware against micropython-esp32-stubs (mypy); fails on any error.
+# Type-check the firmware against the stubs of each chip a board profile uses (mypy, one
+# pass per chip: ESP32, C3, S3, C6); fails on any error.
 lint: $(INSTALLED)
 	$(BIN)/python -m devtools.firmware_lint
 
