@@ -166,6 +166,8 @@ class Device:
                        "hx711_cal": list(self.script.hx711_cal)},
             "wifi": self.script.wifi_at(self.world_us), "ap_ports": {"80": ap_port},
             "battery_mv": int(self.battery_mv(self)), "flash_model": self.flash_model,
+            "held": self.sleeps[-1]["held"] if self.sleeps and
+            self.reset_cause == chips.DEEPSLEEP_RESET else {},
             "cut_at_op": cut_at_op, "cut_at_us": cut_at_us, "tear_frac": tear_frac,
         }
         (run_dir / "in.json").write_text(json.dumps(state))

@@ -57,7 +57,12 @@ def setup():
     if hx:
         _hx = hx711_model.Hx711(_Clock(), _hx_source)
         _hx_pins = (hx["dout_pin"], hx["sck_pin"])
-        _hx_since = _sim.now_us  # SCK floats low at boot: the chip is powered
+        if str(hx["sck_pin"]) in (_sim.state.get("held") or {}) and \
+                _sim.state["held"][str(hx["sck_pin"])] == 1:
+            _hx.held_down()  # Pin(hold=True) kept SCK high through deep sleep
+            _driven[hx["sck_pin"]] = 1
+        else:
+            _hx_since = _sim.now_us  # SCK floated low in deep sleep: the chip is powered
     _sim.on_end(_report)
 
 

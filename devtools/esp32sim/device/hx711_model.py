@@ -91,6 +91,12 @@ class Hx711:
         self._shift = None  # the conversion being shifted out
         self._pulses = 0
         self._gain_phase = False
+        self._stray = False
+
+    def held_down(self):
+        """SCK was held high through deep sleep: the chip is powered down at boot."""
+        self._sck = 1
+        self._high_at = self.clock.now_us - 1000000
 
     def _down(self):
         return self._sck and self.clock.now_us - self._high_at > _POWER_DOWN_US
@@ -120,18 +126,18 @@ class Hx711:
             elif self._gain_phase and self._pulses < 27:
                 self._pulses += 1
             else:
-                self.violations += 1  # clocked with no conversion ready
+                self._stray = True  # a pulse with no conversion ready, or a power-down
         elif not v and self._sck:
             high = now - self._high_at
             if high > _POWER_DOWN_US:  # the chip powered down; low again = reset
-                self.power_downs += 1
+                self.power_downs += 1  # SCK high > 60 us: not a clock pulse
                 self._shift = None
                 self._gain_phase = False
                 self.gain = 128
                 self._ready_at = now + _SETTLE_US
             else:
-                if high > _MAX_HIGH_US:
-                    self.violations += 1
+                if high > _MAX_HIGH_US or self._stray:
+                    self.violations += 1  # stretched pulse, or clocked while not ready
                 if self._shift is not None and self._pulses == 25:
                     self.conversions += 1
                     self._shift = None
@@ -139,6 +145,8 @@ class Hx711:
                     self._ready_at = now + _PERIOD_US
                 if self._gain_phase:
                     self.gain = {25: 128, 26: 32, 27: 64}[self._pulses]
+        if not v:
+            self._stray = False
         self._sck = v
 
     def powered_down(self):

@@ -109,6 +109,9 @@ class socket:
         _sim.set_radio("tx")
         _sim.advance(TX_US)
         _sim.set_radio("rx" if was == "idle" else was)
+        sent = _sim.out.setdefault("sent", [])
+        if len(sent) < 64:  # the harness checks sequence numbers on the wire
+            sent.append(bytes(data).hex())
         if _dropped():
             return len(data)
         return self._s.sendto(data, addr)
