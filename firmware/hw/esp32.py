@@ -41,6 +41,7 @@ class Led:
         self._pins = [machine.Pin(profile[n], machine.Pin.OUT, value=1 - self._on)
                       for n in names]
         self.last = None
+        self._owed_ms = 0
 
     def _set(self, colour):
         if len(self._pins) == 1:
@@ -53,14 +54,21 @@ class Led:
         colour, on_ms, off_ms, repeats = pattern(name)
         if repeats == 0:  # steady (sending) or blinking in the background (setup)
             self.last = name
+            self._owed_ms = 0
             self._set(colour)
             return
         self.last = None
-        for _ in range(repeats):
+        if self._owed_ms:  # the previous blink's dark gap, so the two stay apart
+            time.sleep_ms(self._owed_ms)
+        for i in range(repeats):
             self._set(colour)
             time.sleep_ms(on_ms)
             self._set((0, 0, 0))
-            time.sleep_ms(off_ms)
+            if i < repeats - 1:
+                time.sleep_ms(off_ms)
+        # no dark wait after the last blink unless another pattern follows: the chip
+        # would spend it awake before sleeping
+        self._owed_ms = off_ms
 
     def off(self):
         self.last = None

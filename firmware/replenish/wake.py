@@ -32,6 +32,7 @@ RTC_SENSOR = const(1)
 RTC_FAILURES = const(2)
 RTC_STATUS = const(3)
 RTC_WIFI = const(4)  # the last access point and IP configuration (hw/esp32.py)
+RTC_COUNTER = const(5)  # the next sequence number inside the reserved block
 
 SETUP_TIMEOUT_MS = const(600000)
 SETUP_PORT = const(80)
@@ -62,7 +63,8 @@ class Device:
                              board.get("status_interval_s", DEFAULT_INTERVAL_S))
         self.failures = Failures(hw.rtc(RTC_FAILURES))
         self.queue = Queue(hw.storage, rtc=hw.rtc(RTC_QUEUE))
-        self.sender = Sender(ident, SeqCounter(hw.storage), _Offline(), self.queue,
+        self.sender = Sender(ident, SeqCounter(hw.storage, rtc=hw.rtc(RTC_COUNTER)),
+                             _Offline(), self.queue,
                              hw.battery, hw.led)
         self.sender.quiet_until = self.failures.quiet_until
         self.button = Button(self.sender, hw.led, connect=self.online)

@@ -261,15 +261,22 @@ def test_button_against_aiocoap_server(tmp_path):
     ]
     assert [e.seq for e in resource.requests] == [1, 2, 3, 4, 5, 6, 6]
     assert resource.requests[0].fw == "0.1.0" and resource.requests[1].battery_mv == 2980
-    # restart: the queue survived; it goes out first, oldest first, byte for byte; the new
-    # press continues after the persisted reservation (never reusing 1..7). A forged
-    # answer (wrong MAC) counts as no answer: that event is queued.
+    # restart (a reset: RTC memory stays): the queue survived; it goes out first, oldest
+    # first, byte for byte; the new press continues inside the reserved block from RTC
+    # memory (never reusing 1..7, no reservation write). A forged answer (wrong MAC)
+    # counts as no answer: that event is queued.
     resource.slot9_down = False
     lines, *_ = asyncio.run(run_firmware(resource, bundle, "press\npress 8\nstats\n", port))
-    assert lines == ["LED ordered seq=33 result=65 order=42 state=pending",
-                     "LED error seq=34 result=65 order=none state=none",
-                     "STATS queued=1 dropped=0 reported=0 flash_writes=3"]
-    assert [e.seq for e in resource.requests[7:]] == [6, 7, 33, 34]
+    assert lines == ["LED ordered seq=8 result=65 order=42 state=pending",
+                     "LED error seq=9 result=65 order=none state=none",
+                     "STATS queued=1 dropped=0 reported=0 flash_writes=2"]
+    assert [e.seq for e in resource.requests[7:]] == [6, 7, 8, 9]
+    # a power cut (RTC memory gone): the counter skips the rest of its block
+    for rtc in (bundle / "state").glob("rtc*.bin"):
+        rtc.unlink()
+    lines, *_ = asyncio.run(run_firmware(resource, bundle, "press 1\n", port))
+    # (9 is still queued behind its forged answer, so 33 waits behind it)
+    assert lines[-1] == "LED error seq=33 result=65 order=none state=none"
 
 
 def test_conflict_resyncs_and_resends_once(tmp_path):
