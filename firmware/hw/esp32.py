@@ -30,6 +30,9 @@ _POLL_MS = const(50)
 _JOIN_MS = const(15000)  # a full join: scan, associate, DHCP
 _FAST_JOIN_MS = const(1500)  # known access point and channel, static IP: or fall back
 _RTC_CELL = const(32)
+# Join failures that more waiting will not cure (network_wlan.c status(): the
+# disconnect reason once the driver gave up)
+_GIVE_UP = (network.STAT_NO_AP_FOUND, network.STAT_WRONG_PASSWORD)
 
 
 class Led:
@@ -163,6 +166,8 @@ class Wifi:
         while not sta.isconnected():
             if time.ticks_diff(time.ticks_ms(), start) > timeout_ms:
                 return False
+            if sta.status() in _GIVE_UP:
+                return False  # no point waiting out the timeout
             self._feed()
             time.sleep_ms(_POLL_MS)
         return True

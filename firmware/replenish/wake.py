@@ -276,11 +276,12 @@ class Device:
                                  or self.status.due(time.time())):
             if self.online() is not None:
                 self._beat()
-        if outcome is not None and outcome.queued and outcome.result is None \
-                and self.client is not None:
+        # a queued event, or a retry that delivered nothing, counts as a failed wake: the
+        # next timer backs off from it (a retry once reset the count and waited a day)
+        failed = outcome is not None and not outcome.authenticated
+        if failed and outcome.result is None and self.client is not None:
             hw.forget_network()  # joined but no answer at all: next time a full join
-        self.failures.set(0 if outcome is None or not outcome.queued
-                          else self.failures.count + 1, self.sender.quiet_until)
+        self.failures.set(self.failures.count + 1 if failed else 0, self.sender.quiet_until)
         hw.led.off()
         hw.feed()
         interval = 0
