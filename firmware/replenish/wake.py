@@ -279,7 +279,8 @@ class Device:
         # a queued event, or a retry that delivered nothing, counts as a failed wake: the
         # next timer backs off from it (a retry once reset the count and waited a day)
         failed = outcome is not None and not outcome.authenticated
-        if failed and outcome.result is None and self.client is not None:
+        if failed and outcome is not None and outcome.result is None \
+                and self.client is not None:
             hw.forget_network()  # joined but no answer at all: next time a full join
         self.failures.set(self.failures.count + 1 if failed else 0, self.sender.quiet_until)
         hw.led.off()
