@@ -285,3 +285,12 @@ class Device:
     def read_flash(self, rel: str) -> bytes | None:
         path = self.flash / rel
         return path.read_bytes() if path.exists() else None
+
+
+def snippet_device(chip: str, source: str, work: Path, board: dict | None = None,
+                   script: Script | None = None, **kwargs) -> Device:
+    """A device whose flash holds only `source` as main.py (tests of the chip itself)."""
+    flash = Path(work) / "flash"
+    flash.mkdir(parents=True, exist_ok=True)
+    (flash / "main.py").write_text(source)
+    return Device(chip, board or {}, flash, Path(work) / "runs", script, **kwargs)

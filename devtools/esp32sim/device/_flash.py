@@ -46,6 +46,8 @@ class _Writer(io.IOBase):
                 self._f.write(data[:keep])
             self._f.close()
             self._open = False
+            if self._vfs.model == "lfs":
+                self._vfs.real.remove(self._path)  # uncommitted blocks are free again
             self._vfs.cut("write %s" % self._target)
         return self._f.write(data)
 
@@ -83,6 +85,8 @@ class _Writer(io.IOBase):
 class FlashVfs:
     def __init__(self, folder, model="torn", cut_at_op=None):
         self.real = os.VfsPosix(folder)
+        self._raw = os.VfsPosix()
+        self._folder = folder.rstrip("/")
         self.model = model
         self.cut_at_op = cut_at_op
         self.ops = 0
@@ -121,7 +125,15 @@ class FlashVfs:
         return fn(*args)
 
     def rename(self, old, new):
-        return self._meta("rename", self.real.rename, old, new)
+        # VfsPosix(root).rename joins both paths into one shared buffer (extmod/
+        # vfs_posix.c vfs_posix_get_path_str), so the second clobbers the first: rename
+        # through a root-less VfsPosix with whole host paths instead.
+        return self._meta("rename", self._raw.rename, self._host(old), self._host(new))
+
+    def _host(self, path):
+        if not path.startswith("/"):
+            path = self.real.getcwd().rstrip("/") + "/" + path
+        return self._folder + path
 
     def remove(self, path):
         return self._meta("remove", self.real.remove, path)
@@ -133,7 +145,9 @@ class FlashVfs:
         return self._meta("rmdir", self.real.rmdir, path)
 
     def ilistdir(self, path):
-        return self.real.ilistdir(path)
+        for entry in self.real.ilistdir(path):
+            if not entry[0].endswith(".~new"):  # a littlefs write not yet committed
+                yield entry
 
     def stat(self, path):
         return self.real.stat(path)
