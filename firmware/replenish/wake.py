@@ -40,6 +40,10 @@ SETUP_REFUSED = "refused"
 _DEFAULT_WAKE_INTERVAL_S = const(3600)
 
 
+def _now_s():
+    return int(time.time())  # an int on the ESP32, a float on the unix port
+
+
 class _Offline:
     """The client while no network is up: every request fails at once."""
 
@@ -267,18 +271,20 @@ class Device:
         if todo == power.ACTION_PRESS:
             outcome = self.button.press(0)
         elif todo == power.ACTION_MEASURE and cfg is not None:
-            outcome = self.measure(time.time())[2]
+            outcome = self.measure(_now_s())[2]
         elif todo == power.ACTION_BOOT:
             outcome = self.boot()
         elif todo == power.ACTION_RETRY:
             outcome = self.flush()[1]
-        if wifi is not None and (otaboot.pending_report(self.ota_root) is not None
-                                 or self.status.due(time.time())):
-            if self.online() is not None:
-                self._beat()
         # a queued event, or a retry that delivered nothing, counts as a failed wake: the
         # next timer backs off from it (a retry once reset the count and waited a day)
         failed = outcome is not None and not outcome.authenticated
+        # no heartbeat after a failure: it would wait out another full retransmission
+        if not failed and wifi is not None and (
+                otaboot.pending_report(self.ota_root) is not None
+                or self.status.due(_now_s())):
+            if self.online() is not None:
+                self._beat()
         if failed and outcome is not None and outcome.result is None \
                 and self.client is not None:
             hw.forget_network()  # joined but no answer at all: next time a full join
@@ -290,17 +296,17 @@ class Device:
             interval = cfg.get("wake_interval_s", _DEFAULT_WAKE_INTERVAL_S)
         interval = min(interval, self.status.interval_s) if interval \
             else self.status.interval_s
-        quiet_s = max(0, self.failures.quiet_until - time.time())
+        quiet_s = max(0, self.failures.quiet_until - _now_s())
         return power.next_timer_s(interval, self.failures.count, len(self.queue), quiet_s)
 
     def _beat(self):
         from replenish import ota
 
-        outcome, update = self.heartbeat(time.time())
+        outcome, update = self.heartbeat(_now_s())
         if update is None:
             return
         result = update[0]
         if result == ota.INSTALLED:
             self.hw.reset()
         if result == ota.REFUSED:  # report it now: the offer stops, the old firmware stays
-            self.heartbeat(time.time(), may_update=False)
+            self.heartbeat(_now_s(), may_update=False)

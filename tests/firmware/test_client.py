@@ -292,3 +292,45 @@ def test_separate_response_from_aiocoap(tmp_path):
     assert lines == ["LED ordered seq=1 result=65 order=42 state=pending",
                      "LED already_ordered seq=2 result=67 order=42 state=pending"]
     assert [e.seq for e in resource.requests] == [1, 2]  # no retransmission reached it twice
+
+
+def test_every_wait_of_an_exchange_feeds_the_watchdog(tmp_path):
+    # A whole exchange (2+4+8+16+32 s of retransmission, up to 1.5x) outlasts the
+    # device's 60 s task watchdog: the client must call tick at least once a second.
+    out = run_snippet(r"""
+import errno
+from replenish import client as c
+
+class Clock:
+    now = 0
+    def ticks_ms(self): return self.now
+    def ticks_add(self, a, b): return a + b
+    def ticks_diff(self, a, b): return a - b
+
+clock = Clock()
+c.time = clock  # virtual time: the socket's timeouts pass at once
+
+class Silent:
+    timeouts = []
+    def settimeout(self, s):
+        self.timeouts.append(s)
+        self.wait_ms = int(s * 1000)
+    def sendto(self, data, addr):
+        pass
+    def recvfrom(self, n):
+        clock.now += self.wait_ms
+        raise OSError(errno.ETIMEDOUT)
+
+sock = Silent()
+ticks = []
+client = c.Client(sock, ("127.0.0.1", 5683), tick=lambda: ticks.append(clock.now))
+try:
+    client.request(2, "ev", b"x")
+except c.Timeout:
+    pass
+gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+print(clock.now, client.transmissions, max(sock.timeouts), max(gaps))
+""", tmp_path).stdout.split()
+    total_ms, transmissions, longest_s, longest_gap_ms = map(float, out)
+    assert transmissions == 5 and total_ms >= 62000
+    assert longest_s <= 1.0 and longest_gap_ms <= 1000
