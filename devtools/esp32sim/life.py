@@ -53,7 +53,6 @@ class Life:
     periodic_mas: float = 0.0
     periodic_days: float = 0.0
     taken_presses: int = 0  # press wakes that ran to deep sleep (the press is theirs)
-    cut_delivered: int = 0
     queued_delay_s: int | None = None  # backend back -> queued press delivered
 
     def check(self, ok: bool, what: str) -> None:
@@ -185,8 +184,6 @@ def live(board_path: Path, backend: Backend_, work: Path, rng: random.Random,
         run = _run(life, runs, **cut)
         used[0] += energy.run_mas(life.chip, run.out)
         last_ops = max(2, run.out.get("flash_ops", last_ops))
-        if run.end == "power_cut":
-            life.cut_delivered += sum(1 for e in wire_events(run) if e[1] == KIND_PRESS)
     # 7. a quiet day: the queue drains on timer wakes
     t = device.world_us / US
     for run in device.run_until(t + 24 * HOUR, max_runs=40):
@@ -201,13 +198,18 @@ def summary(life: Life, backend: Backend_, device_id: str) -> dict:
     runs = device.runs
     seen: dict[int, bytes] = {}
     reused = set()
+    cut_owned = set()  # press events first sent by a wake that then lost power
     for run in runs:
-        for seq, _kind, payload in wire_events(run):
+        for seq, kind, payload in wire_events(run):
             if seq in seen and seen[seq] != payload:
                 reused.add(seq)
+            if seq not in seen and kind == KIND_PRESS and run.end == "power_cut":
+                cut_owned.add(seq)
             seen.setdefault(seq, payload)
-    delivered_presses = sum(1 for e in backend.events(device_id) if e[1] == KIND_PRESS)
-    lost = max(0, life.taken_presses - (delivered_presses - life.cut_delivered))
+    delivered = {e[0] for e in backend.events(device_id) if e[1] == KIND_PRESS}
+    # every press wake that ran to deep sleep owns one press event; a wake cut short
+    # owns none, though it may have sent one before the cut
+    lost = max(0, life.taken_presses - len(delivered - cut_owned))
     loops, unrecoverable = 0, 0
     for run in runs:
         loops = loops + 1 if run.end in ("task_wdt", "int_wdt", "reset") else 0
