@@ -50,8 +50,6 @@ class Life:
     device: Device
     failures: list[str] = field(default_factory=list)
     press_runs: list[Run] = field(default_factory=list)  # steady returning presses
-    periodic_mas: float = 0.0
-    periodic_days: float = 0.0
     taken_presses: int = 0  # press wakes that ran to deep sleep (the press is theirs)
     queued_delay_s: int | None = None  # backend back -> queued press delivered
 
@@ -132,7 +130,6 @@ def live(board_path: Path, backend: Backend_, work: Path, rng: random.Random,
     t = device.world_us / US
     for h in range(1, 49, 4):
         script.press(t + h * HOUR)
-    steady_from = device.world_us
     before = len(device.runs)
     device.run_until(t + 48 * HOUR, max_runs=80)
     steady = device.runs[before:]
@@ -143,11 +140,8 @@ def live(board_path: Path, backend: Backend_, work: Path, rng: random.Random,
             if run.end == "deepsleep":
                 life.taken_presses += 1
                 life.press_runs.append(run)
-        elif run.end == "deepsleep":
-            life.periodic_mas += energy.run_mas(life.chip, run.out)
         if run.end != "deepsleep":
             life.failures.append(f"run {run.index}: ended {run.end}")
-    life.periodic_days = (device.world_us - steady_from) / US / 86400
     # 5. backend unreachable for two hours with a press inside: queued, then delivered
     t = device.world_us / US
     script.faults.append((int((t + 60) * US), int((t + 2 * HOUR) * US), "backend_unreachable"))
@@ -222,8 +216,15 @@ def summary(life: Life, backend: Backend_, device_id: str) -> dict:
         if life.press_runs else 0.0
     last_sleep = device.sleeps[-1] if device.sleeps else {"hx711_powered": False}
     sleep_ua = energy.sleep_ua(life.chip, device.board, last_sleep.get("hx711_powered", False))
-    periodic = life.periodic_mas / life.periodic_days if life.periodic_days else 0.0
-    presses_in_periodic = 0  # press runs are counted apart from periodic wakes
+    # Timer wakes (heartbeat, sensor): their mean charge times how often the firmware
+    # arms the timer when nothing is pressed (the median armed timer of quiet wakes).
+    quiet = [r for r in runs if r.wake_reason == chips.WAKE_TIMER and r.end == "deepsleep"
+             and r.out.get("timer_ms") and not r.out.get("sent", [])[1:]]
+    periodic = 0.0
+    if quiet:
+        interval_s = statistics.median(r.out["timer_ms"] for r in quiet) / 1000
+        periodic = statistics.mean(energy.run_mas(life.chip, r.out) for r in quiet) \
+            * 86400 / interval_s
     cap = energy.capacity_mas(device.board)
     days = {n: energy.life_days(device.board, life.chip, press_mas, n, periodic, sleep_ua)
             for n in (1, 10, 100)}
@@ -238,7 +239,7 @@ def summary(life: Life, backend: Backend_, device_id: str) -> dict:
         "awake_ms_per_press_max": round(max(awake)) if awake else None,
         "mas_per_press": round(press_mas, 2),
         "sleep_ua": round(sleep_ua, 1),
-        "periodic_mas_per_day": round(periodic + presses_in_periodic, 1),
+        "periodic_mas_per_day": round(periodic, 1),
         "mah_per_day": {str(n): round((sleep_ua / 1000 * 86400 + n * press_mas + periodic)
                                       / 3600, 3) for n in (1, 10, 100)},
         "life_days": {str(n): round(d) for n, d in days.items()},
