@@ -77,6 +77,15 @@ class Run:
         return self.out.get("end", "crashed")
 
     @property
+    def traceback(self) -> str | None:
+        """An exception the firmware printed, caught or not (main.py's crash handler
+        prints it and sleeps, which must not pass for a good wake)."""
+        text = self.out.get("error") or ""
+        if "Traceback (most recent call last)" in self.stdout:
+            text = self.stdout[self.stdout.index("Traceback (most recent call last)"):]
+        return text.strip() or None
+
+    @property
     def awake_us(self) -> int:
         return self.out.get("now_us", self.start_us) - self.start_us
 
@@ -129,11 +138,12 @@ class Device:
 
     def __init__(self, chip: str, board: dict, flash: Path, work: Path,
                  script: Script | None = None, flash_model: str = "torn",
-                 battery_mv=lambda device: 3900):
+                 battery_mv=lambda device: 3900, idf: tuple = chips.IDF_DEFAULT):
         chips.chip(chip)
         self.chip, self.board, self.flash, self.work = chip, board, Path(flash), Path(work)
         self.script = script or Script()
         self.flash_model = flash_model
+        self.idf = idf  # the ESP-IDF release the simulated port was built with
         self.battery_mv = battery_mv
         self.world_us = 0
         self.rtc_mem = ""
@@ -157,7 +167,7 @@ class Device:
         run_dir.mkdir(parents=True, exist_ok=True)
         ap_port = free_port()
         state = {
-            "chip": self.chip, "board": self.board, "flash": str(self.flash.resolve()),
+            "chip": self.chip, "idf": list(self.idf), "board": self.board, "flash": str(self.flash.resolve()),
             "now_us": self.world_us, "reset_cause": self.reset_cause,
             "wake_reason": self.wake_reason, "wake_pins": self.wake_pins,
             "rtc_mem": self.rtc_mem, "rtc_zero_us": self.rtc_zero_us,

@@ -53,7 +53,7 @@ class Life:
     press_runs: list[Run] = field(default_factory=list)  # steady returning presses
     taken_presses: int = 0  # press wakes that ran to deep sleep (the press is theirs)
     queued_delay_s: int | None = None
-    sensor_ordered: bool | None = None  # backend back -> queued press delivered
+    sensor_ordered: bool | None = None
 
     def check(self, ok: bool, what: str) -> None:
         if not ok:
@@ -216,6 +216,9 @@ def summary(life: Life, backend: Backend_, device_id: str) -> dict:
             unrecoverable += 1
     if device.asleep_forever:
         unrecoverable += 1
+    for run in runs:  # an exception, even one main.py caught and slept on, is a fault
+        if run.traceback and run.end != "power_cut":
+            life.failures.append(f"run {run.index}: {run.traceback.splitlines()[-1]}")
     awake = [r.awake_us / 1000 for r in life.press_runs]
     press_mas = statistics.mean(energy.run_mas(life.chip, r.out) for r in life.press_runs) \
         if life.press_runs else 0.0

@@ -27,6 +27,21 @@ WDT_RESET = 3  # ESP_RST_TASK_WDT, ESP_RST_INT_WDT, ESP_RST_WDT
 DEEPSLEEP_RESET = 4  # ESP_RST_DEEPSLEEP
 SOFT_RESET = 5
 
+# The ESP-IDF release the port is built with: MicroPython 1.29's CI and README use
+# v5.5.2 (.github/workflows/ports_esp32.yml IDF_NEWEST_VER). One fact depends on it:
+# esp32.gpio_deep_sleep_hold is compiled under SOC_GPIO_SUPPORT_HOLD_IO_IN_DSLP &&
+# !SOC_GPIO_SUPPORT_HOLD_SINGLE_IO_IN_DSLP (modesp32.c), and soc_caps.h defines
+# SOC_GPIO_SUPPORT_HOLD_IO_IN_DSLP on ESP32/C3/S3/C6 only in v5.4 .. v5.5.1 (checked
+# with git show v5.3 .. v5.5.4 in espressif/esp-idf): on a v5.5.2 build no chip has it.
+IDF_DEFAULT = (5, 5, 2)
+HOLD_IO_IN_DSLP_IDF = ((5, 4, 0), (5, 5, 1))
+
+
+def has_deep_sleep_hold(chip_cfg, idf=IDF_DEFAULT):
+    low, high = HOLD_IO_IN_DSLP_IDF
+    return chip_cfg["deep_sleep_hold_fn"] and low <= tuple(idf) <= high
+
+
 RTC_USER_MEM_MAX = 2048  # MP mpconfigport.h MICROPY_HW_RTC_USER_MEM_MAX (all chips)
 INT_WDT_MS = 300  # IDF Kconfig ESP_INT_WDT_TIMEOUT_MS default (MP sdkconfig.base keeps it)
 
@@ -55,7 +70,8 @@ CHIPS = {
         "touch": True,  # IDF SOC_TOUCH_SENSOR_SUPPORTED
         "ulp": True,  # IDF SOC_ULP_SUPPORTED
         "ulp_class": True,  # MP modesp32.c CONFIG_IDF_TARGET_ESP32||S2||S3
-        # IDF SOC_GPIO_SUPPORT_HOLD_IO_IN_DSLP && !SOC_GPIO_SUPPORT_HOLD_SINGLE_IO_IN_DSLP
+        # no SOC_GPIO_SUPPORT_HOLD_SINGLE_IO_IN_DSLP: gpio_deep_sleep_hold where the IDF
+        # defines SOC_GPIO_SUPPORT_HOLD_IO_IN_DSLP (has_deep_sleep_hold above)
         "deep_sleep_hold_fn": True,
         # Pins whose Pin(hold=True) lasts through deep sleep without the global
         # gpio_deep_sleep_hold(True): RTC IOs (gpio_hold_en -> rtc_gpio_hold_en, IDF gpio.c)
@@ -87,7 +103,7 @@ CHIPS = {
         "ext0": False, "ext1": False,  # IDF esp32c3: no SOC_PM_SUPPORT_EXT0/EXT1_WAKEUP
         "gpio_deepsleep": True,  # IDF SOC_GPIO_SUPPORT_DEEPSLEEP_WAKEUP (1)
         "touch": False, "ulp": False, "ulp_class": False,
-        "deep_sleep_hold_fn": True,  # IDF esp32c3: HOLD_IO_IN_DSLP, no SINGLE_IO
+        "deep_sleep_hold_fn": True,  # IDF esp32c3: no SINGLE_IO (see has_deep_sleep_hold)
         # Pins in the VDD3P3_RTC domain keep a hold without the global enable (IDF gpio docs)
         "hold_pins": (0, 1, 2, 3, 4, 5),
         "pcnt": False, "dac": False, "raw_temperature": False,

@@ -6,6 +6,7 @@ AttributeError exactly as on the chip.
 """
 
 import _sim
+import chips
 import machine
 
 _C = _sim.cfg
@@ -73,7 +74,7 @@ def wake_on_gpio(pins=None, level=None):
     machine.wake["gpio"] = (ids, 1 if level else 0) if ids else None
 
 
-if _C["deep_sleep_hold_fn"]:
+if chips.has_deep_sleep_hold(_C, _sim.state.get("idf", chips.IDF_DEFAULT)):
     def gpio_deep_sleep_hold(enable):
         _sim.out["deep_sleep_hold"] = bool(enable)
 

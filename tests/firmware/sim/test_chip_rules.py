@@ -107,7 +107,7 @@ machine.deepsleep(1000)
     alone.boot()
     assert alone.sleeps[-1]["held"] == {"33": 1}
     everything = snippet_device("esp32", source % "esp32.gpio_deep_sleep_hold(True)",
-                                tmp_path / "b")
+                                tmp_path / "b", idf=(5, 5, 1))  # the IDF that has it
     everything.boot()
     assert everything.sleeps[-1]["held"] == {"33": 1, "23": 1}
 
