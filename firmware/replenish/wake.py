@@ -38,6 +38,9 @@ SETUP_TIMEOUT_MS = const(600000)
 SETUP_PORT = const(80)
 SETUP_REFUSED = "refused"
 _DEFAULT_WAKE_INTERVAL_S = const(3600)
+# HX711 conversions per timer wake: at 10 samples/s each costs 100 ms awake, and the
+# median of three still ignores one knock or spike (tare and calibration take nine)
+_LEVEL_SAMPLES = const(3)
 
 
 def _now_s():
@@ -169,7 +172,7 @@ class Device:
                                                self._role().state.cycles)
         adc = self._load_cell()
         try:
-            return adc.amount()
+            return adc.amount(_LEVEL_SAMPLES)
         finally:
             adc.power_down()
 
