@@ -44,12 +44,13 @@ class Chip:
     adc1: frozenset[int]
     adc2: frozenset[int]  # shares the radio: unusable while Wi-Fi is on
     console: frozenset[int]  # UART0 / USB-serial used by the REPL and flashing
+    hold: frozenset[int]  # Pin(hold=True) keeps the level through deep sleep
 
     @classmethod
     def from_firmware(cls, chip) -> Chip:
         return cls(chip.name, *(frozenset(getattr(chip, key)) for key in (
             "gpios", "flash", "strapping", "input_only", "wake_pins", "adc1", "adc2",
-            "console")))
+            "console", "hold_pins")))
 
 
 CHIPS = {name: Chip.from_firmware(chip) for name, chip in chips.CHIPS.items()}
@@ -81,6 +82,7 @@ class PinUse:
     pull: str = "none"
     wake: bool = False
     analog: bool = False
+    hold: bool = False  # its level must survive deep sleep
 
 
 def _get(section: dict, key: str, kind, report: Report, where: str, required=True):
@@ -140,7 +142,8 @@ def _pin_uses(profile: dict, report: Report) -> list[PinUse]:
             report.errors.append("hx711 must be an object")
         else:
             pin(hx711, "dout_pin", "hx711", output=False)
-            pin(hx711, "sck_pin", "hx711", output=True)
+            # SCK high keeps the HX711 powered down (~1.5 mA otherwise) while asleep
+            pin(hx711, "sck_pin", "hx711", output=True, hold=True)
             if hx711.get("gain") not in HX711_GAINS:
                 report.errors.append("hx711.gain must be 32, 64 or 128")
 
@@ -166,6 +169,9 @@ def _check_pin(chip: Chip, use: PinUse, adc_unit: int | None, report: Report) ->
     if p in chip.input_only and use.pull in ("up", "down"):
         report.errors.append(f"{role}: GPIO{p} has no internal pull-{use.pull}; "
                              "fit an external resistor and set pull to \"external\"")
+    if use.hold and p not in chip.hold:
+        report.errors.append(f"{role}: GPIO{p} cannot hold its level through deep sleep "
+                             f"on the {chip.name} (holding pins: {_ranges(chip.hold)})")
     if use.wake and p not in chip.wake:
         report.errors.append(f"{role}: GPIO{p} cannot wake the {chip.name} from deep "
                              f"sleep (wake-capable: {_ranges(chip.wake)})")

@@ -8,7 +8,13 @@ Plain Python (no `micropython` import): CPython loads this file too. Sources, pe
 - [mp-c]  ports/esp32/modesp32.c module table: wake_on_ext0 only under
           SOC_PM_SUPPORT_EXT0_WAKEUP, wake_on_ext1 under SOC_PM_SUPPORT_EXT1_WAKEUP,
           wake_on_gpio always, gpio_deep_sleep_hold only under
-          SOC_GPIO_SUPPORT_HOLD_IO_IN_DSLP && !SOC_GPIO_SUPPORT_HOLD_SINGLE_IO_IN_DSLP.
+          SOC_GPIO_SUPPORT_HOLD_IO_IN_DSLP && !SOC_GPIO_SUPPORT_HOLD_SINGLE_IO_IN_DSLP,
+          which ESP-IDF defines only in some releases (v5.4-v5.5.1; not in v5.5.2, the
+          one MicroPython 1.29 builds with): the firmware never relies on it.
+- [idf-h] ESP-IDF gpio.c / GPIO docs: Pin(hold=True) (gpio_hold_en) keeps a level
+          through deep sleep on its own for RTC IOs (rtc_gpio_hold_en: ESP32, S3), the
+          VDD3P3_RTC pads of the C3 (GPIO0-5), and single pads on the C6
+          (SOC_GPIO_SUPPORT_HOLD_SINGLE_IO_IN_DSLP).
 - [mp-m]  ports/esp32/modmachine.c: machine.wake_reason() returns
           esp_sleep_get_wakeup_cause() as is; EXT0_WAKE=2, EXT1_WAKE=3, TIMER_WAKE=4 are
           defined on every chip, a GPIO wake (7) has no constant; deep sleep with
@@ -45,11 +51,10 @@ def _r(a, b):
 
 class Chip:
     __slots__ = ("name", "gpios", "flash", "strapping", "input_only", "wake_pins",
-                 "button_wake", "pulse_wake", "adc1", "adc2", "console",
-                 "deep_sleep_hold_all")
+                 "button_wake", "pulse_wake", "adc1", "adc2", "console", "hold_pins")
 
     def __init__(self, name, gpios, flash, strapping, input_only, wake_pins, button_wake,
-                 pulse_wake, adc1, adc2, console, deep_sleep_hold_all):
+                 pulse_wake, adc1, adc2, console, hold_pins):
         self.name = name
         self.gpios = gpios
         self.flash = flash  # wired to the module's SPI flash: never usable
@@ -61,9 +66,9 @@ class Chip:
         self.adc1 = adc1
         self.adc2 = adc2  # shares the radio: unusable while Wi-Fi is on
         self.console = console  # UART0 / USB serial: REPL and flashing
-        # esp32.gpio_deep_sleep_hold() exists: digital pads keep their hold in deep
-        # sleep only once it is switched on [mp-c]; elsewhere Pin(hold=True) alone.
-        self.deep_sleep_hold_all = deep_sleep_hold_all
+        # Pin(hold=True) alone keeps these pins' levels through deep sleep [idf-h]
+        # (an HX711's SCK must be one: powered, it draws ~1.5 mA while the board sleeps)
+        self.hold_pins = hold_pins
 
     def wake_reason(self, reason, button_pin, wake_pins=()):
         """'button', 'pulse', 'timer' or None (not a wake this firmware arms) for a
@@ -94,7 +99,7 @@ CHIPS = {
         adc1=_r(32, 39),
         adc2=(0, 2, 4, 12, 13, 14, 15, 25, 26, 27),
         console=(1, 3),
-        deep_sleep_hold_all=True,
+        hold_pins=(0, 2, 4, 12, 13, 14, 15, 25, 26, 27) + _r(32, 39),  # RTC IOs
     ),
     # ESP32-C3 [ds]: no RTC IO subsystem, no ext0/ext1 [idf-c]; deep-sleep GPIO wake on
     # the VDD3P3_RTC pads GPIO0-5 (SOC_GPIO_DEEP_SLEEP_WAKE_VALID_GPIO_MASK) [idf-c].
@@ -111,7 +116,7 @@ CHIPS = {
         adc1=_r(0, 4),
         adc2=(5,),
         console=(18, 19, 20, 21),
-        deep_sleep_hold_all=False,
+        hold_pins=_r(0, 5),
     ),
     # ESP32-S3 (WROOM-1) [ds]: RTC GPIO0-21 [mp-h]; ext0 + ext1 [idf-c]; GPIO26-32 on
     # the SPI flash (33-37 too on octal-PSRAM modules: kept out of boards) [ds].
@@ -126,11 +131,11 @@ CHIPS = {
         adc1=_r(1, 10),
         adc2=_r(11, 20),
         console=(19, 20, 43, 44),
-        deep_sleep_hold_all=True,
+        hold_pins=_r(0, 21),  # RTC IOs
     ),
     # ESP32-C6 (WROOM-1) [ds]: LP GPIO0-7 wake [mp-h] [idf-c]; ext1 but no ext0 [idf-c];
-    # one ADC unit, GPIO0-6 [idf-c]; single-pad hold in deep sleep, so no
-    # gpio_deep_sleep_hold [mp-c]. Strapping: MTMS/MTDI (4, 5), 8, 9, 15 [ds].
+    # one ADC unit, GPIO0-6 [idf-c]; single-pad hold in deep sleep (not the USB pads
+    # 12, 13) [idf-h]. Strapping: MTMS/MTDI (4, 5), 8, 9, 15 [ds].
     "esp32c6": Chip(
         "esp32c6",
         gpios=_r(0, 30),
@@ -142,7 +147,7 @@ CHIPS = {
         adc1=_r(0, 6),
         adc2=(),
         console=(12, 13, 16, 17),
-        deep_sleep_hold_all=False,
+        hold_pins=_r(0, 11) + _r(14, 23),
     ),
 }
 

@@ -4,8 +4,8 @@ Only this module and main.py import machine/network/esp32. Pins come from board.
 (hardware/boards/<board>.json copied into the bundle); what each chip allows (wake pins
 and mechanism, ADC units, pad hold) comes from hw/chips.py, the table
 hardware/validate.py checks profiles against. APIs a chip lacks are never called:
-esp32.wake_on_ext0 does not exist on a C3 or C6, esp32.gpio_deep_sleep_hold only
-where chips.py says so.
+esp32.wake_on_ext0 does not exist on a C3 or C6; esp32.gpio_deep_sleep_hold only on
+some ESP-IDF builds, so it is looked up, never assumed.
 """
 
 import socket
@@ -357,9 +357,12 @@ class Esp32Hardware(Hardware):
     def _hold_power_down(self):
         """The HX711 stays powered down (SCK high) through deep sleep: a pad that is
         not held floats when the digital domain powers off."""
-        _out_pin(self._hx711["sck_pin"], 1, True)
-        if self.chip.deep_sleep_hold_all:
-            esp32.gpio_deep_sleep_hold(True)  # type: ignore[attr-defined]
+        _out_pin(self._hx711["sck_pin"], 1, True)  # a hold_pins pin (hardware/validate)
+        # only some ESP-IDF builds have it (hw/chips.py [mp-c]); where they do, digital
+        # pads need it on top of the pin's own hold
+        hold_all = getattr(esp32, "gpio_deep_sleep_hold", None)
+        if hold_all is not None:
+            hold_all(True)
 
     def sleep(self, timer_s, board):
         self._arm(board)

@@ -46,6 +46,13 @@ def test_every_profile_is_valid_and_the_required_boards_exist():
     ("esp32-devkitc-button", ("led", "pin", 24), "does not exist"),
     ("esp32-loadcell-hx711", ("hx711", "sck_pin", 4), "already button.pin"),
     ("esp32-loadcell-hx711", ("hx711", "gain", 100), "hx711.gain"),
+    ("esp32-loadcell-hx711", ("hx711", "sck_pin", 23), "GPIO23 cannot hold its level"),
+    ("esp32c6-button", ("button", "pin", 9), "strapping pin"),
+    ("esp32c6-button", ("button", "pin", 10), "GPIO10 cannot wake the esp32c6"),
+    ("esp32c6-button", ("battery", "adc_pin", 7), "no ADC channel"),
+    ("esp32s3-button", ("button", "pin", 23), "does not exist"),
+    ("esp32s3-button", ("battery", "adc_pin", 11), "ADC2, unusable while Wi-Fi"),
+    ("esp32s3-button", ("led", "pin", 30), "SPI flash"),
 ])
 def test_validator_rejects_pin_rule_violations(name, change, message):
     profile = copy.deepcopy(board(name))
