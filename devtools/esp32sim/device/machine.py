@@ -183,7 +183,7 @@ class ADC:
         return raw << 4 | raw >> 8
 
 
-if _C["adc"] and min(_C["freqs_mhz"]) and "esp32" == _sim.state.get("chip"):
+if _sim.state.get("chip") == "esp32":
     # SOC_ADC_RTC_MIN_BITWIDTH 9 on the classic ESP32 only (machine_adc.c WIDTH_9_10_11)
     ADC.WIDTH_9BIT = 9
     ADC.WIDTH_10BIT = 10
