@@ -175,6 +175,7 @@ class Device:
             "script": {"presses": self.script.presses, "grams": self.script.grams,
                        "hx711_cal": list(self.script.hx711_cal)},
             "wifi": self.script.wifi_at(self.world_us), "ap_ports": {"80": ap_port},
+            "phone": bool(self.phone_creds),  # a phone joins the setup AP this run
             "battery_mv": int(self.battery_mv(self)), "flash_model": self.flash_model,
             "held": self.sleeps[-1]["held"] if self.sleeps and
             self.reset_cause == chips.DEEPSLEEP_RESET else {},

@@ -80,7 +80,7 @@ class socket:
         """Wait for data; True when some arrived. Real time only while it may come."""
         _sim.check_alive()
         if drop:
-            _sim.advance(virtual_ms * 1000)
+            _sim.advance((virtual_ms if virtual_ms >= 0 else 1000) * 1000)
             return False
         poller = _select.poll()
         poller.register(self._s, _select.POLLIN)
@@ -95,7 +95,8 @@ class socket:
 
     def _wait(self):
         timeout_ms = -1 if self._timeout is None else int(self._timeout * 1000)
-        drop = self._type == 2 and _dropped()
+        # nothing can arrive: a datagram the router drops, or a setup AP no phone joins
+        drop = _dropped() if self._type == 2 else not _sim.state.get("phone")
         while True:
             if self._ready(timeout_ms, drop):
                 return

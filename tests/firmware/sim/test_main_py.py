@@ -120,3 +120,13 @@ def test_pre_fix_button_with_backend_unreachable_resets_before_queueing(backend,
     runs = [device.boot() for _ in range(3)]
     assert [r.end for r in runs] == ["task_wdt"] * 3  # CoAP retransmission > 60 s WDT
     assert device.read_flash("bundle/state/q.0") is None  # nothing was queued
+
+
+def test_setup_mode_nobody_joins_ends_in_deep_sleep_not_a_watchdog_reset(backend, tmp_path):
+    """Issue 15: setup mode served up to 600 s under an unfed 60 s watchdog."""
+    _made, device = _device(backend, BOARDS / "esp32c3-button.json", tmp_path)
+    device.phone_creds = None  # the access point opens, no phone ever joins
+    run = device.boot()
+    assert run.end == "deepsleep", run.traceback
+    assert 600 * harness.US <= run.awake_us < 602 * harness.US  # the 600 s setup window
+    assert run.out["energy"]["ap"] >= 600 * harness.US
