@@ -90,9 +90,6 @@ def live(board_path: Path, backend: Backend_, work: Path, rng: random.Random,
     def boot(**kw) -> Run:
         run = _run(life, runs, **kw)
         used[0] += energy.run_mas(life.chip, run.out)
-        if run.end not in ("deepsleep", "reset", "power_cut") and not kw:
-            life.failures.append(f"run {run.index}: ended {run.end}: "
-                                 f"{(run.out.get('error') or '').strip()[-300:]}")
         return run
 
     # 1. first boot: no Wi-Fi credentials -> setup access point, the phone posts them
@@ -111,18 +108,15 @@ def live(board_path: Path, backend: Backend_, work: Path, rng: random.Random,
         step = sensor.get("wake_interval_s", 600)
         for i in range(40):
             script.grams.append((int((t + i * step) * US), grams - i * grams / 30))
-        device.run_until(t + 40 * step, max_runs=60)
-        runs.extend(r for r in device.runs if r not in runs)
+        for run in device.run_until(t + 40 * step, max_runs=60):
+            runs.append(run)
+            used[0] += energy.run_mas(life.chip, run.out)
         levels = [e[2] for e in backend.events(dev.device_id) if e[1] == KIND_LEVEL]
         life.check(len(levels) >= 25 and levels[-1] is not None and levels[-1] < grams / 10,
                    f"level reports that reached the backend: {levels}")
         # The backend forecasts on its own wall-clock receive times, and the simulation
         # puts hours of falling weight into seconds: whether it orders is its call.
         life.sensor_ordered = any(o[2] == "sensor" for o in backend.orders(dev.device_id))
-        for run in device.runs:
-            if run.out.get("hx711_violations"):
-                life.failures.append(f"run {run.index}: HX711 timing violated "
-                                     f"{run.out['hx711_violations']} times")
     else:
         # 3b. press -> order; a second press -> already ordered
         script.press(t + 30)
@@ -145,8 +139,6 @@ def live(board_path: Path, backend: Backend_, work: Path, rng: random.Random,
             if run.end == "deepsleep":
                 life.taken_presses += 1
                 life.press_runs.append(run)
-        if run.end != "deepsleep":
-            life.failures.append(f"run {run.index}: ended {run.end}")
     # 5. backend unreachable for two hours with a press inside: queued, then delivered
     t = device.world_us / US
     script.faults.append((int((t + 60) * US), int((t + 2 * HOUR) * US), "backend_unreachable"))
@@ -217,8 +209,13 @@ def summary(life: Life, backend: Backend_, device_id: str) -> dict:
     if device.asleep_forever:
         unrecoverable += 1
     for run in runs:  # an exception, even one main.py caught and slept on, is a fault
+        if run.end in ("task_wdt", "int_wdt", "hung", "crashed"):
+            life.failures.append(f"run {run.index}: ended {run.end}")
         if run.traceback and run.end != "power_cut":
             life.failures.append(f"run {run.index}: {run.traceback.splitlines()[-1]}")
+        if run.out.get("hx711_violations"):
+            life.failures.append(f"run {run.index}: HX711 timing violated "
+                                 f"{run.out['hx711_violations']} times")
     awake = [r.awake_us / 1000 for r in life.press_runs]
     press_mas = statistics.mean(energy.run_mas(life.chip, r.out) for r in life.press_runs) \
         if life.press_runs else 0.0
