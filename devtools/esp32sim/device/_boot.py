@@ -45,6 +45,7 @@ def _repl(error):
     _sim.halt("hung")
 
 
+_sim.main_cpu_ms = _sim._host_cpu_ms()
 try:
     _run("boot.py")
     _run("main.py")

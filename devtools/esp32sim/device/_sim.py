@@ -31,6 +31,7 @@ wdt_ms = None  # task watchdog timeout once machine.WDT was created
 wdt_fed_us = 0
 irq_off_us = None  # world time when machine.disable_irq() was called
 cut_at_us = None  # scripted power cut at a world time
+main_cpu_ms = None  # host CPU time when main.py started (_boot.py)
 
 # Cost of one interpreted call that touches the hardware (pin, ticks): an estimate
 # (MicroPython toggles a pin at roughly 100-200 kHz from Python on a 160-240 MHz core).
@@ -127,6 +128,11 @@ def halt(end, **info):
     out["boot_us"] = boot_us
     out["energy"] = energy
     out.update(info)
+    # Python work the virtual clock does not charge: host CPU from main.py's start to
+    # here (an ESP32 needs roughly 50-100x as long, machine-facts.md)
+    now_cpu = _host_cpu_ms()
+    if now_cpu is not None and main_cpu_ms is not None:
+        out["host_cpu_ms"] = round(now_cpu - main_cpu_ms, 2)
     for hook in _end_hooks:
         hook(out)
     dead = True
@@ -141,3 +147,12 @@ _end_hooks = []
 def on_end(hook):
     """hook(out) runs when the run ends (pins report what they hold, flash its writes)."""
     _end_hooks.append(hook)
+
+
+def _host_cpu_ms():
+    """CPU time this process has used on the host (Linux /proc/self/schedstat, ns)."""
+    try:
+        with os.VfsPosix().open("/proc/self/schedstat", "r") as f:
+            return int(f.read().split()[0]) / 1000000
+    except (OSError, ValueError, IndexError):
+        return None
