@@ -219,7 +219,7 @@ class Device:
             return
         self.world_us = now + 1000  # a reset takes about a millisecond
         self.wake_reason = chips.WAKE_UNDEFINED
-        if end in ("reset", "bootloader"):
+        if end in ("reset", "bootloader", "panic"):
             self.reset_cause = chips.HARD_RESET
         elif end == "soft_reset":
             self.reset_cause = chips.SOFT_RESET

@@ -203,13 +203,13 @@ def summary(life: Life, backend: Backend_, device_id: str) -> dict:
     lost = max(0, life.taken_presses - len(delivered - cut_owned))
     loops, unrecoverable = 0, 0
     for run in runs:
-        loops = loops + 1 if run.end in ("task_wdt", "int_wdt", "reset") else 0
+        loops = loops + 1 if run.end in ("task_wdt", "int_wdt", "reset", "panic") else 0
         if loops == 3 or run.end in ("hung", "crashed"):
             unrecoverable += 1
     if device.asleep_forever:
         unrecoverable += 1
     for run in runs:  # an exception, even one main.py caught and slept on, is a fault
-        if run.end in ("task_wdt", "int_wdt", "hung", "crashed"):
+        if run.end in ("task_wdt", "int_wdt", "hung", "crashed", "panic"):
             life.failures.append(f"run {run.index}: ended {run.end}")
         if run.traceback and run.end != "power_cut":
             life.failures.append(f"run {run.index}: {run.traceback.splitlines()[-1]}")

@@ -51,6 +51,9 @@ CHIPS = {
         "pins": tuple(range(0, 24)) + (25, 26, 27) + tuple(range(32, 40)),
         # MP machine_pin.c GPIO_FIRST_NON_OUTPUT 34 (CONFIG_IDF_TARGET_ESP32)
         "input_only": (34, 35, 36, 37, 38, 39),
+        # ESP32 datasheet, "Pin Description": GPIO6-11 run the module's SPI flash; the
+        # port lets Python reconfigure them and the next flash access crashes the chip
+        "flash_pins": (6, 7, 8, 9, 10, 11),
         # MP machine_adc.c madc_obj[] CONFIG_IDF_TARGET_ESP32: (unit, channel) per GPIO
         "adc": {36: (1, 0), 37: (1, 1), 38: (1, 2), 39: (1, 3), 32: (1, 4), 33: (1, 5),
                 34: (1, 6), 35: (1, 7), 4: (2, 0), 0: (2, 1), 2: (2, 2), 15: (2, 3),

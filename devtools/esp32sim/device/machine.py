@@ -84,6 +84,11 @@ class Pin:
         if mode is not None:
             if mode & 2 and self.id in _C["input_only"]:
                 raise ValueError("pin can only be input")  # GPIO_FIRST_NON_OUTPUT
+            if self.id in _C.get("flash_pins", ()):
+                # the pad leaves the flash bus; the next cache miss faults (estimate of
+                # the effect: a panic and a reset, ESP_RST_PANIC -> HARD_RESET)
+                _sim.log("GPIO%d is a flash pin: panic" % self.id)
+                _sim.halt("panic", panic="GPIO%d taken from the SPI flash" % self.id)
             self.mode = mode
         if pull != -1:
             self.pull = pull

@@ -177,3 +177,13 @@ machine.deepsleep(1000)
     device = snippet_device("esp32c3", source, tmp_path, board=board,
                             battery_mv=lambda d: 3700)
     assert "uv 1850000" in device.boot().stdout
+
+
+def test_taking_a_flash_pin_crashes_the_esp32(tmp_path):
+    source = "import machine\nmachine.Pin(7, machine.Pin.OUT)\nprint('alive')\n"
+    device = snippet_device("esp32", source, tmp_path)
+    run = device.boot()
+    assert run.end == "panic" and "alive" not in run.stdout
+    assert device.reset_cause == chips.HARD_RESET  # ESP_RST_PANIC
+    c6 = snippet_device("esp32c6", source, tmp_path / "c6").boot()  # an ordinary pin there
+    assert "alive" in c6.stdout
