@@ -243,6 +243,8 @@ def summary(life: Life, backend: Backend_, device_id: str) -> dict:
         "sensor_ordered": life.sensor_ordered,
         "awake_ms_per_press": round(statistics.median(awake)) if awake else None,
         "awake_ms_per_press_max": round(max(awake)) if awake else None,
+        "answer_ms_per_press": statistics.median(
+            r.out.get("answer_ms") or 0 for r in life.press_runs) if life.press_runs else None,
         # Python work the virtual clock does not charge, on this host (ESP32: ~50-100x)
         "host_cpu_ms_per_press": statistics.median(
             r.out.get("host_cpu_ms") or 0 for r in life.press_runs) if life.press_runs else None,

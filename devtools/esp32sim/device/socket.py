@@ -123,6 +123,8 @@ class socket:
     def recvfrom(self, n):
         self._wait()
         got = self._s.recvfrom(n)
+        # press -> first answer, from the chip's reset (issue 15 point 7's measure)
+        _sim.out.setdefault("answer_ms", (_sim.now_us - _sim.boot_us) // 1000)
         if _sim.radio == "rx":
             _sim.set_radio("idle")
         return got
