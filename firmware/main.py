@@ -30,4 +30,7 @@ except Exception as err:  # noqa: BLE001  (anything: never stay awake in the REP
     import sys
 
     sys.print_exception(err)
-    machine.deepsleep(_CRASH_SLEEP_MS)
+    try:
+        hw.sleep(_CRASH_SLEEP_MS // 1000, {})  # the button still wakes it, if it got that far
+    except Exception:  # noqa: BLE001
+        machine.deepsleep(_CRASH_SLEEP_MS)
