@@ -17,6 +17,8 @@ from hardware.validate import load_board
 
 ESP32_DS = "Espressif ESP32 Series Datasheet v4.x, Table 'Power Consumption by Power Modes' / 'RF Current Consumption'"
 ESP32C3_DS = "Espressif ESP32-C3 Series Datasheet v1.x, Tables 'Current Consumption Depending on RF Modes' / 'in Low-Power Modes'"
+ESP32S3_DS = "Espressif ESP32-S3 Series Datasheet v1.x, Tables 'RF Current Consumption' / 'Current Consumption in Low-Power Modes'"
+ESP32C6_DS = "Espressif ESP32-C6 Series Datasheet v1.x, Tables 'Wi-Fi Current Consumption' / 'Current Consumption in Low-Power Modes'"
 HT7833_DS = "Holtek HT78xx datasheet: quiescent current 4 uA typ."
 HX711_DS = "Avia HX711 datasheet: 1.5 mA operating, < 1 uA power-down"
 CELL_DS = "Samsung INR18650-35E spec sheet: 3450 mAh nominal (0.2C)"
@@ -42,6 +44,18 @@ CHIP_FIGURES = {
         "cpu_active_ma": Figure(23, "mA", ESP32C3_DS + ": CPU 160 MHz active, ~23 mA"),
         "wifi_rx_ma": Figure(84, "mA", ESP32C3_DS + ": Rx 802.11b/g/n 82-84 mA"),
         "wifi_tx_ma": Figure(335, "mA", ESP32C3_DS + ": Tx 802.11b 1 Mbps @21 dBm 335 mA"),
+    },
+    "esp32s3": {
+        "deep_sleep_ua": Figure(8, "uA", ESP32S3_DS + ": Deep-sleep, RTC timer + RTC memory 7-8 uA"),
+        "cpu_active_ma": Figure(40, "mA", ESP32S3_DS + ": modem-sleep, 160 MHz, both cores ~40 mA"),
+        "wifi_rx_ma": Figure(97, "mA", ESP32S3_DS + ": Rx 802.11b/g/n 88-97 mA"),
+        "wifi_tx_ma": Figure(340, "mA", ESP32S3_DS + ": Tx 802.11b 1 Mbps @21 dBm ~340 mA"),
+    },
+    "esp32c6": {
+        "deep_sleep_ua": Figure(7, "uA", ESP32C6_DS + ": Deep-sleep 7 uA"),
+        "cpu_active_ma": Figure(38, "mA", ESP32C6_DS + ": HP CPU 160 MHz active, up to ~38 mA"),
+        "wifi_rx_ma": Figure(78, "mA", ESP32C6_DS + ": Rx 802.11b/g/n/ax ~78 mA"),
+        "wifi_tx_ma": Figure(354, "mA", ESP32C6_DS + ": Tx 802.11b 1 Mbps @20 dBm ~354 mA"),
     },
 }
 REGULATORS = {"ht7833": Figure(4, "uA", HT7833_DS)}
