@@ -10,10 +10,10 @@ import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from backend.fleet import releases
 from devtools.esp32sim import harness
 from devtools.esp32sim.life import wire_events
 from devtools.esp32sim.world import BOARDS, FIRMWARE, Backend_, build_flash
+from provisioning import releases
 
 BOARD_NAMES = sorted(p.name for p in BOARDS.glob("*.json"))
 
