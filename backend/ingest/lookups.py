@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from types import SimpleNamespace
 
 from sqlalchemy import select
@@ -9,9 +10,14 @@ from sqlalchemy.orm import Session
 
 from backend import protocol
 from backend.errors import MalformedEvent
+from backend.fleet import offers as fleet
 from backend.ingest import batch_sql
-from backend.orders import policies
-from backend.storage.models import Device, Event, Household, Order, Slot
+from backend.orders import forecast, policies, sensors
+from backend.orders import lifecycle as orders
+from backend.orders.lifecycle import State
+from backend.protocol import Kind
+from backend.storage.db import utcnow
+from backend.storage.models import Device, Event, Household, Order, Product, Slot
 
 
 class Lookups:
@@ -38,8 +44,21 @@ class Lookups:
             select(Event).where(Event.device_pk == device_pk, Event.seq == seq)
         ).one_or_none()
 
-    def order_created(self, order: Order) -> None:
-        pass
+    def product(self, session: Session, sku: str) -> Product | None:
+        return session.get(Product, sku)
+
+    def wants_order(self, session: Session, device, slot, remaining: int) -> bool:
+        """Does this level report reach the slot's reorder point?"""
+        return sensors.wants_order(session, device, slot, remaining)
+
+    def on_event(self, session: Session, device, event: protocol.WireEvent) -> int | None:
+        """Status history and update reports; the release to offer (backend/fleet)."""
+        return fleet.on_event(session, device, event)
+
+    def create_order(self, session: Session, *, actor: str, hold_window_s: int,
+                     **fields) -> Order:
+        """A new order through the state machine (audit trail, outbox, notification)."""
+        return orders.create(session, actor=actor, hold_window_s=hold_window_s, **fields)
 
     def record(self, session: Session, event: dict) -> None:
         """Store the event row (`event` holds its columns)."""
@@ -91,6 +110,14 @@ class BatchLookups(Lookups):
         self._open: dict[tuple[int, int], Order] = {}
         for order in self._sql.open_orders(self._cursor, pks):
             self._open[order.device_pk, order.slot_index] = order
+        self._order_defaults = _ORDER_DEFAULTS
+        self._products: dict[str, Product | None] = {}
+        self._lead_days: dict[str, float] = {}
+        self._history: dict | None = None  # read at the batch's first level report
+        self._levels: dict[tuple[int, int], list] = {}  # the batch's own, not inserted yet
+        self._models: dict[str, list] = {}
+        self._status_rows: list[dict] = []
+        self._transitions: list[dict] = []
 
     def device(self, session: Session, device_id: str):
         return self._devices.get(device_id)
@@ -107,12 +134,86 @@ class BatchLookups(Lookups):
     def earlier_event(self, session: Session, device_pk: int, seq: int):
         return self._added.get((device_pk, seq)) or super().earlier_event(session, device_pk, seq)
 
-    def order_created(self, order: Order) -> None:
+    def product(self, session: Session, sku: str):
+        # Held for the batch: the session's identity map holds objects weakly, so
+        # session.get read the product again for every level report.
+        if sku not in self._products:
+            self._products[sku] = session.get(Product, sku)
+        return self._products[sku]
+
+    def wants_order(self, session: Session, device, slot, remaining: int) -> bool:
+        """As `sensors.wants_order`, with the product's lead time read once per batch
+        and the slot's level history read for all the batch's sensors in one query
+        (plus the batch's own earlier reports, not inserted yet)."""
+        now = utcnow()
+        if self._history is None:
+            self._read_history(now)
+        if slot.product_sku not in self._lead_days:
+            self._lead_days[slot.product_sku] = sensors.lead_time_days(session,
+                                                                       slot.product_sku)
+        start = now - timedelta(days=sensors.HISTORY_DAYS)
+        key = (device.id, slot.index)
+        rows = [r for r in self._history.get(key, ()) if r[0] >= start]
+        rows += self._levels.get(key, ())
+        rows.sort(key=lambda r: (r[0], r[1]))
+        history = [forecast.Reading(at, float(left)) for at, _seq, left in
+                   rows[-sensors.HISTORY_MAX:]]
+        return sensors.wants_order(session, device, slot, remaining, history=history,
+                                   lead_days=self._lead_days[slot.product_sku])
+
+    def _read_history(self, now) -> None:
+        pks = sorted({s.device_pk for s in self._slots.values() if s.kind == "sensor"})
+        self._history = {}
+        if not pks:
+            return
+        for row in self._sql.level_history(self._cursor, pks,
+                                           now - timedelta(days=sensors.HISTORY_DAYS),
+                                           sensors.HISTORY_MAX):
+            self._history.setdefault((row.device_pk, row.slot), []).append(
+                (row.received_at, row.seq, row.remaining))
+
+    def on_event(self, session: Session, device, event: protocol.WireEvent) -> int | None:
+        return fleet.on_event(session, device, event, record_status=self._status_rows.append,
+                              releases=self._releases)
+
+    def _releases(self, session: Session, model: str):
+        if model not in self._models:
+            self._models[model] = fleet.active_releases(session, model)
+        return self._models[model]
+
+    def create_order(self, session: Session, *, actor: str, hold_window_s: int,
+                     **fields):
+        """What `orders.create` writes, without the ORM: the order row at once (its
+        id goes into the answer; the household's limits count it), its first audit
+        row with the batch's (`flush`). An order confirmed at once (no hold window)
+        then takes the state machine's own transition, as the per-event path does."""
+        now = utcnow()
+        row = dict(fields, state=State.PENDING.value, created_at=now, updated_at=now,
+                   hold_until=now + timedelta(seconds=hold_window_s))
+        for column in self._order_defaults:
+            row.setdefault(column.name, column.default.arg)
+        order = SimpleNamespace(id=self._sql.insert_order(self._cursor, row), **row)
+        self._transitions.append(dict(order_id=order.id, from_state=None,
+                                      to_state=State.PENDING.value, at=now, actor=actor,
+                                      reason=None))
         self._open[order.device_pk, order.slot_index] = order
+        if hold_window_s <= 0:
+            self._flush_transitions()  # the audit trail in order: pending, then confirmed
+            orders.transition(session, order, State.CONFIRMED, actor=actor,
+                              reason="no hold window")
+        return order
+
+    def _flush_transitions(self) -> None:
+        if self._transitions:
+            self._sql.insert_transitions(self._cursor, self._transitions)
+            self._transitions = []
 
     def record(self, session: Session, event: dict) -> None:
         self._rows.append(event)
         self._added[event["device_pk"], event["seq"]] = SimpleNamespace(**event)
+        if event["kind"] == Kind.LEVEL and event["remaining"] is not None:
+            self._levels.setdefault((event["device_pk"], event["slot"]), []).append(
+                (event["received_at"], event["seq"], event["remaining"]))
 
     def parse(self, request: bytes) -> protocol.SignedEvent:
         parsed = self._parsed.get(request)
@@ -130,9 +231,17 @@ class BatchLookups(Lookups):
                     if any(getattr(device, n) != self._before[device_id][n] for n in changed)]
             self._sql.update_devices(self._cursor, changed, rows)
             self._before = {}
+        self._flush_transitions()
+        if self._status_rows:
+            self._sql.insert_status(self._cursor, self._status_rows)
+            self._status_rows = []
         if self._rows:
             self._sql.insert_events(self._cursor, self._rows)
             self._rows = []
+
+
+_ORDER_DEFAULTS = [c for c in Order.__table__.c
+                   if c.default is not None and c.default.is_scalar]
 
 
 def parsed_or_error(request: bytes) -> protocol.SignedEvent | MalformedEvent:
