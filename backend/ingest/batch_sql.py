@@ -67,10 +67,13 @@ class BatchStatements:
         self._slots = _Select(dialect, slots, list(slots.c), f"{quote('device_pk')} {{in}}")
         self._households = _Select(dialect, households, list(households.c),
                                    f"{quote('id')} {{in}}")
-        # Ascending id: the newest open order wins.
+        # Ascending id: the newest open order wins. On SQLite (no statistics unless
+        # ANALYZE ran) a long IN list made the planner read every open order through
+        # ix_orders_state; `+state` keeps it on ix_orders_device_slot.
+        state = ("+" if dialect.name == "sqlite" else "") + quote("state")
         self._open_orders = _Select(
             dialect, orders, [orders.c.id, orders.c.state, orders.c.device_pk, orders.c.slot_index],
-            f"{quote('device_pk')} {{in}} AND {quote('state')} IN ({states})",
+            f"{quote('device_pk')} {{in}} AND {state} IN ({states})",
             f"ORDER BY {quote('id')}")
         events = Event.__table__
         # A batch's sensors' level history (what backend/orders/sensors.py `readings`
