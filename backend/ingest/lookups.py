@@ -83,8 +83,15 @@ class BatchLookups(Lookups):
     `flush()`; until then a retransmission that arrives in the same batch as its
     original finds the original's row in `_added`. Slots and open orders are read as
     plain rows (they are only read here), not as ORM objects: loading those was a
-    quarter of the writer's time. All six statements run on the driver itself
+    quarter of the writer's time. All its statements run on the driver itself
     (backend/ingest/batch_sql.py).
+
+    For a fleet's day (issue 18) it also holds, per batch: the products and their
+    learned lead times, the level history of the batch's sensors (one query; plus the
+    batch's own earlier reports), the active releases per model; heartbeats' status rows
+    and new orders' first audit rows go in with one executemany each at `flush`, and a
+    new order is one driver-level INSERT. tests/backend/ingest/test_batch_paths.py holds
+    all of it to what the per-event path writes.
     """
 
     def __init__(self, session: Session, requests: list[bytes]):
@@ -222,15 +229,20 @@ class BatchLookups(Lookups):
         return parsed if parsed is not None else protocol.parse_signed_event(request)
 
     def flush(self, session: Session) -> None:
-        changed = tuple(sorted({name for device_id, before in self._before.items()
-                                for name, value in before.items()
-                                if getattr(self._devices[device_id], name) != value}))
-        if changed:
-            rows = [{"pk": device.id, **{n: getattr(device, n) for n in changed}}
-                    for device_id, device in self._devices.items()
-                    if any(getattr(device, n) != self._before[device_id][n] for n in changed)]
-            self._sql.update_devices(self._cursor, changed, rows)
-            self._before = {}
+        # One pass over the devices: which changed, and the union of what changed.
+        names: set[str] = set()
+        touched = []
+        for device_id, before in self._before.items():
+            now = vars(self._devices[device_id])
+            differ = [name for name, value in before.items() if now[name] != value]
+            if differ:
+                names.update(differ)
+                touched.append(now)
+        if touched:
+            changed = tuple(sorted(names))
+            self._sql.update_devices(self._cursor, changed, [
+                {"pk": now["id"], **{n: now[n] for n in changed}} for now in touched])
+        self._before = {}
         self._flush_transitions()
         if self._status_rows:
             self._sql.insert_status(self._cursor, self._status_rows)
