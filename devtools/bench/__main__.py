@@ -59,15 +59,19 @@ class Usage:
         self._start = self._now()
 
     def _now(self) -> tuple[float, ...]:
-        return (self._server.cpu_s(), self._database(), time.process_time(), *host_cpu_s(),
-                time.perf_counter())
+        main, children = self._server.cpu_split_s()
+        return (main + children, main, children, self._database(), time.process_time(),
+                *host_cpu_s(), time.perf_counter())
 
     def figures(self, answered: int) -> dict:
-        server, database, client, host, stolen, wall = (
+        server, main, children, database, client, host, stolen, wall = (
             b - a for a, b in zip(self._start, self._now()))
         per_event = (lambda s: round(s * 1e6 / answered, 1)) if answered else (lambda s: None)
         out = {"cpu_us_per_event": per_event(server + database),
                "server_cpu_util": round((server + database) / wall, 3)}
+        if children and self._server.processes == 1:  # the ingest: loop and writer apart
+            out.update(loop_cpu_us_per_event=per_event(main),
+                       writer_cpu_us_per_event=per_event(children))
         if self._counted:
             out.update(ingest_cpu_us_per_event=per_event(server),
                        postgres_cpu_us_per_event=per_event(database))
