@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -96,7 +97,9 @@ class BatchLookups(Lookups):
     all of it to what the per-event path writes.
     """
 
-    def __init__(self, session: Session, requests: list[bytes]):
+    def __init__(self, session: Session, requests: list[bytes],
+                 lead_times: LeadTimes | None = None):
+        self._lead_times = lead_times or LeadTimes(0.0)
         self._parsed = {request: parsed_or_error(request) for request in requests}
         ids = sorted({signed.kid.hex() for signed in self._parsed.values()
                       if not isinstance(signed, MalformedEvent)})
@@ -160,8 +163,8 @@ class BatchLookups(Lookups):
         if self._history is None:
             self._read_history(now)
         if slot.product_sku not in self._lead_days:
-            self._lead_days[slot.product_sku] = sensors.lead_time_days(session,
-                                                                       slot.product_sku)
+            self._lead_days[slot.product_sku] = self._lead_times.get(
+                session, slot.product_sku)
         start = now - timedelta(days=sensors.HISTORY_DAYS)
         key = (device.id, slot.index)
         rows = [r for r in self._history.get(key, ()) if r[0] >= start]
@@ -306,6 +309,26 @@ class BatchLookups(Lookups):
         if self._rows:
             self._sql.insert_events(self._cursor, self._rows)
             self._rows = []
+
+
+class LeadTimes:
+    """Products' learned lead times, kept `max_age_s` by the writer across batches.
+
+    The estimate reads a product's last 50 deliveries; a delivery moves it by hours
+    at most, and a sensor orders days ahead. Read once per batch it was still 18 % of
+    the writer on the fleet day (a batch of a few events at moderate load pays it
+    whole); a minute's staleness changes no decision that matters."""
+
+    def __init__(self, max_age_s: float = 60.0):
+        self._max_age_s = max_age_s
+        self._known: dict[str, tuple[float, float]] = {}
+
+    def get(self, session: Session, sku: str) -> float:
+        now = time.monotonic()
+        known = self._known.get(sku)
+        if known is None or now - known[1] >= self._max_age_s:
+            known = self._known[sku] = (sensors.lead_time_days(session, sku), now)
+        return known[0]
 
 
 _ORDER_DEFAULTS = [c for c in Order.__table__.c
