@@ -27,7 +27,7 @@ from sqlalchemy.orm import sessionmaker
 from backend.accounts.keys import Keyring
 from backend.config import DEFAULTS
 from backend.ingest.decide import IngestConfig, decide
-from backend.ingest.lookups import BatchLookups
+from backend.ingest.lookups import BatchLookups, LeadTimes
 from backend.ingest.reply import Reply
 from backend.protocol import Result
 
@@ -61,6 +61,7 @@ class BatchWriter:
         self._config = config or IngestConfig()
         self._keyring = keyring
         self.fallbacks = 0  # batches decided again event by event (an event raised)
+        self._lead_times = LeadTimes()  # products' lead times, across batches
 
     def commit(self, requests: list[bytes]) -> list[Reply]:
         isolated = False
@@ -93,7 +94,7 @@ class BatchWriter:
     def _decide_together(self, session, requests: list[bytes]) -> list[Reply]:
         replies = []
         try:
-            lookups = BatchLookups(session, requests)
+            lookups = BatchLookups(session, requests, self._lead_times)
             with session.no_autoflush:  # one flush at commit (see BatchLookups)
                 for request in requests:
                     replies.append(decide(session, self._keyring, request, self._config,
