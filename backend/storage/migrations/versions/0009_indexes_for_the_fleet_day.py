@@ -5,16 +5,16 @@ deliveries: without (product_sku, delivered_at) it scanned every order. The grou
 commit's open-order lookup reads the batch's devices' orders: without (device_pk,
 slot_index) it read every open order.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-04 09:30:00
 """
 
 from alembic import op
 
 
-revision = '0008'
-down_revision = '0007'
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
