@@ -61,7 +61,8 @@ bench-firmware: $(INSTALLED)
 # firmware/main.py itself on simulated ESP32 chips (ESP32, C3, S3, C6), every board in
 # hardware/boards through a device's life against the real backend, with power cuts:
 # one JSON line per board and a summary line. A few minutes; SIM_ARGS=--sweep 20 for a
-# quick look. tests/firmware/sim runs a short form inside `make test`. docs/firmware.md.
+# quick look, SIM_ARGS=--record to update hardware/measured/ (what power-budget uses).
+# tests/firmware/sim runs a short form inside `make test`. docs/firmware.md.
 firmware-sim: $(INSTALLED)
 	$(BIN)/python -m devtools.esp32sim $(SIM_ARGS)
 
