@@ -23,6 +23,7 @@ from backend.gc_tuning import tune_gc
 from backend.ingest.decide import IngestConfig
 from backend.ingest.pipeline import GroupCommitPipeline, Pipeline
 from backend.ingest.writer_process import ProcessPipeline
+from backend.orders.outbound import AddressPolicy, AddressRefused
 from backend.orders.worker import OrderWorker
 from backend.storage.db import make_engine, make_sessionmaker
 from backend.web import create_app
@@ -48,6 +49,8 @@ class Backend:
             raise ConfigError(f"roles must be some of {', '.join(ROLES)}")
         self.roles = frozenset(roles)
         self.settings = settings
+        if "worker" in self.roles:
+            check_merchant_url(settings)
         self.engine = make_engine(settings.db_url)
         self.sessions = make_sessionmaker(self.engine)
         self.writer_sessions = make_sessionmaker(self.engine, writer=True)
@@ -122,6 +125,19 @@ class Backend:
         server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
         self._http_thread.join(timeout=30)
         self._http = None
+
+
+def check_merchant_url(settings: Settings) -> None:
+    """Refuse to start with a merchant URL the outbound policy refuses (it is checked
+    again at each call: the name may resolve elsewhere later)."""
+    if not settings.merchant_url:
+        return
+    policy = AddressPolicy(settings.webhook_allow_networks)
+    try:
+        policy.check(settings.merchant_url, "REPLENISH_MERCHANT_URL")
+    except AddressRefused as err:
+        log.error("%s", err)
+        raise ConfigError(str(err)) from None
 
 
 def _pipeline(settings: Settings, sessions, keyring) -> Pipeline:
