@@ -55,6 +55,7 @@ class _Guarded:
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
+        self.cut = False  # shut down by the watchdog: whatever was read is incomplete
 
 
 class _Watchdog:
@@ -89,6 +90,7 @@ class _Watchdog:
         with self._cond:
             guarded = list(self._live.values())
         for each in guarded:
+            each.cut = True
             _shutdown(each.sock)
         return len(guarded)
 
@@ -106,8 +108,9 @@ class _Watchdog:
                     self._cond.wait(wait)
                     continue
                 heapq.heappop(self._heap)
-                sock = self._live[ident].sock
-            _shutdown(sock)
+                guarded = self._live[ident]
+                guarded.cut = True
+            _shutdown(guarded.sock)
 
 
 def _shutdown(sock: socket.socket) -> None:
@@ -175,9 +178,11 @@ def post(destination: Destination, body: bytes, headers: dict[str, str],
             response = conn.getresponse()
             answer = Answer(response.status, response.read(MAX_ANSWER_BYTES))
             conn.close()
-            return answer
+        if guarded.cut:  # an answer cut short parses as a short one: never use it
+            raise OSError("cut off")
+        return answer
     except (OSError, http.client.HTTPException, ValueError) as err:
-        if time.monotonic() >= deadline:
+        if guarded.cut or time.monotonic() >= deadline:
             raise OutboundError(f"{destination.key}: no answer within "
                                 f"{timeouts.total_s:g} s") from None
         raise OutboundError(f"{destination.key}: {type(err).__name__}: {err}") from None
