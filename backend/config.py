@@ -153,6 +153,9 @@ class Settings:
     outbound_breaker_open_s: float = env("REPLENISH_OUTBOUND_BREAKER_OPEN_S", "an open "
                                          "breaker lets no call through this long, then one "
                                          "trial call", default=30.0)
+    metrics_from: tuple[str, ...] = env("REPLENISH_METRICS_FROM", "networks that may read "
+                                        "`/metrics` (Prometheus); others get 404",
+                                        _networks, default=_LOOPBACK)
     worker_poll_s: float = env("REPLENISH_WORKER_POLL_S", "order worker round: hold windows, "
                                "outbox, offline checks", default=0.5)
     outbox_lease_s: float = env("REPLENISH_OUTBOX_LEASE_S", "an outbox item a worker took is "

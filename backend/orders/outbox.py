@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from backend.config import DEFAULTS
@@ -107,6 +107,15 @@ def complete(session: Session, item_id: int, worker: str) -> bool:
         return False
     item.status, item.done_at, item.locked_by, item.locked_until = "done", utcnow(), None, None
     return True
+
+
+def depth(session: Session) -> list[tuple[str, str, int, datetime]]:
+    """(kind, status, items, oldest created_at) of the items not done (metrics)."""
+    return [tuple(row) for row in session.execute(
+        select(OutboxItem.kind, OutboxItem.status, func.count(),
+               func.min(OutboxItem.created_at))
+        .where(OutboxItem.status != "done")
+        .group_by(OutboxItem.kind, OutboxItem.status))]
 
 
 def defer(session: Session, item_id: int, worker: str, wait_s: float) -> bool:

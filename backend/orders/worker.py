@@ -20,11 +20,13 @@ import threading
 import time
 from datetime import timedelta
 
+from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from backend.accounts import signing
 from backend.config import Settings
+from backend.metrics import Metrics
 from backend.orders import lifecycle as orders
 from backend.orders import notifications, outbox
 from backend.orders.fulfillment import (
@@ -59,12 +61,13 @@ WEBHOOK_BUSY_S = 1.0  # a webhook whose household or destination is busy waits t
 
 class OrderWorker:
     def __init__(self, sessions: sessionmaker, settings: Settings, name: str | None = None,
-                 readers: sessionmaker | None = None):
+                 readers: sessionmaker | None = None, metrics: Metrics | None = None):
         self._sessions = sessions
         self._readers = readers or sessions
         self._settings = settings
         self.name = name or f"worker-{os.getpid()}-{id(self) & 0xffff:x}"
         self.simulator = SimulatedWarehouse(settings.simulator)
+        self.metrics = metrics or Metrics()
         s = settings
         self.outbound = Outbound(AddressPolicy(s.webhook_allow_networks),
                                  Timeouts(s.outbound_connect_timeout_s, s.outbound_timeout_s))
@@ -80,10 +83,11 @@ class OrderWorker:
         # Orders: two destinations at most (the merchant, the simulator for test orders).
         self.placing = Dispatcher("orders", Limits(
             threads=2 * s.outbound_per_destination, busy_wait_s=s.worker_poll_s, **limits),
-            on_done=self._wake.set)
+            on_done=self._wake.set, metrics=self.metrics)
         self.notifying = Dispatcher("webhooks", Limits(
             threads=s.outbound_threads, busy_wait_s=WEBHOOK_BUSY_S, **limits),
-            on_done=self._wake.set)
+            on_done=self._wake.set, metrics=self.metrics)
+        self.metrics.add_source(self._collect)
         if s.outbox_lease_s <= s.outbound_timeout_s:
             log.warning("REPLENISH_OUTBOX_LEASE_S (%g s) is not longer than "
                         "REPLENISH_OUTBOUND_TIMEOUT_S (%g s): a slow call's item may be "
@@ -144,11 +148,12 @@ class OrderWorker:
         idle step would otherwise take the single write lock (BEGIN IMMEDIATE) four
         times a round, queueing behind the ingest writer's group commits and delaying
         them in turn."""
-        due = self._due()
-        return ((self.release_holds() if due["holds"] else 0)
-                + (self.deliver_outbox() if due["outbox"] else 0)
-                + (self.advance_simulator() if due["simulator"] else 0)
-                + (self.check_offline() if due["offline"] else 0))
+        with self.metrics.worker_round_seconds.time():
+            due = self._due()
+            return ((self.release_holds() if due["holds"] else 0)
+                    + (self.deliver_outbox() if due["outbox"] else 0)
+                    + (self.advance_simulator() if due["simulator"] else 0)
+                    + (self.check_offline() if due["offline"] else 0))
 
     def _due(self) -> dict[str, bool]:
         now = utcnow()
@@ -263,11 +268,18 @@ class OrderWorker:
     def _place(self, item: outbox.Claimed, adapter: Fulfillment,
                request: PlaceRequest) -> bool:
         """Runs on a lane thread. True: the merchant answered."""
+        started = time.perf_counter()
         try:
             placement = adapter.place(request, self._sessions)
         except MerchantUnreachable as err:
+            self._took("orders", "error", started)
             self._failed(item, f"MerchantUnreachable: {err}")
             return False
+        except Exception as err:  # a bug or the database, not the merchant: retry later
+            log.exception("placing order %d failed", request.order_id)
+            self._failed(item, f"{type(err).__name__}: {err}")
+            return True
+        self._took("orders", "ok", started)
         try:
             with self._sessions() as session, session.begin():
                 if outbox.complete(session, item.id, self.name):
@@ -302,21 +314,40 @@ class OrderWorker:
         """Runs on a lane thread. True unless the destination failed to answer."""
         headers = {**signing.sign_headers(secret, body),
                    "Idempotency-Key": item.idempotency_key}
+        started = time.perf_counter()
         try:
             answer = self.outbound.post(url, body, headers, what="webhook_url")
         except AddressRefused as err:  # not tried: says nothing about the destination
+            self._took("webhooks", "refused", started)
             log.warning("household %d webhook not sent: %s", household_id, err)
             self._failed(item, f"refused: {err}")
             return True
         except OutboundError as err:
+            self._took("webhooks", "error", started)
             self._failed(item, str(err))
             return False
+        self._took("webhooks", "ok" if 200 <= answer.status < 300 else "rejected", started)
         if not 200 <= answer.status < 300:
             self._failed(item, f"webhook answered {answer.status}" + (
                 "; redirects are not followed" if answer.redirect else ""))
             return answer.status < 500
         self._complete(item)
         return True
+
+    def _took(self, lane: str, outcome: str, started: float) -> None:
+        self.metrics.outbound_seconds.labels(lane, outcome).observe(
+            time.perf_counter() - started)
+
+    def _collect(self):
+        """Scrape time: calls running and breakers open, per lane."""
+        running = GaugeMetricFamily("replenish_outbound_in_flight", "Outbound calls "
+                                    "running now", labels=["lane"])
+        open_ = GaugeMetricFamily("replenish_outbound_breakers_open", "Destinations whose "
+                                  "circuit breaker is open", labels=["lane"])
+        for lane in (self.placing, self.notifying):
+            running.add_metric([lane.name], lane.running())
+            open_.add_metric([lane.name], lane.open_breakers())
+        return [running, open_]
 
     def _complete(self, item: outbox.Claimed) -> None:
         with self._sessions() as session, session.begin():

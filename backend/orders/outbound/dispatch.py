@@ -22,6 +22,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
+from backend.metrics import Metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -87,8 +89,9 @@ class Dispatcher:
     """One lane of outbound jobs (the merchant's, or household webhooks)."""
 
     def __init__(self, name: str, limits: Limits, on_done: Callable[[], None] = lambda: None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, metrics: Metrics | None = None):
         self.name = name
+        self._metrics = metrics
         self.limits = limits
         self._on_done = on_done
         self._clock = clock
@@ -128,9 +131,11 @@ class Dispatcher:
                     or self._by_destination[job.destination] >= limits.per_destination
                     or (job.household_id is not None
                         and self._by_household[job.household_id] >= limits.per_household)):
+                self._deferred("busy")
                 return limits.busy_wait_s
             wait = self._breaker(job.destination).wait_s(self._clock())
             if wait is not None:
+                self._deferred("breaker")
                 return wait
             self._running += 1
             self._by_destination[job.destination] += 1
@@ -143,6 +148,18 @@ class Dispatcher:
                 thread.start()
         self._queue.put(job)
         return None
+
+    def _deferred(self, why: str) -> None:
+        if self._metrics is not None:
+            self._metrics.outbound_deferred.labels(self.name, why).inc()
+
+    def running(self) -> int:
+        with self._lock:
+            return self._running
+
+    def open_breakers(self) -> int:
+        with self._lock:
+            return sum(b.open_until is not None for b in self._breakers.values())
 
     # -- running ----------------------------------------------------------------------------
     def _serve(self) -> None:
@@ -168,6 +185,8 @@ class Dispatcher:
             opened = self._breaker(job.destination).record(healthy, self._clock())
             self._idle.notify_all()
         if opened:
+            if self._metrics is not None:
+                self._metrics.breaker_opened.labels(self.name).inc()
             log.warning("outbound %s: %s failed %d times in a row; circuit open for %g s",
                         self.name, job.destination, self.limits.breaker_failures,
                         self.limits.breaker_open_s)
