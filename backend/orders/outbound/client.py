@@ -141,16 +141,18 @@ class Outbound:
     """What a sender needs: the address policy, the timeouts, and its own watchdog (so
     that stopping one worker aborts its calls, not another's)."""
 
-    def __init__(self, policy: AddressPolicy, timeouts: Timeouts):
+    def __init__(self, policy: AddressPolicy, timeouts: Timeouts,
+                 tls: ssl.SSLContext | None = None):
         self.policy = policy
         self.timeouts = timeouts
+        self.tls = tls  # None: the system's trusted certificates
         self.watchdog = _Watchdog()
 
     def post(self, url: str, body: bytes, headers: dict[str, str],
              what: str = "URL") -> Answer:
         """Check `url` now (AddressRefused) and POST to the addresses checked."""
         return post(self.policy.check(url, what), body, headers, self.timeouts,
-                    self.watchdog)
+                    self.watchdog, self.tls)
 
     def abort_all(self) -> int:
         return self.watchdog.abort_all()

@@ -270,3 +270,60 @@ def test_the_breaker_opens_after_failures_and_lets_one_trial_through():
     outcome["healthy"] = True
     assert run_one() is None and lane.breaker("http://down:80").state == "closed"
     assert [run_one() for _ in range(3)] == [None, None, None]
+
+
+# -- HTTPS: the name is checked in the certificate, the address is the one checked -------
+
+def _certificate(tmp_path, name: str):
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("served_name, ok", [("shop.example", True),
+                                             ("other.example", False)])
+def test_https_checks_the_certificate_against_the_name(tmp_path, served_name, ok):
+    import ssl
+
+    cert, key = _certificate(tmp_path, served_name)
+    server = _Server()
+    served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    served.load_cert_chain(cert, key)
+    server.server.socket = served.wrap_socket(server.server.socket, server_side=True)
+    trusted = ssl.create_default_context(cafile=str(cert))
+
+    def resolve(host, port, type):
+        return [(socket.AF_INET, type, 6, "", ("127.0.0.1", port))]
+
+    outbound = Outbound(AddressPolicy(["127.0.0.0/8"], resolve=resolve), TIMEOUTS, trusted)
+    try:
+        url = f"https://shop.example:{server.port}/orders"
+        if ok:
+            assert outbound.post(url, b"{}", {}).status == 200
+            assert server.got == [("/orders", f"shop.example:{server.port}", b"{}")]
+        else:
+            with pytest.raises(OutboundError, match="CERTIFICATE_VERIFY_FAILED|hostname"):
+                outbound.post(url, b"{}", {})
+            assert server.got == []
+    finally:
+        server.close()
