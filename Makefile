@@ -49,8 +49,9 @@ bench: $(INSTALLED)
 	$(BIN)/python -m devtools.bench $(BENCH_ARGS)
 
 # Crash safety and hostile input, measured: load from many devices, the backend
-# SIGKILLed at random moments, the merchant down; a table and one JSON line. A few
-# minutes; FAULTS_ARGS=--postgres for PostgreSQL. docs/reliability.md.
+# SIGKILLed at random moments, the merchant down; then one household's webhook
+# blackholed, the other households' order latency next to a run without it; tables and
+# one JSON line. A few minutes; FAULTS_ARGS=--postgres for PostgreSQL. docs/reliability.md.
 faults: $(INSTALLED)
 	$(BIN)/python -m devtools.faults $(FAULTS_ARGS)
 

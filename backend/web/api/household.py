@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, current_app, g, request
 from sqlalchemy import select, update
 
 from backend.accounts import households, tokens
 from backend.accounts import users as accounts
 from backend.errors import NotFound
+from backend.orders.outbound import AddressPolicy, AddressRefused
 from backend.storage.db import utcnow
 from backend.storage.models import ApiToken, Device, Household, Notification, Product, User
 from backend.web.api.common import (
@@ -22,6 +25,7 @@ from backend.web.api.common import (
 from backend.web.api.validation import INT32_MAX, BadRequest, Body, Field, query_bool
 
 bp = Blueprint("household", __name__)
+log = logging.getLogger(__name__)
 
 EMAIL = Field(str, "Email address (case does not matter).", required=True, min_length=1,
               max_length=accounts.EMAIL_MAX)
@@ -131,13 +135,23 @@ def get_household():
 def update_household():
     changes = SETTINGS.parse()
     url = changes.get("webhook_url")
-    if url is not None and not url.startswith(("http://", "https://")):
-        raise BadRequest("webhook_url must be an http:// or https:// URL")
+    if url is not None:
+        check_webhook_url(url, g.household.id)
     with writing() as session:
         household = session.get(Household, g.household.id)
         for name, value in changes.items():
             setattr(household, name, value)
         return household_json(household)
+
+
+def check_webhook_url(url: str, household_id: int) -> None:
+    """The outbound address policy, when the URL is set (again when a call is made)."""
+    policy = AddressPolicy(current_app.config["SETTINGS"].webhook_allow_networks)
+    try:
+        policy.check(url, "webhook_url")
+    except AddressRefused as err:
+        log.warning("household %d: webhook_url refused: %s", household_id, err)
+        raise BadRequest(str(err)) from None
 
 
 @bp.get("/products")
