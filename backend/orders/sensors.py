@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.orders import forecast
+from backend.orders import display, forecast
 from backend.protocol import Kind
 from backend.storage.db import utcnow
 from backend.storage.models import Device, Event, Order, Product, Slot
@@ -59,5 +59,87 @@ def forecast_for(session: Session, device: Device, slot: Slot, *,
                              safety_days=slot.safety_days)
 
 
+def below_floor(slot: Slot, latest: float | None, estimate: forecast.Forecast) -> bool:
+    """The slot's floor is crossed: the latest reading is below it and so is the robust
+    level (one knock or a lifted bottle cannot order; a first reading can)."""
+    if slot.min_level is None or latest is None or latest >= slot.min_level:
+        return False
+    return estimate.remaining is None or estimate.remaining < slot.min_level
+
+
 def wants_order(session: Session, device: Device, slot: Slot, remaining: int) -> bool:
-    return forecast_for(session, device, slot, latest=remaining).should_order
+    """Order now: the forecast says so, or the level fell below the slot's floor (which
+    works from the first reading, before the forecast has data)."""
+    estimate = forecast_for(session, device, slot, latest=remaining)
+    return estimate.should_order or below_floor(slot, remaining, estimate)
+
+
+QUANTITY_MAX = 100  # as a slot's quantity
+
+
+def order_quantity(slot: Slot, product: Product | None, remaining: int | None) -> int:
+    """Packs to order: enough whole packs to bring the level up to the slot's target
+    (at least one), or the slot's fixed quantity when it has no target."""
+    if slot.target_level is None or product is None or remaining is None:
+        return slot.quantity
+    missing = slot.target_level - max(0, remaining)
+    packs = -(-missing // max(1, product.package_amount))  # ceiling
+    return max(1, min(QUANTITY_MAX, packs))
+
+
+def explain(estimate: forecast.Forecast, slot: Slot, product: Product | None,
+            history: list[forecast.Reading], where: str | None = None,
+            zone: str | None = None) -> str:
+    """The forecast in words a household reads (its locale, zone and the product's unit)."""
+    unit = product.unit if product else None
+
+    def amt(value):
+        return display.amount(value, unit, where)
+
+    floor = (f" It also orders whenever the level falls below {amt(slot.min_level)}."
+             if slot.min_level is not None else "")
+    target = ""
+    if slot.target_level is not None and product is not None:
+        target = (f" An order brings it back up to {amt(slot.target_level)} in whole packs "
+                  f"of {display.pack(product.package_amount, unit, where)}.")
+    if not history:
+        return ("No level reports yet." + floor + target).strip()
+    if estimate.rate_per_day is None:
+        span_days = (history[-1].at - history[0].at).total_seconds() / 86400
+        learning = (f"Still learning how fast it is used: {len(history)} "
+                    f"reading{'s' if len(history) != 1 else ''} so far over "
+                    f"{_duration(span_days)}; a forecast needs {forecast.MIN_READINGS} "
+                    "over at least a day.")
+        until = (f" Until then it orders when the level falls below {amt(slot.min_level)}."
+                 if slot.min_level is not None else
+                 " Set a minimum level to have it order before then.")
+        return learning + until + target
+    left = amt(estimate.remaining)
+    if estimate.rate_per_day == 0.0:
+        return f"No use measured lately; about {left} left." + floor + target
+    days_left = estimate.remaining / estimate.rate_per_day
+    point = estimate.lead_time_days + slot.safety_days
+    text = (f"Using about {amt(estimate.rate_per_day)} a day, the {left} left last about "
+            f"{_duration(days_left)}")
+    if estimate.run_out_at is not None:
+        text += f" (until about {display.when(estimate.run_out_at, where, zone, 'short')})"
+    text += (f". It reorders when {_duration(point)} are left: "
+             f"{_duration(estimate.lead_time_days)} for delivery and "
+             f"{_duration(slot.safety_days)} to spare")
+    text += ", which is now." if estimate.should_order else "."
+    if "holding" in estimate.reason:
+        text += " It waits for one more reading: the level just jumped up, maybe a refill."
+    return text + floor + target
+
+
+def _duration(days: float) -> str:
+    if days < 1:
+        hours = round(days * 24)
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    rounded = round(days, 1) if days < 10 else round(days)
+    return f"{rounded:g} day{'s' if rounded != 1 else ''}"
+
+
+def latest_reading(history: list[forecast.Reading]) -> forecast.Reading | None:
+    """What "left now" shows: the newest reading itself, not a smoothed level."""
+    return history[-1] if history else None
