@@ -5,10 +5,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from backend import protocol
+from backend.accounts import devices
 from backend.orders import sensors
 from backend.protocol import Kind, Result, WireEvent
 from backend.storage.db import utcnow
-from backend.storage.models import Device, Event, Order, Slot
+from backend.storage.models import Device, Event, Order
 from devtools.net import api, coap_post
 from tests.backend.ingest.test_ingest import answer_of, identity
 from tests.worker_helpers import until
@@ -16,14 +17,15 @@ from tests.worker_helpers import until
 RATE_G_PER_DAY = 60.0
 
 
-def make_sensor(backend, world, button, history_days=10, start=2000.0):
+def make_sensor(backend, world, button, history_days=10, start=2000.0, **slot_options):
     """Turn a device into a detergent sensor with `history_days` of readings every 6 h."""
     now = utcnow()
     with backend.writer_sessions() as session, session.begin():
         device = session.scalars(select(Device).where(
             Device.device_id == button.device_id)).one()
-        slot = session.scalars(select(Slot).where(Slot.device_pk == device.id)).one()
-        slot.product_sku, slot.kind, slot.quantity = "DETERGENT-2KG", "sensor", 1
+        # Chosen as a household does: the price shown now is the price confirmed.
+        devices.configure_slot(session, device, 0, "DETERGENT-2KG", 1, kind="sensor",
+                               **slot_options)
         readings = int(history_days * 4)
         for n in range(readings):
             at = now - timedelta(hours=6 * (readings - n))
