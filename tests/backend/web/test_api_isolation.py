@@ -46,6 +46,8 @@ BY_ID = {
     "forecast": lambda o: ("GET", f"/devices/{o.device_ids[0]}/slots/1/forecast", None),
     "get order": lambda o: ("GET", f"/orders/{o.order_ids[0]}", None),
     "cancel order": lambda o: ("POST", f"/orders/{o.order_ids[0]}/cancel", None),
+    "confirm order": lambda o: ("POST", f"/orders/{o.order_ids[2]}/confirm", None),
+    "decline order": lambda o: ("POST", f"/orders/{o.order_ids[3]}/decline", None),
     "read notification": lambda o: ("POST", f"/notifications/{o.notification_ids[0]}/read",
                                     None),
 }

@@ -138,7 +138,7 @@ def test_register_claim_configure_press_and_cancel(browser, site):
     assert page.locator(".notice.claimed").inner_text().startswith("Added to your household")
 
     # Configure the slot: 2 x detergent, by pressing.
-    page.select_option("select[name=product_sku]", "DETERGENT-1L")
+    page.select_option("select[name=product_sku]", "DETERGENT-1L|899")  # value: SKU|price shown
     page.fill("input[name=quantity]", "2")
     page.click("#configure button[type=submit]")
     page.wait_for_url(f"{base}/devices/{button.device_id}")
@@ -213,7 +213,7 @@ def test_sensor_page_chart_and_phone_width(browser, site):
     page.fill("input[name=code]", sensor.claim_code)
     page.click("button:has-text('Add this device')")
     page.wait_for_url(f"{base}/devices/{sensor.device_id}?claimed=1")
-    page.select_option("select[name=product_sku]", "DETERGENT-1L")
+    page.select_option("select[name=product_sku]", "DETERGENT-1L|899")  # value: SKU|price shown
     page.select_option("select[name=kind]", "sensor")
     page.fill("input[name=safety_days]", "1")
     page.click("#configure button[type=submit]")
