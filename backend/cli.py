@@ -14,6 +14,7 @@ from backend.accounts import devices, households
 from backend.config import Settings
 from backend.errors import ReplenishError
 from backend.fleet.cli import fleet_group, release
+from backend.orders.catalogue_cli import catalogue_group
 from backend.storage import db
 
 
@@ -87,6 +88,7 @@ def _safe_url(url: str) -> str:
 
 main.add_command(release)
 main.add_command(fleet_group)
+main.add_command(catalogue_group)
 
 
 @main.group()

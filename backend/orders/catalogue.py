@@ -40,8 +40,8 @@ CSV_REQUIRED = ("sku", "name", "pack_size", "unit", "currency", "price")
 _TRUE, _FALSE = {"1", "true", "yes", "y"}, {"0", "false", "no", "n"}
 
 
-class BadProduct(ReplenishError):
-    """A product field is missing or out of bounds (HTTP 400)."""
+# A product field is missing or out of bounds: HTTP 400 with the API's "BadRequest" code.
+BadProduct = ReplenishError
 
 
 def gtin_ok(gtin: str) -> bool:
@@ -103,6 +103,11 @@ def get(session: Session, sku: str) -> Product:
 def upsert(session: Session, fields: dict, *, create: bool = True) -> tuple[Product, bool]:
     """Create the product `fields["sku"]` or change the fields given. (product, created)."""
     fields = check(fields)
+    if fields.get("gtin"):
+        clash = session.scalars(select(Product.sku).where(
+            Product.gtin == fields["gtin"], Product.sku != fields["sku"])).first()
+        if clash is not None:
+            raise BadProduct(f"gtin {fields['gtin']} is already product {clash}")
     product = session.get(Product, fields["sku"])
     created = product is None
     if created:
@@ -113,15 +118,11 @@ def upsert(session: Session, fields: dict, *, create: bool = True) -> tuple[Prod
         if missing:
             raise BadProduct(f"a new product needs {', '.join(missing)}")
         product = Product(sku=fields["sku"], available=True, default_lead_days=3.0)
-        session.add(product)
-    if fields.get("gtin"):
-        clash = session.scalars(select(Product.sku).where(
-            Product.gtin == fields["gtin"], Product.sku != fields["sku"])).first()
-        if clash is not None:
-            raise BadProduct(f"gtin {fields['gtin']} is already product {clash}")
     for name, value in fields.items():
         if name != "sku":
             setattr(product, _COLUMNS.get(name, name), value)
+    if created:
+        session.add(product)
     product.updated_at = utcnow()
     log.info("catalogue: %s %s", "added" if created else "changed", product.sku)
     return product, created

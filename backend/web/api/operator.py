@@ -164,7 +164,7 @@ CSV_IMPORT = Body({"csv": Field(str, "CSV text with a header row: "
                                 + ", ".join(catalogue.CSV_COLUMNS) + " (sku, name, "
                                 "pack_size, unit, currency and price required; price as a "
                                 "decimal, e.g. 37.98).", required=True, min_length=1,
-                                max_length=1_000_000)},
+                                max_length=1_000_000, multiline=True)},
                   example={"csv": "sku,name,pack_size,unit,currency,price\n"
                                   "TEA-GREEN-100,Green tea,100,pcs,EUR,4.99\n"})
 
