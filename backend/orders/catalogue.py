@@ -146,9 +146,12 @@ def _csv_row(row: dict, line: int) -> dict:
     except (InvalidOperation, ValueError) as err:
         raise BadProduct(f"line {line}: price, pack_size and lead_days must be numbers "
                          f"(price like 37.98, in {currency}): {err}") from None
-    fields = {"sku": value("sku"), "name": value("name"), "brand": value("brand"),
-              "package_amount": pack, "unit": value("unit"), "currency": currency,
-              "price_minor": price, "gtin": value("gtin"), "image_url": value("image_url")}
+    fields = {"sku": value("sku"), "name": value("name"), "package_amount": pack,
+              "unit": value("unit"), "currency": currency, "price_minor": price}
+    # A column the file does not have leaves that field of a listed product as it is;
+    # an empty cell in a column it has clears it.
+    fields.update({name: value(name) for name in ("brand", "gtin", "image_url")
+                   if name in row})
     if lead is not None:
         fields["default_lead_days"] = lead
     if value("available") is not None:
