@@ -22,6 +22,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
+from babel.dates import format_date as _babel_date
 from babel.dates import format_datetime as _babel_datetime
 from babel.numbers import format_currency, format_decimal, get_currency_precision
 
@@ -129,3 +130,11 @@ def when(value: datetime | None, where: str | None = None, zone: str | None = No
         return "—"
     local = value.replace(tzinfo=UTC).astimezone(timezone(zone))
     return _babel_datetime(local, format=form, locale=locale(where)) + f" {local.tzname()}"
+
+
+def day(value: datetime | None, where: str | None = None, zone: str | None = None) -> str:
+    """The date of a stored (naive UTC) time in the household's zone: 'Dec 27, 2026'."""
+    if value is None:
+        return "—"
+    local = value.replace(tzinfo=UTC).astimezone(timezone(zone))
+    return _babel_date(local.date(), format="medium", locale=locale(where))

@@ -59,19 +59,27 @@ def forecast_for(session: Session, device: Device, slot: Slot, *,
                              safety_days=slot.safety_days)
 
 
-def below_floor(slot: Slot, latest: float | None, estimate: forecast.Forecast) -> bool:
-    """The slot's floor is crossed: the latest reading is below it and so is the robust
-    level (one knock or a lifted bottle cannot order; a first reading can)."""
+def below_floor(slot: Slot, latest: float | None, estimate: forecast.Forecast,
+                previous: float | None = None) -> bool:
+    """The slot's floor is crossed: the latest reading is below it and it is the first
+    reading, or the one before was below too, or so is the robust level. A new sensor
+    that first reports 15 % orders at once; one knock (a lifted bottle) never does."""
     if slot.min_level is None or latest is None or latest >= slot.min_level:
         return False
-    return estimate.remaining is None or estimate.remaining < slot.min_level
+    return (previous is None or previous < slot.min_level
+            or (estimate.remaining is not None and estimate.remaining < slot.min_level))
 
 
 def wants_order(session: Session, device: Device, slot: Slot, remaining: int) -> bool:
     """Order now: the forecast says so, or the level fell below the slot's floor (which
     works from the first reading, before the forecast has data)."""
-    estimate = forecast_for(session, device, slot, latest=remaining)
-    return estimate.should_order or below_floor(slot, remaining, estimate)
+    now = utcnow()
+    history = readings(session, device, slot, now, latest=remaining)
+    estimate = forecast.estimate(history, now,
+                                 lead_time_days=lead_time_days(session, slot.product_sku),
+                                 safety_days=slot.safety_days)
+    previous = history[-2].remaining if len(history) >= 2 else None
+    return estimate.should_order or below_floor(slot, remaining, estimate, previous)
 
 
 QUANTITY_MAX = 100  # as a slot's quantity
@@ -114,22 +122,32 @@ def explain(estimate: forecast.Forecast, slot: Slot, product: Product | None,
                  if slot.min_level is not None else
                  " Set a minimum level to have it order before then.")
         return learning + until + target
-    left = amt(estimate.remaining)
+    # "Left" is the latest reading, as the page's "left now": the explanation never
+    # contradicts it. Only a reading far off the robust level (a knock?) is called out.
+    latest = history[-1].remaining
+    robust = estimate.remaining if estimate.remaining is not None else latest
+    left = amt(latest)
+    knock = ""
+    if abs(latest - robust) > max(0.1 * robust, 1.0):
+        knock = (f" The latest reading, {left}, is far from the readings before it (the "
+                 f"container lifted or knocked?); the forecast goes by about {amt(robust)}.")
+        left = amt(robust)
+        latest = robust
     if estimate.rate_per_day == 0.0:
-        return f"No use measured lately; about {left} left." + floor + target
-    days_left = estimate.remaining / estimate.rate_per_day
+        return f"No use measured lately; {left} left." + knock + floor + target
+    days_left = latest / estimate.rate_per_day
     point = estimate.lead_time_days + slot.safety_days
     text = (f"Using about {amt(estimate.rate_per_day)} a day, the {left} left last about "
             f"{_duration(days_left)}")
     if estimate.run_out_at is not None:
-        text += f" (until about {display.when(estimate.run_out_at, where, zone, 'short')})"
+        text += f" (until about {display.day(estimate.run_out_at, where, zone)})"
     text += (f". It reorders when {_duration(point)} are left: "
              f"{_duration(estimate.lead_time_days)} for delivery and "
              f"{_duration(slot.safety_days)} to spare")
     text += ", which is now." if estimate.should_order else "."
     if "holding" in estimate.reason:
         text += " It waits for one more reading: the level just jumped up, maybe a refill."
-    return text + floor + target
+    return text + knock + floor + target
 
 
 def _duration(days: float) -> str:
