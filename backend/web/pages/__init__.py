@@ -102,6 +102,12 @@ def local_time(value, form: str = "medium") -> str:
 
 
 @bp.app_template_global()
+def local_day(value) -> str:
+    where, zone = locale_and_zone()
+    return display.day(value, where, zone)
+
+
+@bp.app_template_global()
 def format_money(minor, currency=None) -> str:
     return display.money(minor, currency, locale_and_zone()[0])
 
