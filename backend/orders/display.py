@@ -77,6 +77,11 @@ def to_minor(amount: Decimal, currency: str) -> int:
     return int(scaled)
 
 
+def plain(minor: int, currency: str) -> str:
+    """Minor units as a plain decimal, for form fields: plain(899, "EUR") == "8.99"."""
+    return str(Decimal(minor).scaleb(-minor_digits(currency)))
+
+
 def money(minor: int | None, currency: str | None, where: str | None = None) -> str:
     if minor is None:
         return "—"

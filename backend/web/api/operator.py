@@ -152,6 +152,7 @@ def _product_fields(required: bool) -> dict:
     }
 
 
+CSV_MAX = 80_000
 NEW_PRODUCT = Body({"sku": Field(str, "Stock-keeping unit: A-Z, 0-9, '.', '_', '-'.",
                                  required=True, min_length=1, max_length=100),
                     **_product_fields(True)}, noun="product field",
@@ -163,8 +164,11 @@ PRODUCT_CHANGES = Body(_product_fields(False), noun="product field",
 CSV_IMPORT = Body({"csv": Field(str, "CSV text with a header row: "
                                 + ", ".join(catalogue.CSV_COLUMNS) + " (sku, name, "
                                 "pack_size, unit, currency and price required; price as a "
-                                "decimal, e.g. 37.98).", required=True, min_length=1,
-                                max_length=1_000_000, multiline=True)},
+                                "decimal, e.g. 37.98). At most 80,000 characters (with "
+                                "JSON escapes still under the app's 1 MiB body limit); "
+                                "larger catalogues: `replenish catalogue import` or "
+                                "several requests.", required=True, min_length=1,
+                                max_length=CSV_MAX, multiline=True)},
                   example={"csv": "sku,name,pack_size,unit,currency,price\n"
                                   "TEA-GREEN-100,Green tea,100,pcs,EUR,4.99\n"})
 

@@ -113,6 +113,11 @@ def format_money(minor, currency=None) -> str:
 
 
 @bp.app_template_global()
+def plain_price(minor, currency) -> str:
+    return display.plain(minor, currency)
+
+
+@bp.app_template_global()
 def format_amount(value, unit) -> str:
     return display.amount(value, unit, locale_and_zone()[0])
 
