@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from backend.accounts import claim_codes
 from backend.errors import Conflict, NotFound, ReplenishError
 from backend.storage.db import utcnow
-from backend.storage.models import Device, Household, Product, Slot
+from backend.storage.models import Device, Household, Notification, Product, Slot
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,28 @@ def revoke(session: Session, device: Device) -> bool:
     device.status = "revoked"
     device.revoked_at = utcnow()
     log.warning("device %s revoked", device.device_id)
+    if device.household_id is not None:
+        # Written here (not through backend.orders.notifications, which this layer may
+        # not import) so every way of revoking tells the household: its page and list.
+        session.add(Notification(
+            household_id=device.household_id, kind="device_revoked", device_pk=device.id,
+            message=f"{device.name or device.serial} was revoked by the manufacturer: it "
+                    "no longer orders. Contact them to have it re-keyed, or remove it."))
     return True
+
+
+def unclaim(session: Session, device: Device) -> None:
+    """Back to unclaimed: no household, no name, no slots. Its events are refused (4.03)
+    until it is claimed again with the code on its label; its history stays. Callers
+    settle its open orders first (backend/orders/removal.py)."""
+    log.info("device %s removed from household %s", device.device_id, device.household_id)
+    for slot in list(device.slots):
+        session.delete(slot)
+    device.household_id = None
+    device.claimed_at = None
+    device.name = None
+    device.test_mode = False
+    device.low_battery_notified = device.offline_notified = False
 
 
 def rotate_key(session: Session, device: Device, wrapped_key: bytes) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from backend.accounts import devices
 from backend.accounts import users as accounts
 from backend.errors import NotFound
-from backend.orders import sensors
+from backend.orders import removal, sensors
 from backend.protocol import Kind
 from backend.storage.db import utcnow
 from backend.storage.models import Device, Event, Household, Product, Slot
@@ -151,6 +151,16 @@ def update_device(device_id: str):
         if "test_mode" in changes:
             device.test_mode = changes["test_mode"]
         return device_json(device)
+
+
+@bp.delete("/devices/<device_id>")
+@household_required
+def remove_device(device_id: str):
+    """Give the device up: it goes back to unclaimed (events refused until claimed again
+    with its label's code); pending and awaiting orders from it are cancelled."""
+    with writing() as session:
+        removal.remove_device(session, owned(session, device_id), g.household.id)
+    return "", 204
 
 
 @bp.put(f"/devices/<device_id>/slots/<{SLOT}:index>")

@@ -301,6 +301,12 @@ PATHS = {
         "patch": _op("Rename a device or switch its test mode", "devices",
                      {"200": ("Device", "The device as changed.")}, "400 403 404 415",
                      params=[P_DEVICE], body=devices.DEVICE_CHANGES),
+        "delete": _op("Remove a device from the household", "devices",
+                      {"204": (None, "Removed: unclaimed again, its events refused until "
+                               "it is claimed with its label's code.")}, "403 404 409",
+                      params=[P_DEVICE], description="Its pending and awaiting-consent "
+                      "orders are cancelled; 409 while an order from it is on its way to "
+                      "a merchant."),
     },
     "/devices/{device_id}/slots/{index}": {"put": _op(
         "Choose the product and quantity of a slot", "devices",
