@@ -13,7 +13,8 @@ from sqlalchemy.orm import selectinload
 
 from backend.accounts import devices as device_service
 from backend.accounts import users as accounts
-from backend.errors import ReplenishError
+from backend.errors import NotFound, ReplenishError
+from backend.orders import removal
 from backend.storage.db import utcnow
 from backend.storage.models import Device, Product
 from backend.web.pages import (
@@ -72,7 +73,9 @@ def device_page(found: Device) -> dict:
 def devices():
     page = paginate(select(Device).where(Device.household_id == g.user.household_id)
                     .options(selectinload(Device.slots)).order_by(Device.id))
-    return render_template("household/devices.html", page=page, state_of=state_of)
+    return render_template("household/devices.html", page=page, state_of=state_of,
+                           products_by_sku={p.sku: p for p in catalogue()},
+                           removed=request.args.get("removed"))
 
 
 @bp.route("/devices/claim", methods=["GET", "POST"])
@@ -139,11 +142,31 @@ def _number(text: str, what: str, low: float, high: float) -> float:
     return value
 
 
+@bp.post("/devices/<device_id>/remove")
+@household_required
+def remove(device_id: str):
+    """Give the device up (a ticked box confirms): back to unclaimed."""
+    try:
+        if request.form.get("confirm") != "on":
+            raise ReplenishError("tick the box to confirm removing the device")
+        with writing() as s:
+            cancelled = removal.remove_device(s, owned(device_id, s), g.user.household_id)
+    except NotFound:
+        raise
+    except ReplenishError as err:
+        return form_error("household/device.html", err, **device_page(owned(device_id)))
+    log.info("household %d removed device %s (%d orders cancelled)", g.user.household_id,
+             device_id, cancelled)
+    return redirect(url_for("pages.devices.devices", removed=device_id))
+
+
 @bp.post("/devices/<device_id>/slots")
 @household_required
 def configure(device_id: str):
     form = request.form
     try:
+        if owned(device_id).status != "active":
+            raise ReplenishError("this device is revoked: it can no longer be set up")
         index = _whole(form.get("slot", "0"), "the slot", 0, 15)
         quantity = _whole(form.get("quantity", ""), "the quantity", 1, QUANTITY_MAX)
         kind = form.get("kind", "button")

@@ -210,6 +210,9 @@ def test_claim_by_opening_the_qr_url(browser, site):
 def test_sensor_page_chart_and_phone_width(browser, site):
     backend, base, made = site
     sensor = made[2]
+    with backend.writer_sessions() as session, session.begin():  # made as a scale
+        session.scalars(select(Device).where(Device.device_id == sensor.device_id)
+                        ).one().model = "scale"
     context, page = new_page(browser, viewport=PHONE, is_mobile=True, has_touch=True)
     register(page, base, "cat@example.org", household="A flat with a long name, really")
     page.click("text=Add a device")
@@ -217,11 +220,11 @@ def test_sensor_page_chart_and_phone_width(browser, site):
     page.click("button:has-text('Add this device')")
     page.wait_for_url(f"{base}/devices/{sensor.device_id}?claimed=1")
     page.select_option("select[name=product_sku]", "DETERGENT-1L|899")  # value: SKU|price shown
-    page.select_option("select[name=kind]", "sensor")
+    assert page.locator("select[name=kind]").count() == 0  # a scale's form is a sensor's
     page.fill("input[name=safety_days]", "1")
     page.click("#configure button[type=submit]")
     page.wait_for_url(f"{base}/devices/{sensor.device_id}")
-    assert "(sensor)" in page.locator("#slot-0").inner_text()
+    assert "level chart and forecast" in page.locator("#slot-0").inner_text()
 
     # Level history: a bottle going down by 150 ml a day, a report every 6 hours for
     # five days (stored as ingest stores level reports; history needs past times).

@@ -425,7 +425,8 @@ def test_a_household_cannot_touch_another_households_things(app):
                                                         "product_sku": "DETERGENT-1L"}),
                        (f"/orders/{order_id}/cancel", {}),
                        (f"/orders/{waiting_id}/confirm", {"unit_price_minor": "899"}),
-                       (f"/orders/{waiting_id}/decline", {})]:
+                       (f"/orders/{waiting_id}/decline", {}),
+                       (f"/devices/{device_id}/remove", {"confirm": "on"})]:
         assert stranger.post(path, data={**data, "csrf_token": token}).status_code == 404, path
     stranger.post("/notifications/read", data={"csrf_token": token})  # marks only its own
     listing = text(stranger.get("/orders")) + text(stranger.get("/devices"))
@@ -453,6 +454,7 @@ ID_ROUTES = {
     "/devices/<device_id>": "test_a_household_cannot_touch_another_households_things",
     "/devices/<device_id>/name": "test_a_household_cannot_touch_another_households_things",
     "/devices/<device_id>/slots": "test_a_household_cannot_touch_another_households_things",
+    "/devices/<device_id>/remove": "test_a_household_cannot_touch_another_households_things",
     "/devices/<device_id>/slots/<int(max=255):index>":
         "test_a_household_cannot_touch_another_households_things",
     "/orders/<int(max=2147483647):order_id>": "test_a_household_cannot_touch_another_households_things",

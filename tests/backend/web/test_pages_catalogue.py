@@ -91,3 +91,59 @@ def test_household_settings_locale_zone_and_tolerance(app):
     refused = member.post("/settings", data={
         "hold_window_min": "15", "timezone": "Mars/Olympus", "csrf_token": token})
     assert refused.status_code == 400 and "unknown time zone" in text(refused)
+
+
+# -- the device page: one form per slot, fitting the model; remove; revoked -------------
+
+def test_device_page_forms_fit_the_model_and_a_device_can_be_removed(app):
+    from sqlalchemy import select
+
+    from backend.accounts import devices
+    from backend.storage.models import Device, Notification
+    from tests.web_helpers import claimed_device
+
+    member = app.client()
+    email = register(member)
+    hid = household_of(app, email)
+    button = claimed_device(app, hid)
+    scale = claimed_device(app, hid, model="scale")
+    page = text(member.get(f"/devices/{button}"))
+    assert 'name="kind" value="button"' in page and 'name="min_level"' not in page
+    page = text(member.get(f"/devices/{scale}"))
+    assert 'name="kind" value="sensor"' in page and 'name="min_level"' in page
+    assert 'placeholder="Kitchen scale"' in page
+    token = csrf(member, f"/devices/{scale}")
+    for index, sku in ((0, "COFFEE-BEANS-1KG|1899"), (1, "DETERGENT-1L|899")):
+        saved = member.post(f"/devices/{scale}/slots", data={
+            "slot": str(index), "product_sku": sku, "quantity": "1", "kind": "sensor",
+            "safety_days": "2", "min_level": "200", "target_level": "", "csrf_token": token})
+        assert saved.status_code == 302, text(saved)
+    page = text(member.get(f"/devices/{scale}"))
+    assert page.count('<form method="post" action="/devices/' + scale + '/slots"') == 2
+    assert "Slot 1" in page and "orders below 200 g" in page
+    # A price changed since the page was shown: nothing is saved, the page says so.
+    stale = member.post(f"/devices/{scale}/slots", data={
+        "slot": "0", "product_sku": "COFFEE-BEANS-1KG|1799", "quantity": "1",
+        "kind": "sensor", "csrf_token": token})
+    assert stale.status_code == 409 and "show the household the new price" in text(stale)
+
+    refused = member.post(f"/devices/{scale}/remove", data={"csrf_token": token})
+    assert refused.status_code == 400 and "tick the box" in text(refused)
+    removed = member.post(f"/devices/{scale}/remove",
+                          data={"confirm": "on", "csrf_token": token})
+    assert removed.status_code == 302 and "removed=" in removed.headers["Location"]
+    assert member.get(f"/devices/{scale}").status_code == 404
+
+    with app.writer() as session, session.begin():
+        devices.revoke(session, session.scalars(
+            select(Device).where(Device.device_id == button)).one())
+    page = text(member.get(f"/devices/{button}"))
+    assert "Revoked by the manufacturer" in page and 'name="product_sku"' not in page
+    assert member.post(f"/devices/{button}/slots", data={
+        "slot": "0", "product_sku": "DETERGENT-1L|899", "quantity": "1",
+        "csrf_token": token}).status_code == 400
+    assert "revoked" in text(member.get("/devices"))
+    with app.sessions() as session:
+        kinds = list(session.scalars(select(Notification.kind)
+                                     .where(Notification.household_id == hid)))
+        assert kinds == ["device_revoked"]
