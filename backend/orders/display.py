@@ -137,6 +137,11 @@ def when(value: datetime | None, where: str | None = None, zone: str | None = No
     return _babel_datetime(local, format=form, locale=locale(where)) + f" {local.tzname()}"
 
 
+def local(value: datetime, zone: str | None = None) -> datetime:
+    """A stored (naive UTC) time as an aware time in the zone."""
+    return value.replace(tzinfo=UTC).astimezone(timezone(zone))
+
+
 def day(value: datetime | None, where: str | None = None, zone: str | None = None) -> str:
     """The date of a stored (naive UTC) time in the household's zone: 'Dec 27, 2026'."""
     if value is None:

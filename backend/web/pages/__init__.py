@@ -108,6 +108,12 @@ def local_day(value) -> str:
 
 
 @bp.app_template_global()
+def local_day_iso(value) -> str:
+    """The same day as local_day, as YYYY-MM-DD (for <time datetime>)."""
+    return display.local(value, locale_and_zone()[1]).date().isoformat()
+
+
+@bp.app_template_global()
 def format_money(minor, currency=None) -> str:
     return display.money(minor, currency, locale_and_zone()[0])
 
