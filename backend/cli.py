@@ -15,6 +15,7 @@ from backend.accounts import devices, households
 from backend.config import Settings
 from backend.errors import ReplenishError
 from backend.fleet.cli import fleet_group, release
+from backend.orders.catalogue_cli import catalogue_group
 from backend.storage import db
 
 
@@ -105,6 +106,7 @@ def restore_command(settings: Settings, source, force):
 
 main.add_command(release)
 main.add_command(fleet_group)
+main.add_command(catalogue_group)
 
 
 @main.group()

@@ -37,7 +37,8 @@ class Party:
     token: str
     household_id: int
     device_ids: list[str] = field(default_factory=list)
-    order_ids: list[int] = field(default_factory=list)  # [pending, confirmed]
+    # [pending, confirmed, awaiting consent (to confirm), awaiting consent (to decline)]
+    order_ids: list[int] = field(default_factory=list)
     notification_ids: list[int] = field(default_factory=list)
     claim_codes: list[str] = field(default_factory=list)
 
@@ -84,6 +85,17 @@ def _party(session, made, name: str) -> Party:
                                   device_pk=device.id, slot_index=0,
                                   product_sku="DETERGENT-1L", quantity=2,
                                   unit_price_cents=899, total_cents=1798)
+            party.order_ids.append(order.id)
+        for _ in range(2):  # waiting for the household (the price rose since it chose)
+            order = orders.create(session, actor=f"device:{device.device_id}",
+                                  hold_window_s=0, household_id=household.id,
+                                  device_pk=device.id, slot_index=0,
+                                  product_sku="DETERGENT-1L", quantity=2,
+                                  unit_price_cents=899, total_cents=1798,
+                                  product_name="Laundry detergent", pack_amount=1000,
+                                  pack_unit="ml", currency="EUR",
+                                  confirmed_price_minor=799,
+                                  consent_reason="price_increased")
             party.order_ids.append(order.id)
         note = notifications.notify(session, household.id, "low_battery",
                                     f"{device.device_id}: battery low", device_pk=device.id)

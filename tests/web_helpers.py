@@ -116,13 +116,16 @@ def count(app: App, model) -> int:
         return session.scalar(select(func.count()).select_from(model))
 
 
-def new_order(app: App, household_id: int, device_id: str, hold_window_s: int = 900) -> int:
+def new_order(app: App, household_id: int, device_id: str, hold_window_s: int = 900,
+              **fields) -> int:
+    """An order for 1 x DETERGENT-1L; `consent_reason="price_increased"` (with the
+    snapshot fields) makes one that waits for the household."""
     with app.writer() as session, session.begin():
         device = session.scalars(select(Device).where(Device.device_id == device_id)).one()
         order = orders.create(session, actor=f"device:{device_id}",
                               hold_window_s=hold_window_s, household_id=household_id,
                               device_pk=device.id, slot_index=0, product_sku="DETERGENT-1L",
-                              quantity=1)
+                              quantity=1, **fields)
         return order.id
 
 

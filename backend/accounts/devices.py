@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from backend.accounts import claim_codes
 from backend.errors import Conflict, NotFound, ReplenishError
 from backend.storage.db import utcnow
-from backend.storage.models import Device, Household, Product, Slot
+from backend.storage.models import Device, Household, Notification, Product, Slot
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,29 @@ SLOT_KINDS = ("button", "sensor")
 
 
 def configure_slot(session: Session, device: Device, index: int, product_sku: str,
-                   quantity: int, kind: str = "button", safety_days: float = 2.0) -> Slot:
+                   quantity: int, kind: str = "button", safety_days: float = 2.0, *,
+                   agreed_price_minor: int | None = None, min_level: int | None = None,
+                   target_level: int | None = None) -> Slot:
+    """Choose what a slot orders. The catalogue's price now is recorded as the price the
+    household confirmed (orders above it wait for consent, backend/orders/consent.py);
+    `agreed_price_minor`, when given, is the price the household was shown: if the
+    catalogue's differs, nothing is saved (Conflict)."""
     if index < 0 or quantity < 1 or not product_sku.strip():
         raise ReplenishError("slot must be >= 0, quantity >= 1 and the product not empty")
     if kind not in SLOT_KINDS or not 0 <= safety_days <= 60:
         raise ReplenishError(f"kind must be one of {SLOT_KINDS}, safety_days 0..60")
-    if session.get(Product, product_sku.strip()) is None:
+    if (min_level is not None and min_level < 0) or (target_level is not None
+                                                      and target_level < 1):
+        raise ReplenishError("min_level must not be negative, target_level at least 1")
+    if min_level is not None and target_level is not None and target_level <= min_level:
+        raise ReplenishError("target_level must be above min_level")
+    product = session.get(Product, product_sku.strip())
+    if product is None:
         raise NotFound(f"no product {product_sku.strip()!r} in the catalogue")
+    if agreed_price_minor is not None and agreed_price_minor != product.price_cents:
+        raise Conflict(f"the price of {product.sku} is now {product.price_cents} "
+                       f"(minor units of {product.currency}), not {agreed_price_minor}: "
+                       "show the household the new price")
     slot = session.scalars(
         select(Slot).where(Slot.device_pk == device.id, Slot.index == index)
     ).one_or_none()
@@ -63,6 +79,8 @@ def configure_slot(session: Session, device: Device, index: int, product_sku: st
         session.add(slot)
     slot.product_sku, slot.quantity = product_sku.strip(), quantity
     slot.kind, slot.safety_days = kind, safety_days
+    slot.min_level, slot.target_level = min_level, target_level
+    slot.confirmed_price_minor, slot.confirmed_currency = product.price_cents, product.currency
     return slot
 
 
@@ -92,6 +110,13 @@ def revoke(session: Session, device: Device, reason: str | None = None) -> bool:
     device.revoked_at = utcnow()
     device.revoked_reason = (reason or "").strip()[:REASON_MAX] or None
     log.warning("device %s revoked: %s", device.device_id, device.revoked_reason or "no reason")
+    if device.household_id is not None:
+        # Written here (not through backend.orders.notifications, which this layer may
+        # not import) so every way of revoking tells the household: its page and list.
+        session.add(Notification(
+            household_id=device.household_id, kind="device_revoked", device_pk=device.id,
+            message=f"{device.name or device.serial} was revoked by the manufacturer: it "
+                    "no longer orders. Contact them to have it re-keyed, or remove it."))
     return True
 
 
@@ -105,6 +130,20 @@ def reinstate(session: Session, device: Device, wrapped_key: bytes) -> None:
     device.wrapped_key = wrapped_key
     device.key_rotated_at = utcnow()
     log.warning("device %s reinstated with a new key", device.device_id)
+
+
+def unclaim(session: Session, device: Device) -> None:
+    """Back to unclaimed: no household, no name, no slots. Its events are refused (4.03)
+    until it is claimed again with the code on its label; its history stays. Callers
+    settle its open orders first (backend/orders/removal.py)."""
+    log.info("device %s removed from household %s", device.device_id, device.household_id)
+    for slot in list(device.slots):
+        session.delete(slot)
+    device.household_id = None
+    device.claimed_at = None
+    device.name = None
+    device.test_mode = False
+    device.low_battery_notified = device.offline_notified = False
 
 
 def rotate_key(session: Session, device: Device, wrapped_key: bytes) -> None:

@@ -17,7 +17,7 @@ from backend.config import DEFAULTS
 from backend.errors import ConfigError, MalformedEvent
 from backend.ingest.lookups import Lookups
 from backend.ingest.reply import Reply
-from backend.orders import notifications, policies
+from backend.orders import consent, notifications, policies, sensors
 from backend.protocol import Answer, Kind, Result
 from backend.storage.db import utcnow
 from backend.storage.models import Device
@@ -160,20 +160,22 @@ def _order_decision(session: Session, device: Device, event: protocol.WireEvent,
             return Result.VALID, open_order, None
         source = "press"
     product = lookups.product(session, slot.product_sku)
-    quantity = event.qty or slot.quantity
-    price = product.price_cents if product else 0
-    blocked = policies.blocked(session, household, price * quantity, utcnow())
+    quantity = (sensors.order_quantity(slot, product, event.remaining) if source == "sensor"
+                else event.qty or slot.quantity)
+    fields = consent.order_fields(product, slot, household, quantity)
+    blocked = policies.blocked(session, household, fields["total_cents"], utcnow())
     if blocked is not None:
         notifications.notify(session, household.id, "order_blocked",
                              f"{device.name or device.serial}: no order for "
-                             f"{quantity} x {slot.product_sku}, "
+                             f"{quantity} x {fields['product_name']}, "
                              f"{blocked.name.lower().replace('_', ' ')} reached.",
                              device_pk=device.id)
         return Result.CHANGED, None, int(blocked)
+    # Dearer than confirmed, or unavailable: created in awaiting_consent (the household
+    # decides; the device's answer carries that state, docs/protocol.md).
     order = lookups.create_order(
         session, actor=f"device:{device.device_id}", hold_window_s=household.hold_window_s,
         household_id=household.id, device_pk=device.id, slot_index=slot.index,
-        product_sku=slot.product_sku, quantity=quantity, source=source,
-        is_test=device.test_mode, unit_price_cents=price, total_cents=price * quantity,
+        source=source, is_test=device.test_mode, **fields,
     )
     return Result.CREATED, order, None

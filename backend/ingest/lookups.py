@@ -202,13 +202,17 @@ class BatchLookups(Lookups):
         row with the batch's (`flush`). An order confirmed at once (no hold window)
         then takes the state machine's own transition, as the per-event path does."""
         now = utcnow()
-        row = dict(fields, state=State.PENDING.value, created_at=now, updated_at=now,
-                   hold_until=now + timedelta(seconds=hold_window_s))
+        # Dearer than confirmed or unavailable: it waits for the household, as
+        # orders.create does (backend/orders/consent.py).
+        waits = fields.get("consent_reason") is not None
+        first = State.AWAITING_CONSENT if waits else State.PENDING
+        row = dict(fields, state=first.value, created_at=now, updated_at=now,
+                   hold_until=None if waits else now + timedelta(seconds=hold_window_s))
         for column in self._order_defaults:
             row.setdefault(column.name, column.default.arg)
         order_id = self._reserved_id()
         household = self._households.get(fields["household_id"])
-        if (order_id is not None and hold_window_s > 0 and household is not None
+        if (order_id is not None and not waits and hold_window_s > 0 and household is not None
                 and household.max_orders_per_day is None
                 and household.monthly_limit_cents is None):
             # Nothing reads it before the batch's flush (no limit counts it, no state
@@ -222,10 +226,14 @@ class BatchLookups(Lookups):
             row["id"] = self._sql.insert_order(self._cursor, row)
         order = SimpleNamespace(**row)
         self._transitions.append(dict(order_id=order.id, from_state=None,
-                                      to_state=State.PENDING.value, at=now, actor=actor,
-                                      reason=None))
+                                      to_state=first.value, at=now, actor=actor,
+                                      reason=order.consent_reason.replace("_", " ")
+                                      if waits else None))
         self._open[order.device_pk, order.slot_index] = order
-        if hold_window_s <= 0:
+        if waits:
+            self._flush_transitions()
+            orders.ask_consent(session, order)
+        elif hold_window_s <= 0:
             self._flush_transitions()  # the audit trail in order: pending, then confirmed
             orders.transition(session, order, State.CONFIRMED, actor=actor,
                               reason="no hold window")

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.orders import forecast
+from backend.orders import display, forecast
 from backend.protocol import Kind
 from backend.storage.db import utcnow
 from backend.storage.models import Device, Event, Order, Product, Slot
@@ -59,19 +59,111 @@ def forecast_for(session: Session, device: Device, slot: Slot, *,
                              safety_days=slot.safety_days)
 
 
+def below_floor(slot: Slot, latest: float | None, estimate: forecast.Forecast,
+                previous: float | None = None) -> bool:
+    """The slot's floor is crossed: the latest reading is below it and it is the first
+    reading, or the one before was below too, or so is the robust level. A new sensor
+    that first reports 15 % orders at once; one knock (a lifted bottle) never does."""
+    if slot.min_level is None or latest is None or latest >= slot.min_level:
+        return False
+    return (previous is None or previous < slot.min_level
+            or (estimate.remaining is not None and estimate.remaining < slot.min_level))
+
+
 def wants_order(session: Session, device: Device, slot: Slot, remaining: int, *,
                 history: list[forecast.Reading] | None = None,
                 lead_days: float | None = None) -> bool:
-    """Is it time to order? Ingest's group commit passes the slot's `history` (the
-    stored readings `readings` would return, without this one) and the product's
-    `lead_days`, both read once per batch; without them they are read here."""
-    if history is None and lead_days is None:
-        return forecast_for(session, device, slot, latest=remaining).should_order
+    """Order now: the forecast says so, or the level fell below the slot's floor (which
+    works from the first reading, before the forecast has data). Ingest's group commit
+    passes the slot's `history` (the stored readings, without this one) and the
+    product's `lead_days`, both read once per batch; without them they are read here."""
     now = utcnow()
     if history is None:
         history = readings(session, device, slot, now)
     if lead_days is None:
         lead_days = lead_time_days(session, slot.product_sku)
-    return forecast.estimate([*history, forecast.Reading(now, float(remaining))], now,
-                             lead_time_days=lead_days,
-                             safety_days=slot.safety_days).should_order
+    previous = history[-1].remaining if history else None
+    estimate = forecast.estimate([*history, forecast.Reading(now, float(remaining))], now,
+                                 lead_time_days=lead_days, safety_days=slot.safety_days)
+    return estimate.should_order or below_floor(slot, remaining, estimate, previous)
+
+
+QUANTITY_MAX = 100  # as a slot's quantity
+
+
+def order_quantity(slot: Slot, product: Product | None, remaining: int | None) -> int:
+    """Packs to order: enough whole packs to bring the level up to the slot's target
+    (at least one), or the slot's fixed quantity when it has no target."""
+    if slot.target_level is None or product is None or remaining is None:
+        return slot.quantity
+    missing = slot.target_level - max(0, remaining)
+    packs = -(-missing // max(1, product.package_amount))  # ceiling
+    return max(1, min(QUANTITY_MAX, packs))
+
+
+def explain(estimate: forecast.Forecast, slot: Slot, product: Product | None,
+            history: list[forecast.Reading], where: str | None = None,
+            zone: str | None = None) -> str:
+    """The forecast in words a household reads (its locale, zone and the product's unit)."""
+    unit = product.unit if product else None
+
+    def amt(value):
+        return display.amount(value, unit, where)
+
+    floor = (f" It also orders whenever the level falls below {amt(slot.min_level)}."
+             if slot.min_level is not None else "")
+    target = ""
+    if slot.target_level is not None and product is not None:
+        target = (f" An order brings it back up to {amt(slot.target_level)} in whole packs "
+                  f"of {display.pack(product.package_amount, unit, where)}.")
+    if not history:
+        return ("No level reports yet." + floor + target).strip()
+    if estimate.rate_per_day is None:
+        span_days = (history[-1].at - history[0].at).total_seconds() / 86400
+        learning = (f"Still learning how fast it is used: {len(history)} "
+                    f"reading{'s' if len(history) != 1 else ''} so far over "
+                    f"{_duration(span_days)}; a forecast needs {forecast.MIN_READINGS} "
+                    "over at least a day.")
+        until = (f" Until then it orders when the level falls below {amt(slot.min_level)}."
+                 if slot.min_level is not None else
+                 " Set a minimum level to have it order before then.")
+        return learning + until + target
+    # "Left" is the latest reading, as the page's "left now": the explanation never
+    # contradicts it. Only a reading far off the robust level (a knock?) is called out.
+    latest = history[-1].remaining
+    robust = estimate.remaining if estimate.remaining is not None else latest
+    left = amt(latest)
+    knock = ""
+    if abs(latest - robust) > max(0.1 * robust, 1.0):
+        knock = (f" The latest reading, {left}, is far from the readings before it (the "
+                 f"container lifted or knocked?); the forecast goes by about {amt(robust)}.")
+        left = amt(robust)
+        latest = robust
+    if estimate.rate_per_day == 0.0:
+        return f"No use measured lately; {left} left." + knock + floor + target
+    days_left = latest / estimate.rate_per_day
+    point = estimate.lead_time_days + slot.safety_days
+    text = (f"Using about {amt(estimate.rate_per_day)} a day, the {left} left last about "
+            f"{_duration(days_left)}")
+    if estimate.run_out_at is not None:
+        text += f" (until about {display.day(estimate.run_out_at, where, zone)})"
+    text += (f". It reorders when {_duration(point)} are left: "
+             f"{_duration(estimate.lead_time_days)} for delivery and "
+             f"{_duration(slot.safety_days)} to spare")
+    text += ", which is now." if estimate.should_order else "."
+    if "holding" in estimate.reason:
+        text += " It waits for one more reading: the level just jumped up, maybe a refill."
+    return text + knock + floor + target
+
+
+def _duration(days: float) -> str:
+    if days < 1:
+        hours = round(days * 24)
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    rounded = round(days, 1) if days < 10 else round(days)
+    return f"{rounded:g} day{'s' if rounded != 1 else ''}"
+
+
+def latest_reading(history: list[forecast.Reading]) -> forecast.Reading | None:
+    """What "left now" shows: the newest reading itself, not a smoothed level."""
+    return history[-1] if history else None

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -42,6 +43,12 @@ class Household(Base):
     # Optional household webhook for notifications; the secret is never returned.
     webhook_url: Mapped[str | None] = mapped_column(String(500))
     webhook_secret: Mapped[str | None] = mapped_column(String(100))
+    # How prices, amounts and times read on its pages and notifications (Babel locale,
+    # IANA time zone), and how far above the price confirmed for a slot an order may go
+    # without asking again (percent; 0: not a cent more).
+    locale: Mapped[str] = mapped_column(String(35), default="en", server_default="en")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
+    price_tolerance_pct: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     devices: Mapped[list[Device]] = relationship(back_populates="household")
 
@@ -170,6 +177,14 @@ class Slot(Base):
                                       server_default="button")
     safety_days: Mapped[float] = mapped_column(Float, default=2.0,  # sensor safety stock
                                                server_default="2.0")
+    # Consent (docs/orders.md): the price per pack the household agreed to for this
+    # product; an order above it (plus the household's tolerance) waits for them.
+    confirmed_price_minor: Mapped[int | None] = mapped_column(Integer)
+    confirmed_currency: Mapped[str | None] = mapped_column(String(3))
+    # Sensor slots, in the product's unit: order when the level falls below the floor
+    # (even before the forecast has data); order enough whole packs to reach the target.
+    min_level: Mapped[int | None] = mapped_column(BigInteger)
+    target_level: Mapped[int | None] = mapped_column(BigInteger)
 
     device: Mapped[Device] = relationship(back_populates="slots")
 
@@ -225,6 +240,16 @@ class Order(Base):
     failure_reason: Mapped[str | None] = mapped_column(String(50))
     placed_at: Mapped[datetime | None] = mapped_column(DateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Snapshot of the product as ordered (the catalogue may change afterwards); prices
+    # above are minor units of `currency`.
+    product_name: Mapped[str | None] = mapped_column(String(200))
+    product_brand: Mapped[str | None] = mapped_column(String(100))
+    pack_amount: Mapped[int | None] = mapped_column(Integer)
+    pack_unit: Mapped[str | None] = mapped_column(String(10))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    # Why it waits (or waited) for the household: price_increased | unavailable.
+    consent_reason: Mapped[str | None] = mapped_column(String(30))
+    confirmed_price_minor: Mapped[int | None] = mapped_column(Integer)  # the slot's, then
 
     history: Mapped[list[OrderTransition]] = relationship(
         back_populates="order", order_by="OrderTransition.id"
@@ -248,7 +273,12 @@ class OrderTransition(Base):
 
 
 class Product(Base):
-    """The catalogue: what a slot can reorder, at what price, in which unit."""
+    """The catalogue: what a slot can reorder, at what price, in which unit.
+
+    Managed by operators (backend/orders/catalogue.py: API, CLI, CSV import); a merchant
+    adapter updates price and availability. `price_cents` is the price of one pack in
+    minor units of `currency` (ISO 4217: cents for EUR, yen for JPY), whatever its name.
+    """
 
     __tablename__ = "products"
 
@@ -258,6 +288,12 @@ class Product(Base):
     package_amount: Mapped[int] = mapped_column(Integer, default=1)  # units per package
     price_cents: Mapped[int] = mapped_column(Integer)
     default_lead_days: Mapped[float] = mapped_column(Float, default=3.0)
+    brand: Mapped[str | None] = mapped_column(String(100))
+    currency: Mapped[str] = mapped_column(String(3), default="EUR", server_default="EUR")
+    gtin: Mapped[str | None] = mapped_column(String(14), unique=True)
+    image_url: Mapped[str | None] = mapped_column(String(500))
+    available: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    updated_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class OutboxItem(Base):

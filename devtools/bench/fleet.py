@@ -16,7 +16,7 @@ from sqlalchemy import insert, select
 
 from backend.accounts.keys import Keyring
 from backend.storage import db
-from backend.storage.models import Batch, Device, Household, Slot
+from backend.storage.models import Batch, Device, Household, Product, Slot
 from devtools.bench.loadgen import Device as LoadDevice
 
 PRODUCT = "DETERGENT-1L"  # in the catalogue from the migrations
@@ -54,10 +54,15 @@ def provision_fleet(db_url: str, kek: bytes, count: int, name: str = "bench") ->
                 conn.execute(insert(Device), rows)
             ids = conn.execute(select(Device.id).where(Device.batch_id == batch_id)
                                .order_by(Device.id)).scalars().all()
+            # As configure_slot records it: the price shown is the price confirmed, so
+            # presses are placed (not held for consent, docs/orders.md).
+            price, currency = conn.execute(select(Product.price_cents, Product.currency)
+                                           .where(Product.sku == PRODUCT)).one()
             for start in range(0, len(ids), _CHUNK):
                 conn.execute(insert(Slot), [
                     dict(device_pk=pk, index=0, product_sku=PRODUCT, quantity=1,
-                         kind="button", safety_days=2.0)
+                         kind="button", safety_days=2.0, confirmed_price_minor=price,
+                         confirmed_currency=currency)
                     for pk in ids[start:start + _CHUNK]])
     finally:
         engine.dispose()

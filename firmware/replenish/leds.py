@@ -15,6 +15,9 @@ WHITE = (1, 1, 1)
 PATTERNS = {
     "sending": (WHITE, 0, 0, 0),  # steady on until the answer pattern replaces it
     "ordered": (GREEN, 600, 200, 1),
+    # An order that waits for the household's consent (a higher price or an unavailable
+    # product): three slow amber pulses, unlike ordered (green) and error (fast red).
+    "awaiting_consent": (AMBER, 400, 400, 3),
     "already_ordered": (AMBER, 150, 150, 2),
     "not_configured": (AMBER, 150, 150, 3),
     "limit_reached": (RED, 300, 300, 3),  # a household limit stopped the order

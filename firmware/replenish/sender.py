@@ -24,6 +24,7 @@ LIMIT_REACHED = "limit_reached"
 NOT_CLAIMED = "not_claimed"
 ERROR = "error"
 RECORDED = "recorded"
+AWAITING_CONSENT = "awaiting_consent"  # 2.01 whose order waits for the household
 
 _PATTERNS = {
     protocol.CREATED: ORDERED,
@@ -158,6 +159,9 @@ class Sender:
                 pattern = LIMIT_REACHED  # a household limit, not a missing product
             elif answer.result == protocol.CHANGED:
                 pattern = NOT_CONFIGURED if event.kind == protocol.KIND_PRESS else RECORDED
+            elif answer.state == AWAITING_CONSENT and answer.result in (protocol.CREATED,
+                                                                         protocol.VALID):
+                pattern = AWAITING_CONSENT  # nothing is bought until the household says so
             else:
                 pattern = _PATTERNS.get(answer.result, ERROR)
             return Outcome(pattern, event.seq, answer.result, answer.order, answer.state,

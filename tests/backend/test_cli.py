@@ -215,3 +215,25 @@ def test_a_server_without_the_manufacturer_extra_runs_and_says_what_to_install(t
     assert {"pause", "resume", "status"} <= set(re.findall(r"^  (\w+)", release.stdout, re.M))
     assert "publish" not in release.stdout
     assert replenish("db", "upgrade").returncode == 0
+
+
+def test_catalogue_add_set_import_and_list(cli, tmp_path):
+    cli("catalogue", "add", "TEA-GREEN-100", "--name", "Green tea", "--brand", "Leaf & Co",
+        "--pack-size", "100", "--unit", "pcs", "--price", "4.99", "--gtin", "4006381333931")
+    assert "changed TEA-GREEN-100: available, price_minor" in cli(
+        "catalogue", "set", "TEA-GREEN-100", "--price", "5.49", "--unavailable").stdout
+    bad = cli("catalogue", "set", "TEA-GREEN-100", "--price", "5.499", ok=False)
+    assert bad.returncode == 1 and "decimals" in bad.stderr
+    sheet = tmp_path / "products.csv"
+    sheet.write_text("sku,name,pack_size,unit,currency,price\n"
+                     "MATCHA-30G,Matcha,30,g,JPY,1200\nCOFFEE-BEANS-1KG,Coffee beans,1000,g,"
+                     "EUR,21.50\n", encoding="utf-8")
+    assert "1 added, 1 changed" in cli("catalogue", "import", str(sheet)).stdout
+    sheet.write_text("sku,name,pack_size,unit,currency,price\nBAD,Bad,1,kg,EUR,1\n")
+    bad = cli("catalogue", "import", str(sheet), ok=False)
+    assert bad.returncode == 1 and "line 2" in bad.stderr
+    listing = cli("catalogue", "list").stdout
+    assert "TEA-GREEN-100\tLeaf & Co Green tea 100 pcs\t€5.49\tunavailable" in listing
+    assert "MATCHA-30G\tMatcha 30 g\t¥1,200\tavailable" in listing
+    assert "COFFEE-BEANS-1KG\tReplenish Roasters Coffee beans 1 kg\t€21.50" in listing
+    assert "BAD" not in listing

@@ -42,3 +42,15 @@ def test_the_firmware_shows_the_tables_led_patterns(tmp_path):
             assert firmware["by_code"][str(number)] == leds[0] == name
     named = {led for *_, leds in rows for led in leds}
     assert named == set(firmware["patterns"]), "a firmware pattern the table does not name"
+
+
+def test_answer_states_with_their_own_pattern_are_order_states():
+    """A row may name an LED pattern for an answer's `state` (2.01 with state
+    "awaiting_consent"): that state is one the backend sends, and the pattern has its name."""
+    from backend.orders.lifecycle import State
+
+    text = (ROOT / "docs" / "protocol.md").read_text()
+    named = re.findall(r'when the answer\'s state is "(\w+)", `(\w+)`', text)
+    assert ("awaiting_consent", "awaiting_consent") in named
+    for state, pattern in named:
+        assert State(state) and pattern == state

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.orders import catalogue
 from backend.orders import lifecycle as orders
 from backend.orders.lifecycle import State
 from backend.storage.models import Order
@@ -44,6 +45,18 @@ class Fulfillment(abc.ABC):
     def advance(self, session: Session, now: datetime) -> int:
         """Move orders on from the merchant's side (in-process merchants only)."""
         return 0
+
+
+CatalogueUpdate = catalogue.MerchantUpdate
+
+
+def update_catalogue(session: Session, merchant: str,
+                     updates: list[CatalogueUpdate]) -> tuple[int, list[str]]:
+    """A merchant adapter's prices and availability for listed products (the webhook
+    merchant's signed POST /api/v1/merchant/catalogue; an in-process merchant calls it
+    directly). Returns (changed, unknown SKUs). Orders already made keep their price;
+    a press above a slot's confirmed price waits for the household."""
+    return catalogue.apply_merchant_updates(session, merchant, updates)
 
 
 # A merchant status (from a placement, a callback or the simulator) -> order state.

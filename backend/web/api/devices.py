@@ -11,12 +11,12 @@ from sqlalchemy import select
 from backend.accounts import devices
 from backend.accounts import users as accounts
 from backend.errors import NotFound
-from backend.orders import sensors
+from backend.orders import removal, sensors
 from backend.protocol import Kind
 from backend.storage.db import utcnow
-from backend.storage.models import Device, Event, Household, Slot
+from backend.storage.models import Device, Event, Household, Product, Slot
 from backend.web.api.common import SLOT, db, household_required, iso, page, writing
-from backend.web.api.validation import Body, Field
+from backend.web.api.validation import INT32_MAX, Body, Field
 
 bp = Blueprint("devices", __name__)
 
@@ -41,6 +41,17 @@ SLOT_BODY = Body({
                   "reorder point from level reports).", choices=devices.SLOT_KINDS),
     "safety_days": Field(float, "Sensor slots: days of use kept as safety stock "
                          "(default 2).", minimum=0, maximum=60),
+    "price_minor": Field(int, "The price per pack the household was shown and agrees "
+                         "to (minor units of the product's currency). If the catalogue's "
+                         "price differs, nothing changes (409). Left out: today's price is "
+                         "recorded and returned. Presses above it wait for consent.",
+                         minimum=0, maximum=INT32_MAX),
+    "min_level": Field(int, "Sensor slots: order when the level falls below this (in the "
+                       "product's unit), even before the forecast has data; null: none.",
+                       nullable=True, minimum=0, maximum=INT32_MAX),
+    "target_level": Field(int, "Sensor slots: order enough whole packs to bring the level "
+                          "up to this (in the product's unit) instead of `quantity`; null: "
+                          "none.", nullable=True, minimum=1, maximum=INT32_MAX),
 }, example={"product_sku": "DETERGENT-1L", "quantity": 2})
 
 
@@ -75,7 +86,10 @@ def device_json(device: Device) -> dict:
 
 def slot_json(slot: Slot) -> dict:
     return {"slot": slot.index, "product_sku": slot.product_sku, "quantity": slot.quantity,
-            "kind": slot.kind, "safety_days": slot.safety_days}
+            "kind": slot.kind, "safety_days": slot.safety_days,
+            "confirmed_price_minor": slot.confirmed_price_minor,
+            "confirmed_currency": slot.confirmed_currency,
+            "min_level": slot.min_level, "target_level": slot.target_level}
 
 
 def owned(session, device_id: str) -> Device:
@@ -139,6 +153,16 @@ def update_device(device_id: str):
         return device_json(device)
 
 
+@bp.delete("/devices/<device_id>")
+@household_required
+def remove_device(device_id: str):
+    """Give the device up: it goes back to unclaimed (events refused until claimed again
+    with its label's code); pending and awaiting orders from it are cancelled."""
+    with writing() as session:
+        removal.remove_device(session, owned(session, device_id), g.household.id)
+    return "", 204
+
+
 @bp.put(f"/devices/<device_id>/slots/<{SLOT}:index>")
 @household_required
 def configure_slot(device_id: str, index: int):
@@ -148,7 +172,10 @@ def configure_slot(device_id: str, index: int):
         slot = devices.configure_slot(session, device, index, data["product_sku"],
                                       data.get("quantity", 1),
                                       kind=data.get("kind", "button"),
-                                      safety_days=data.get("safety_days", 2.0))
+                                      safety_days=data.get("safety_days", 2.0),
+                                      agreed_price_minor=data.get("price_minor"),
+                                      min_level=data.get("min_level"),
+                                      target_level=data.get("target_level"))
         return slot_json(slot)
 
 
@@ -170,8 +197,15 @@ def level_history(device_id: str, index: int):
 def slot_forecast(device_id: str, index: int):
     device = owned(db(), device_id)
     slot = configured_slot(device, index)
-    estimate = sensors.forecast_for(db(), device, slot)
-    return {"device_id": device_id, "slot": index, "product_sku": slot.product_sku,
+    now = utcnow()
+    history = sensors.readings(db(), device, slot, now)
+    estimate = sensors.forecast_for(db(), device, slot, now=now)
+    latest = sensors.latest_reading(history)
+    explanation = sensors.explain(estimate, slot, db().get(Product, slot.product_sku),
+                                  history, g.household.locale, g.household.timezone)
+    return {"left_now": latest.remaining if latest else None,
+            "left_now_at": iso(latest.at) if latest else None,
+            "explanation": explanation,"device_id": device_id, "slot": index, "product_sku": slot.product_sku,
             "rate_per_day": estimate.rate_per_day, "remaining": estimate.remaining,
             "run_out_at": iso(estimate.run_out_at),
             "lead_time_days": estimate.lead_time_days,

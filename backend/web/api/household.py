@@ -11,6 +11,7 @@ from backend.accounts import households, tokens
 from backend.accounts import users as accounts
 from backend.errors import NotFound
 from backend.orders.outbound import AddressPolicy, AddressRefused
+from backend.orders import catalogue, consent, display
 from backend.storage.db import utcnow
 from backend.storage.models import ApiToken, Device, Household, Notification, Product, User
 from backend.web.api.common import (
@@ -60,6 +61,16 @@ SETTINGS = Body({
                          "null to stop.", nullable=True, max_length=500),
     "webhook_secret": Field(str, "Secret the webhook requests are signed with; never "
                             "returned.", nullable=True, max_length=100, write_only=True),
+    "name": Field(str, "What the household is called.", min_length=1,
+                  max_length=accounts.NAME_MAX),
+    "locale": Field(str, "How prices, amounts and dates read, e.g. en, en_GB, de_DE.",
+                    min_length=2, max_length=35),
+    "timezone": Field(str, "IANA time zone the pages show times in, e.g. Europe/Berlin.",
+                      min_length=1, max_length=64),
+    "price_tolerance_pct": Field(int, "How far above the price confirmed for a slot "
+                                 "(percent) an order may go without asking; 0, the "
+                                 "default: not a cent more.", minimum=0,
+                                 maximum=consent.TOLERANCE_MAX_PCT),
 }, noun="setting", example={"hold_window_s": 300, "max_orders_per_day": 3})
 
 
@@ -77,7 +88,9 @@ def household_json(household: Household) -> dict:
             "max_orders_per_day": household.max_orders_per_day,
             "monthly_limit_cents": household.monthly_limit_cents,
             "webhook_url": household.webhook_url,
-            "webhook_secret_set": bool(household.webhook_secret)}
+            "webhook_secret_set": bool(household.webhook_secret),
+            "locale": household.locale, "timezone": household.timezone,
+            "price_tolerance_pct": household.price_tolerance_pct}
 
 
 # -- accounts and tokens ----------------------------------------------------------------
@@ -137,6 +150,17 @@ def update_household():
     url = changes.get("webhook_url")
     if url is not None:
         check_webhook_url(url, g.household.id)
+    try:
+        if "locale" in changes:
+            changes["locale"] = display.check_locale(changes["locale"])
+        if "timezone" in changes:
+            changes["timezone"] = display.check_timezone(changes["timezone"])
+    except display.BadLocale as err:
+        raise BadRequest(str(err)) from None
+    if "name" in changes:
+        changes["name"] = changes["name"].strip()
+        if not changes["name"]:
+            raise BadRequest("name must not be empty")
     with writing() as session:
         household = session.get(Household, g.household.id)
         for name, value in changes.items():
@@ -161,10 +185,7 @@ def list_products():
                 descending=False, cursor_is_int=False, cursor_of=lambda row: row[0].sku)
 
 
-def product_json(product: Product) -> dict:
-    return {"sku": product.sku, "name": product.name, "unit": product.unit,
-            "package_amount": product.package_amount, "price_cents": product.price_cents}
-
+product_json = catalogue.product_json
 
 # -- notifications ------------------------------------------------------------------------
 

@@ -15,7 +15,9 @@ from backend.accounts import users as accounts
 from backend.accounts.devices import SLOT_KINDS
 from backend.orders import lifecycle as orders
 from backend.orders.fulfillment.base import MERCHANT_STATUSES
+from backend.orders import consent, display
 from backend.web.api import devices, household, operator
+from backend.web.api import orders as orders_api
 from backend.web.api.common import PAGE_DEFAULT, PAGE_MAX, SLOT_MAX
 from backend.web.api.validation import INT32_MAX, Field
 
@@ -73,11 +75,28 @@ SCHEMAS = {
     "Household": _obj({"id": INT, "name": STR, "hold_window_s": INT,
                        "allow_multiple_open": BOOL, "max_orders_per_day": _null("integer"),
                        "monthly_limit_cents": _null("integer"),
-                       "webhook_url": _null("string"), "webhook_secret_set": BOOL}),
-    "Product": _obj({"sku": STR, "name": STR, "unit": STR, "package_amount": INT,
-                     "price_cents": INT}),
+                       "webhook_url": _null("string"), "webhook_secret_set": BOOL,
+                       "locale": STR, "timezone": STR, "price_tolerance_pct": INT}),
+    "Product": _obj({"sku": STR, "name": STR, "brand": _null("string"),
+                     "unit": {"enum": list(display.UNITS)}, "package_amount": INT,
+                     "currency": {"type": "string", "pattern": "^[A-Z]{3}$",
+                                  "description": "ISO 4217."},
+                     "price_minor": {"type": "integer", "description": "Price of one pack "
+                                     "in minor units of `currency` (3798 = EUR 37.98)."},
+                     "price_cents": {"type": "integer", "deprecated": True,
+                                     "description": "Same as price_minor (older name)."},
+                     "gtin": _null("string"), "image_url": _null("string"),
+                     "available": BOOL, "default_lead_days": NUM}),
+    "ImportResult": _obj({"added": INT, "changed": INT}),
+    "CatalogueResult": _obj({"changed": INT, "unknown_skus": {"type": "array",
+                                                              "items": STR}}),
     "Slot": _obj({"slot": INT, "product_sku": STR, "quantity": INT,
-                  "kind": {"enum": list(SLOT_KINDS)}, "safety_days": NUM}),
+                  "kind": {"enum": list(SLOT_KINDS)}, "safety_days": NUM,
+                  "confirmed_price_minor": _null("integer", description="The price per "
+                                                 "pack the household confirmed; a press "
+                                                 "above it (plus the tolerance) waits."),
+                  "confirmed_currency": _null("string"),
+                  "min_level": _null("integer"), "target_level": _null("integer")}),
     "Device": _obj({"device_id": DEVICE_ID, "serial": STR, "model": STR,
                     "name": _null("string"), "status": {"enum": list(operator.DEVICE_STATUSES)},
                     **_STATE, "test_mode": BOOL,
@@ -86,11 +105,28 @@ SCHEMAS = {
                         "to": {"enum": list(STATES)}, "at": TIME,
                         "actor": STR, "reason": _null("string")}),
     "Order": _obj({"id": INT, "device_id": DEVICE_ID, "slot": INT, "product_sku": STR,
-                   "quantity": INT, "state": {"enum": list(STATES)},
-                   "source": STR, "test": BOOL, "total_cents": INT, "created_at": TIME,
+                   "product": _obj({"name": STR, "brand": _null("string"),
+                                    "package_amount": _null("integer"),
+                                    "unit": _null("string")},
+                                   "Snapshot of the product as ordered."),
+                   "quantity": INT,
+                   "line": {"type": "string", "description": "The order in the household's "
+                            "words and locale, e.g. '2 × Coffee beans 1 kg · €37.98'."},
+                   "state": {"enum": list(STATES)},
+                   "source": STR, "test": BOOL, "currency": _null("string"),
+                   "unit_price_minor": INT, "total_cents": INT, "created_at": TIME,
                    "hold_until": TIME_OR_NULL,
-                   "cancellable": {"type": "boolean", "description": "Pending: "
-                                   "POST /orders/{order_id}/cancel will work."},
+                   "cancellable": {"type": "boolean", "description": "Pending or "
+                                   "awaiting consent: POST /orders/{order_id}/cancel will "
+                                   "work."},
+                   "consent": {"oneOf": [{"type": "null"}, _obj({
+                       "reason": {"enum": list(consent.REASONS)},
+                       "confirmed_price_minor": _null("integer"),
+                       "current_price_minor": _null("integer"),
+                       "available": _null("boolean"),
+                       "waiting": BOOL})],
+                       "description": "Why the order waited (or waits) for the "
+                       "household; null when it never had to."},
                    "failure_reason": _null("string"),
                    "history": {"type": "array", "items": _ref("Transition"),
                                "description": "The status timeline, oldest first."}}),
@@ -101,7 +137,11 @@ SCHEMAS = {
     "CallbackResult": _obj({"order_id": INT, "state": {"enum": STATES}, "changed": BOOL}),
     "Reading": _obj({"id": INT, "at": TIME, "remaining": _null("integer"),
                      "battery_mv": _null("integer")}),
-    "Forecast": _obj({"device_id": DEVICE_ID, "slot": INT, "product_sku": STR,
+    "Forecast": _obj({"left_now": _null("integer", description="The latest reading."),
+                      "left_now_at": TIME_OR_NULL,
+                      "explanation": {"type": "string", "description": "The forecast in "
+                                      "words, in the household's locale."},
+                      "device_id": DEVICE_ID, "slot": INT, "product_sku": STR,
                       "rate_per_day": _null("number"), "remaining": _null("number"),
                       "run_out_at": TIME_OR_NULL, "lead_time_days": NUM,
                       "safety_stock": _null("number"), "reorder_point": _null("number"),
@@ -261,6 +301,12 @@ PATHS = {
         "patch": _op("Rename a device or switch its test mode", "devices",
                      {"200": ("Device", "The device as changed.")}, "400 403 404 415",
                      params=[P_DEVICE], body=devices.DEVICE_CHANGES),
+        "delete": _op("Remove a device from the household", "devices",
+                      {"204": (None, "Removed: unclaimed again, its events refused until "
+                               "it is claimed with its label's code.")}, "403 404 409",
+                      params=[P_DEVICE], description="Its pending and awaiting-consent "
+                      "orders are cancelled; 409 while an order from it is on its way to "
+                      "a merchant."),
     },
     "/devices/{device_id}/slots/{index}": {"put": _op(
         "Choose the product and quantity of a slot", "devices",
@@ -283,8 +329,19 @@ PATHS = {
         "One order with its timeline", "orders", {"200": ("Order", "The order.")},
         "403 404", params=[_id("order_id", "order")])},
     "/orders/{order_id}/cancel": {"post": _op(
-        "Cancel an order while it is pending (in its hold window)", "orders",
-        {"200": ("Order", "Cancelled.")}, "403 404 409",
+        "Cancel an order while it is pending (in its hold window) or awaiting consent",
+        "orders", {"200": ("Order", "Cancelled.")}, "403 404 409",
+        params=[_id("order_id", "order")])},
+    "/orders/{order_id}/confirm": {"post": _op(
+        "Confirm an order awaiting consent: it is placed", "orders",
+        {"200": ("Order", "Confirmed: on its way to the merchant.")}, "400 403 404 409 415",
+        params=[_id("order_id", "order")], body=orders_api.CONFIRM,
+        description="409 when the order is not awaiting consent, the product is still "
+        "unavailable, or the price is now above the one agreed (the body's, or the "
+        "order's). The slot then remembers the confirmed price.")},
+    "/orders/{order_id}/decline": {"post": _op(
+        "Decline an order awaiting consent: it is cancelled", "orders",
+        {"200": ("Order", "Declined (cancelled).")}, "403 404 409",
         params=[_id("order_id", "order")])},
     "/notifications": {"get": _op(
         "The household's notifications, newest first", "notifications",
@@ -326,6 +383,21 @@ PATHS = {
     "/operator/devices/{device_id}": {"get": _op(
         "One device of the fleet", "operator", {"200": ("FleetDevice", "The device.")},
         "403 404", params=[P_DEVICE], description=OPERATOR_ONLY)},
+    "/operator/products": {"post": _op(
+        "Add a product to the catalogue", "operator",
+        {"201": ("Product", "Added.")}, "400 403 409 415", body=operator.NEW_PRODUCT,
+        description=OPERATOR_ONLY)},
+    "/operator/products/{sku}": {"patch": _op(
+        "Change a product (only the fields sent)", "operator",
+        {"200": ("Product", "The product as changed.")}, "400 403 404 415",
+        params=[_param("sku", "path", {"type": "string", "pattern": "^[A-Z0-9][A-Z0-9._-]"
+                                       "{0,99}$"}, "The product's SKU.")],
+        body=operator.PRODUCT_CHANGES, description=OPERATOR_ONLY + " Orders already made "
+        "keep their price; presses above a slot's confirmed price wait for the household.")},
+    "/operator/products/import": {"post": _op(
+        "Add or change products from CSV (all or nothing)", "operator",
+        {"200": ("ImportResult", "How many were added and changed.")}, "400 403 415",
+        body=operator.CSV_IMPORT, description=OPERATOR_ONLY)},
     "/operator/devices/{device_id}/revoke": {"post": _op(
         "Revoke a device: its events are refused from now on", "operator",
         {"200": ("FleetDevice", "Revoked (also when it was already).")}, "403 404",
@@ -346,6 +418,23 @@ PATHS = {
                      "properties": {"event_id": STR, "order_id": INT,
                                     "status": {"enum": sorted(MERCHANT_STATUSES)},
                                     "reason": _null("string")}})},
+    "/merchant/catalogue": {"post": _op(
+        "A webhook merchant's signed price and availability update", "merchant",
+        {"200": ("CatalogueResult", "Applied to the products listed.")},
+        "400 401 404 409", public=True,
+        params=[_param(signing.TIMESTAMP_HEADER, "header", {"type": "string"},
+                       "Unix time the request was signed at.", required=True),
+                _param(signing.SIGNATURE_HEADER, "header", {"type": "string"},
+                       "HMAC-SHA256 signature (docs/merchant-webhooks.md).",
+                       required=True)],
+        description="For the merchant: signed with the merchant secret like its "
+        "callbacks. It changes prices and availability of products operators listed, "
+        "never adds one; unknown SKUs are listed back.",
+        body_schema={"type": "object", "required": ["event_id", "products"],
+                     "properties": {"event_id": STR, "products": {"type": "array", "items": {
+                         "type": "object", "required": ["sku"],
+                         "properties": {"sku": STR, "price_minor": INT, "currency": STR,
+                                        "available": BOOL}}}}})},
 }
 
 
@@ -358,6 +447,10 @@ def _operation_ids(paths: dict) -> dict:
         for method, operation in item.items():
             operation["operationId"] = "_".join([method, *words])
     return paths
+
+
+# Confirming without a body confirms at the price the order shows.
+PATHS["/orders/{order_id}/confirm"]["post"]["requestBody"]["required"] = False
 
 
 @functools.cache

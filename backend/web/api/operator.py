@@ -12,11 +12,19 @@ from flask import Blueprint
 from sqlalchemy import case, func, select
 
 from backend.accounts import devices
-from backend.errors import NotFound
-from backend.storage.models import Batch, Device
+from backend.errors import Conflict, NotFound
+from backend.orders import catalogue
+from backend.storage.models import Batch, Device, Product
 from backend.web.api.common import ID, db, iso, operator_required, page, writing
 from backend.web.api.devices import DEVICE_ID_PATTERN, device_state
-from backend.web.api.validation import INT32_MAX, query_int, query_text, query_time
+from backend.web.api.validation import (
+    INT32_MAX,
+    Body,
+    Field,
+    query_int,
+    query_text,
+    query_time,
+)
 
 bp = Blueprint("operator", __name__)
 
@@ -114,3 +122,84 @@ def revoke(device_id: str):
         device = _device(session, device_id)
         devices.revoke(session, device)
         return fleet_json(device)
+
+
+# -- the catalogue ------------------------------------------------------------------------
+
+def _product_fields(required: bool) -> dict:
+    return {
+        "name": Field(str, "What the product is called, without the pack size "
+                      "('Coffee beans').", required=required, min_length=1, max_length=200),
+        "brand": Field(str, "The brand; null for none.", nullable=True, max_length=100),
+        "unit": Field(str, "The unit amounts are in (sensor readings too).",
+                      required=required, choices=catalogue.display.UNITS),
+        "package_amount": Field(int, "Units in one pack (1000 for a 1 kg pack in g).",
+                                required=required, minimum=1, maximum=catalogue.PACK_MAX),
+        "currency": Field(str, "ISO 4217 code of the price, e.g. EUR.", required=required,
+                          min_length=3, max_length=3),
+        "price_minor": Field(int, "Price of one pack in minor units of the currency "
+                             "(3798 for EUR 37.98).", required=required, minimum=0,
+                             maximum=INT32_MAX),
+        "gtin": Field(str, "GTIN-8/12/13/14 with its check digit; null for none.",
+                      nullable=True, max_length=14),
+        "image_url": Field(str, "http(s) URL of a picture; null for none.", nullable=True,
+                           max_length=500),
+        "available": Field(bool, "Can be ordered now (orders for an unavailable product "
+                           "wait for the household)."),
+        "default_lead_days": Field(float, "Days from order to delivery until deliveries "
+                                   "teach better.", minimum=0,
+                                   maximum=catalogue.LEAD_DAYS_MAX),
+    }
+
+
+CSV_MAX = 80_000
+NEW_PRODUCT = Body({"sku": Field(str, "Stock-keeping unit: A-Z, 0-9, '.', '_', '-'.",
+                                 required=True, min_length=1, max_length=100),
+                    **_product_fields(True)}, noun="product field",
+                   example={"sku": "TEA-GREEN-100", "name": "Green tea", "brand": "Leaf & Co",
+                            "unit": "pcs", "package_amount": 100, "currency": "EUR",
+                            "price_minor": 499})
+PRODUCT_CHANGES = Body(_product_fields(False), noun="product field",
+                       example={"price_minor": 2099, "available": True})
+CSV_IMPORT = Body({"csv": Field(str, "CSV text with a header row: "
+                                + ", ".join(catalogue.CSV_COLUMNS) + " (sku, name, "
+                                "pack_size, unit, currency and price required; price as a "
+                                "decimal, e.g. 37.98). At most 80,000 characters (with "
+                                "JSON escapes still under the app's 1 MiB body limit); "
+                                "larger catalogues: `replenish catalogue import` or "
+                                "several requests.", required=True, min_length=1,
+                                max_length=CSV_MAX, multiline=True)},
+                  example={"csv": "sku,name,pack_size,unit,currency,price\n"
+                                  "TEA-GREEN-100,Green tea,100,pcs,EUR,4.99\n"})
+
+
+@bp.post("/operator/products")
+@operator_required
+def add_product():
+    data = NEW_PRODUCT.parse()
+    with writing() as session:
+        if session.get(Product, data["sku"]) is not None:
+            raise Conflict(f"product {data['sku']} exists; PATCH it")
+        product, _ = catalogue.upsert(session, data)
+        return catalogue.product_json(product), 201
+
+
+@bp.patch("/operator/products/<sku>")
+@operator_required
+def change_product(sku: str):
+    data = PRODUCT_CHANGES.parse()
+    if not catalogue.SKU.fullmatch(sku):
+        raise NotFound(f"no product {sku[:100]!r} in the catalogue")
+    with writing() as session:
+        product, _ = catalogue.upsert(session, {"sku": sku, **data}, create=False)
+        return catalogue.product_json(product)
+
+
+@bp.post("/operator/products/import")
+@operator_required
+def import_products():
+    """Add or change many products from CSV (all or nothing)."""
+    text = CSV_IMPORT.parse()["csv"]
+    with writing() as session:
+        added, changed = catalogue.import_csv(session, text)
+    return {"added": added, "changed": changed}

@@ -52,6 +52,7 @@ class Field:
     choices: tuple[str, ...] | None = None
     write_only: bool = False  # a secret: documented as such, never echoed
     format: str | None = None  # JSON Schema format, e.g. "email"
+    multiline: bool = False  # text such as CSV: tabs and line breaks allowed
 
     def schema(self) -> dict:
         kind = _JSON_TYPES[self.kind]
@@ -66,7 +67,8 @@ class Field:
             out["minLength"] = self.min_length
             if self.max_length is not None:
                 out["maxLength"] = self.max_length
-            out["pattern"] = r"^[^\u0000-\u001f\u007f]*$"
+            out["pattern"] = (r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]*$"
+                              if self.multiline else r"^[^\u0000-\u001f\u007f]*$")
         if self.choices:
             out["enum"] = list(self.choices) + ([None] if self.nullable else [])
         if self.write_only:
@@ -88,7 +90,7 @@ class Field:
         if self.kind is float and not math.isfinite(value):
             raise BadRequest(f"{name} must be a finite number")
         if self.kind is str:
-            check_text(name, value, self.max_length, self.min_length)
+            check_text(name, value, self.max_length, self.min_length, self.multiline)
             if self.choices and value not in self.choices:
                 raise BadRequest(f"{name} must be one of {list(self.choices)}")
             # The address itself is checked by backend.accounts.users (the document's "email"
@@ -103,13 +105,15 @@ class Field:
         return value
 
 
-def check_text(name: str, value: str, max_length: int | None, min_length: int = 0) -> str:
+def check_text(name: str, value: str, max_length: int | None, min_length: int = 0,
+               multiline: bool = False) -> str:
     if len(value) < min_length:
         raise BadRequest(f"{name} must not be empty" if min_length == 1
                          else f"{name} must be at least {min_length} characters")
     if max_length is not None and len(value) > max_length:
         raise BadRequest(f"{name} must be at most {max_length} characters")
-    if any(unicodedata.category(c) == "Cc" for c in value):
+    if any(unicodedata.category(c) == "Cc" and not (multiline and c in "\t\n\r")
+           for c in value):
         raise BadRequest(f"{name} must not contain control characters")
     return value
 

@@ -20,7 +20,7 @@ from flask import Blueprint, abort, g, redirect, render_template, request, sessi
 from sqlalchemy import func, select
 
 from backend.errors import ReplenishError
-from backend.orders import notifications
+from backend.orders import display, notifications
 from backend.storage.models import Household
 from backend.web.request_db import db, writing  # noqa: F401 (used by the page modules)
 
@@ -81,6 +81,62 @@ def check_csrf():
             "This form has expired or did not come from this site. Reload the page "
             "and send it again.")), 400
     return None
+
+
+# -- the household's locale and time zone (backend/orders/display.py) ----------------
+
+def locale_and_zone() -> tuple[str | None, str | None]:
+    """The logged-in household's locale and time zone (operators: the defaults)."""
+    if "where" not in g:
+        user = g.get("user")
+        household = (db().get(Household, user.household_id)
+                     if user is not None and user.household_id is not None else None)
+        g.where = (household.locale, household.timezone) if household else (None, None)
+    return g.where
+
+
+@bp.app_template_global()
+def local_time(value, form: str = "medium") -> str:
+    where, zone = locale_and_zone()
+    return display.when(value, where, zone, form)
+
+
+@bp.app_template_global()
+def local_day(value) -> str:
+    where, zone = locale_and_zone()
+    return display.day(value, where, zone)
+
+
+@bp.app_template_global()
+def local_day_iso(value) -> str:
+    """The same day as local_day, as YYYY-MM-DD (for <time datetime>)."""
+    return display.local(value, locale_and_zone()[1]).date().isoformat()
+
+
+@bp.app_template_global()
+def format_money(minor, currency=None) -> str:
+    return display.money(minor, currency, locale_and_zone()[0])
+
+
+@bp.app_template_global()
+def plain_price(minor, currency) -> str:
+    return display.plain(minor, currency)
+
+
+@bp.app_template_global()
+def format_amount(value, unit) -> str:
+    return display.amount(value, unit, locale_and_zone()[0])
+
+
+@bp.app_template_global()
+def order_line(order) -> str:
+    return display.of_order(order, locale_and_zone()[0])
+
+
+@bp.app_template_global()
+def product_label(product) -> str:
+    return display.product_label(product.name, product.package_amount, product.unit,
+                                 locale_and_zone()[0], brand=product.brand)
 
 
 @bp.app_context_processor

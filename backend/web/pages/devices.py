@@ -13,7 +13,8 @@ from sqlalchemy.orm import selectinload
 
 from backend.accounts import devices as device_service
 from backend.accounts import users as accounts
-from backend.errors import ReplenishError
+from backend.errors import NotFound, ReplenishError
+from backend.orders import removal
 from backend.storage.db import utcnow
 from backend.storage.models import Device, Product
 from backend.web.pages import (
@@ -61,12 +62,20 @@ def catalogue() -> list[Product]:
     return list(db().scalars(select(Product).order_by(Product.name)))
 
 
+def device_page(found: Device) -> dict:
+    products = catalogue()
+    return {"device": found, "state": state_of(found), "products": products,
+            "products_by_sku": {p.sku: p for p in products}, "household": my_household()}
+
+
 @bp.get("/devices")
 @household_required
 def devices():
     page = paginate(select(Device).where(Device.household_id == g.user.household_id)
                     .options(selectinload(Device.slots)).order_by(Device.id))
-    return render_template("household/devices.html", page=page, state_of=state_of)
+    return render_template("household/devices.html", page=page, state_of=state_of,
+                           products_by_sku={p.sku: p for p in catalogue()},
+                           removed=request.args.get("removed"))
 
 
 @bp.route("/devices/claim", methods=["GET", "POST"])
@@ -96,8 +105,8 @@ def claim_from_qr(code: str):
 @household_required
 def device(device_id: str):
     found = owned(device_id)
-    return render_template("household/device.html", device=found, state=state_of(found),
-                           products=catalogue(), claimed=request.args.get("claimed"))
+    return render_template("household/device.html", **device_page(found),
+                           claimed=request.args.get("claimed"))
 
 
 @bp.post("/devices/<device_id>/name")
@@ -112,9 +121,7 @@ def rename(device_id: str):
         with writing() as s:
             owned(device_id, s).name = name or None
     except ReplenishError as err:
-        found = owned(device_id)
-        return form_error("household/device.html", err, device=found, state=state_of(found),
-                          products=catalogue())
+        return form_error("household/device.html", err, **device_page(owned(device_id)))
     return redirect(url_for("pages.devices.device", device_id=device_id))
 
 
@@ -135,27 +142,53 @@ def _number(text: str, what: str, low: float, high: float) -> float:
     return value
 
 
+@bp.post("/devices/<device_id>/remove")
+@household_required
+def remove(device_id: str):
+    """Give the device up (a ticked box confirms): back to unclaimed."""
+    try:
+        if request.form.get("confirm") != "on":
+            raise ReplenishError("tick the box to confirm removing the device")
+        with writing() as s:
+            cancelled = removal.remove_device(s, owned(device_id, s), g.user.household_id)
+    except NotFound:
+        raise
+    except ReplenishError as err:
+        return form_error("household/device.html", err, **device_page(owned(device_id)))
+    log.info("household %d removed device %s (%d orders cancelled)", g.user.household_id,
+             device_id, cancelled)
+    return redirect(url_for("pages.devices.devices", removed=device_id))
+
+
 @bp.post("/devices/<device_id>/slots")
 @household_required
 def configure(device_id: str):
     form = request.form
     try:
+        if owned(device_id).status != "active":
+            raise ReplenishError("this device is revoked: it can no longer be set up")
         index = _whole(form.get("slot", "0"), "the slot", 0, 15)
         quantity = _whole(form.get("quantity", ""), "the quantity", 1, QUANTITY_MAX)
         kind = form.get("kind", "button")
         if kind not in device_service.SLOT_KINDS:
             raise ReplenishError("choose button or sensor")
         safety = _number(form.get("safety_days", "2") or "2", "the safety stock (days)", 0, 60)
-        sku = form.get("product_sku", "")
+        # The option carries the price it showed: saving confirms that price, and if the
+        # catalogue's changed meanwhile nothing is saved (the page shows the new one).
+        sku, _, shown = form.get("product_sku", "").partition("|")
         if db().get(Product, sku) is None:
             raise ReplenishError("choose a product from the list")
+        levels = {name: (None if not (form.get(name) or "").strip() else
+                         _whole(form.get(name), what, low, 2**31 - 1))
+                  for name, what, low in (("min_level", "the minimum level", 0),
+                                          ("target_level", "the refill level", 1))}
         with writing() as s:
             device_service.configure_slot(s, owned(device_id, s), index, sku, quantity,
-                                          kind=kind, safety_days=safety)
+                                          kind=kind, safety_days=safety,
+                                          agreed_price_minor=whole_number(shown),
+                                          **levels)
     except ReplenishError as err:
-        found = owned(device_id)
-        return form_error("household/device.html", err, device=found, state=state_of(found),
-                          products=catalogue())
+        return form_error("household/device.html", err, **device_page(owned(device_id)))
     log.info("household %d configured device %s slot %d", g.user.household_id,
              device_id, index)
     return redirect(url_for("pages.devices.device", device_id=device_id))

@@ -1,10 +1,12 @@
-"""The household's order policies (docs/orders.md): hold window, one or several open
-orders, daily order limit, monthly spending limit; and its notification webhook
-(checked against the outbound address policy, docs/security.md)."""
+"""The household's settings: order policies (docs/orders.md: hold window, one or several
+open orders, daily order limit, monthly spending limit), its notification webhook
+(checked against the outbound address policy, docs/security.md), its name, the price
+tolerance for consent, and the locale and time zone its pages read in."""
 
 from __future__ import annotations
 
 import logging
+import zoneinfo
 from decimal import Decimal, InvalidOperation
 
 from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
@@ -12,6 +14,7 @@ from flask import Blueprint, current_app, g, redirect, render_template, request,
 from backend.accounts import households
 from backend.errors import ReplenishError
 from backend.orders.outbound import AddressPolicy, AddressRefused
+from backend.orders import consent, display
 from backend.storage.models import Household
 from backend.web.pages import (
     form_error,
@@ -56,6 +59,24 @@ def _money_cents(text: str) -> int | None:
     return int(value * 100)
 
 
+# Offered on the settings page; the API takes any locale Babel knows.
+LOCALES = ("en", "en_GB", "en_US", "de_DE", "de_AT", "fr_FR", "nl_NL", "es_ES", "it_IT",
+           "pl_PL", "sv_SE", "da_DK", "ja_JP")
+TIMEZONES = sorted(zoneinfo.available_timezones())
+
+
+def _locale_choices(current: str) -> list[tuple[str, str]]:
+    codes = list(LOCALES) + ([current] if current not in LOCALES else [])
+    return [(code, display.locale(code).get_display_name(code) + f" ({code})")
+            for code in codes]
+
+
+def _page(household: Household, **more) -> dict:
+    return {"household": household, "hold_max_min": HOLD_MAX_MIN,
+            "tolerance_max": consent.TOLERANCE_MAX_PCT, "timezones": TIMEZONES,
+            "locales": _locale_choices(household.locale), **more}
+
+
 def parse_settings(form) -> dict:
     hold = whole_number(form.get("hold_window_min"))
     if hold is None or hold > HOLD_MAX_MIN:
@@ -68,6 +89,7 @@ def parse_settings(form) -> dict:
                                               "the daily order limit", ORDERS_PER_DAY_MAX),
         "monthly_limit_cents": _money_cents(form.get("monthly_limit")),
         **_webhook(form),
+        **_parse_household(form),
     }
 
 
@@ -96,18 +118,44 @@ def _webhook(form) -> dict:
     return changes
 
 
+def _parse_household(form) -> dict:
+    """Name, tolerance, locale and zone: each only when the form sends it."""
+    out: dict = {}
+    if "name" in form:
+        name = form.get("name", "").strip()
+        if not name or len(name) > households_name_max or not name.isprintable():
+            raise ReplenishError(f"the household name must be 1 to {households_name_max} "
+                                 "printable characters")
+        out["name"] = name
+    if "price_tolerance_pct" in form:
+        pct = whole_number(form.get("price_tolerance_pct") or "0")
+        if pct is None or pct > consent.TOLERANCE_MAX_PCT:
+            raise ReplenishError("the price tolerance must be a whole number of percent "
+                                 f"from 0 to {consent.TOLERANCE_MAX_PCT}")
+        out["price_tolerance_pct"] = pct
+    try:
+        if "locale" in form:
+            out["locale"] = display.check_locale(form.get("locale", ""))
+        if "timezone" in form:
+            out["timezone"] = display.check_timezone(form.get("timezone", "").strip())
+    except display.BadLocale as err:
+        raise ReplenishError(str(err)) from None
+    return out
+
+
+households_name_max = 200
+
+
 @bp.route("/settings", methods=["GET", "POST"])
 @household_required
 def settings():
     if request.method == "GET":
-        return render_template("household/settings.html", household=my_household(),
-                               hold_max_min=HOLD_MAX_MIN,
-                               saved=request.args.get("saved"))
+        return render_template("household/settings.html",
+                               **_page(my_household(), saved=request.args.get("saved")))
     try:
         changes = parse_settings(request.form)
     except ReplenishError as err:
-        return form_error("household/settings.html", err, household=my_household(),
-                          hold_max_min=HOLD_MAX_MIN)
+        return form_error("household/settings.html", err, **_page(my_household()))
     with writing() as s:
         household = s.get(Household, g.user.household_id)
         for name, value in changes.items():

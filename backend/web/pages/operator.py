@@ -1,11 +1,13 @@
 """Operator pages (role "operator" only): provisioning batches, the fleet with search and
-filters, revoking a device (confirmed, with a reason), and firmware rollouts (status,
-pause, resume). Households get 404 here and never see the links."""
+filters, revoking a device (confirmed, with a reason), firmware rollouts (status, pause,
+resume) and the catalogue (add, price, availability, CSV import). Households get 404
+here and never see the links."""
 
 from __future__ import annotations
 
 import logging
 from datetime import date, datetime, time
+from decimal import Decimal, InvalidOperation
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
 from sqlalchemy import func, select
@@ -13,7 +15,8 @@ from sqlalchemy import func, select
 from backend.accounts import devices as device_service
 from backend.errors import NotFound, ReplenishError
 from backend.fleet import releases as release_service
-from backend.storage.models import Batch, Device, Release
+from backend.orders import catalogue, display
+from backend.storage.models import Batch, Device, Product, Release
 from backend.web.pages import (
     INT32_MAX,
     db,
@@ -157,3 +160,85 @@ def resume_release(release_id: int):
         release_service.resume(s, release_id, percent)
     log.warning("operator %d resumed release %d at %d %%", g.user.id, release_id, percent)
     return redirect(url_for("pages.operator.releases", changed=release_id))
+# -- the catalogue (backend/orders/catalogue.py; the API and `replenish catalogue` too) --
+
+def _catalogue_page(**more):
+    page = paginate(select(Product).order_by(Product.sku))
+    return render_template("operator/catalogue.html", page=page, units=display.UNITS,
+                           columns=catalogue.CSV_COLUMNS, **more)
+
+
+@bp.get("/operator/catalogue")
+@operator_required
+def catalogue_page():
+    return _catalogue_page(saved=request.args.get("saved"))
+
+
+def _price_minor(text: str, currency: str) -> int:
+    try:
+        return display.to_minor(Decimal((text or "").strip().replace(",", ".")), currency)
+    except (InvalidOperation, ValueError):
+        raise ReplenishError(f"the price must be an amount like 9.99 in {currency}") from None
+
+
+@bp.post("/operator/catalogue")
+@operator_required
+def add_product():
+    form = request.form
+    try:
+        currency = form.get("currency", "").strip().upper()
+        pack = whole_number(form.get("package_amount"))
+        if pack is None:
+            raise ReplenishError("the pack size must be a whole number")
+        fields = {"sku": form.get("sku", "").strip(), "name": form.get("name", ""),
+                  "brand": form.get("brand") or None, "unit": form.get("unit", ""),
+                  "package_amount": pack, "currency": currency,
+                  "price_minor": _price_minor(form.get("price", ""), currency or "EUR"),
+                  "gtin": form.get("gtin") or None}
+        with writing() as s:
+            if s.get(Product, fields["sku"]) is not None:
+                raise ReplenishError(f"product {fields['sku']} exists: change it below")
+            catalogue.upsert(s, fields)
+    except ReplenishError as err:
+        return _catalogue_page(error=str(err)), err.http_status
+    log.info("operator %d added product %s", g.user.id, fields["sku"])
+    return redirect(url_for("pages.operator.catalogue_page", saved=fields["sku"]))
+
+
+@bp.post("/operator/catalogue/<sku>")
+@operator_required
+def change_product(sku: str):
+    """Price and availability of one product (its row's form)."""
+    try:
+        with writing() as s:
+            product = catalogue.get(s, sku)
+            catalogue.upsert(s, {"sku": sku, "available": request.form.get("available") == "on",
+                                 "price_minor": _price_minor(request.form.get("price", ""),
+                                                             product.currency)},
+                             create=False)
+    except NotFound:
+        raise
+    except ReplenishError as err:
+        return _catalogue_page(error=str(err)), err.http_status
+    log.info("operator %d changed product %s", g.user.id, sku)
+    return redirect(url_for("pages.operator.catalogue_page", saved=sku))
+
+
+@bp.post("/operator/catalogue/import")
+@operator_required
+def import_products():
+    upload = request.files.get("csv_file")
+    try:
+        if upload is None or not upload.filename:
+            raise ReplenishError("choose a CSV file to import")
+        try:
+            text = upload.read(2_000_000).decode("utf-8")
+        except UnicodeDecodeError:
+            raise ReplenishError("the CSV file must be UTF-8 text") from None
+        with writing() as s:
+            added, changed = catalogue.import_csv(s, text)
+    except ReplenishError as err:
+        return _catalogue_page(error=str(err)), err.http_status
+    log.info("operator %d imported %d new and %d changed products", g.user.id, added, changed)
+    return redirect(url_for("pages.operator.catalogue_page",
+                            saved=f"{added} added, {changed} changed"))

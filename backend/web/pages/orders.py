@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, g, redirect, render_template, url_for
+from flask import Blueprint, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 
 from backend.errors import NotFound, ReplenishError
+from backend.orders import consent
 from backend.orders import lifecycle as order_service
 from backend.orders import notifications as notification_service
-from backend.storage.models import Device, Notification, Order
-from backend.web.pages import ID, db, form_error, household_required, paginate, writing
+from backend.storage.models import Device, Notification, Order, Product
+from backend.web.pages import (
+    ID,
+    db,
+    form_error,
+    household_required,
+    paginate,
+    whole_number,
+    writing,
+)
 
 bp = Blueprint("orders", __name__)
 
@@ -48,13 +57,50 @@ def orders():
 def _order_context(order_id: int) -> dict:
     order = _owned_order(db(), order_id)
     return {"order": order, "cancellable": cancellable(order),
-            "device": _devices_by_pk([order.device_pk]).get(order.device_pk)}
+            "device": _devices_by_pk([order.device_pk]).get(order.device_pk),
+            "product": db().get(Product, order.product_sku)}
 
 
 @bp.get(f"/orders/<{ID}:order_id>")
 @household_required
 def order(order_id: int):
     return render_template("household/order.html", **_order_context(order_id))
+
+
+@bp.post(f"/orders/<{ID}:order_id>/confirm")
+@household_required
+def confirm(order_id: int):
+    """Yes to an order awaiting consent, at the price the page showed (a hidden field):
+    if the price rose again meanwhile, the page says so and nothing is bought."""
+    agreed = whole_number(request.form.get("unit_price_minor"))
+    try:
+        with writing() as s:
+            consent.confirm(s, _owned_order(s, order_id), g.user.household_id, agreed)
+    except NotFound:
+        raise
+    except ReplenishError as err:
+        return form_error("household/order.html", err, **_order_context(order_id))
+    log.info("household %d confirmed order %d", g.user.household_id, order_id)
+    return redirect(url_for("pages.orders.order", order_id=order_id))
+
+
+@bp.post(f"/orders/<{ID}:order_id>/decline")
+@household_required
+def decline(order_id: int):
+    try:
+        with writing() as s:
+            order = _owned_order(s, order_id)
+            if order.state != order_service.State.AWAITING_CONSENT:
+                raise order_service.IllegalTransition(
+                    f"order {order_id} is {order.state}: only an order awaiting consent "
+                    "can be declined")
+            order_service.cancel_by_household(s, order, g.user.household_id)
+    except NotFound:
+        raise
+    except ReplenishError as err:
+        return form_error("household/order.html", err, **_order_context(order_id))
+    log.info("household %d declined order %d", g.user.household_id, order_id)
+    return redirect(url_for("pages.orders.order", order_id=order_id))
 
 
 @bp.post(f"/orders/<{ID}:order_id>/cancel")

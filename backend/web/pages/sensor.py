@@ -13,7 +13,7 @@ from backend.orders import sensors
 from backend.storage.db import utcnow
 from backend.storage.models import Order, Product
 from backend.web.chart import OrderMark, level_chart
-from backend.web.pages import db, household_required
+from backend.web.pages import db, household_required, locale_and_zone
 from backend.web.pages.devices import owned
 
 bp = Blueprint("sensor", __name__)
@@ -42,6 +42,10 @@ def slot(device_id: str, index: int):
     chart = level_chart(readings, estimate,
                         [OrderMark(o.id, o.created_at, o.state) for o in reversed(rows)],
                         now, unit) if found.kind == "sensor" else None
+    where, zone = locale_and_zone()
     return render_template("household/slot.html", device=device, slot=found, product=product,
                            unit=unit, estimate=estimate, chart=chart, orders=rows,
-                           readings=readings[-10:][::-1])
+                           readings=readings[-10:][::-1],
+                           latest=sensors.latest_reading(readings),
+                           explanation=sensors.explain(estimate, found, product, readings,
+                                                       where, zone))

@@ -60,8 +60,9 @@ def state_of(sessions, order_id: int) -> str:
 
 
 def test_the_state_table():
-    assert OPEN_STATES == {State.PENDING, State.CONFIRMED, State.PLACED, State.BACKORDERED,
-                           State.SHIPPED}
+    # awaiting_consent is open: a second press waits behind it, never a second order.
+    assert OPEN_STATES == {State.AWAITING_CONSENT, State.PENDING, State.CONFIRMED,
+                           State.PLACED, State.BACKORDERED, State.SHIPPED}
     assert set(ALLOWED) == set(State)
     assert {s for s in State if not ALLOWED[s]} == {
         State.DELIVERED, State.CANCELLED, State.FAILED}

@@ -5,10 +5,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from backend import protocol
+from backend.accounts import devices
 from backend.orders import sensors
 from backend.protocol import Kind, Result, WireEvent
 from backend.storage.db import utcnow
-from backend.storage.models import Device, Event, Order, Slot
+from backend.storage.models import Device, Event, Order
 from devtools.net import api, coap_post
 from tests.backend.ingest.test_ingest import answer_of, identity
 from tests.worker_helpers import until
@@ -16,14 +17,15 @@ from tests.worker_helpers import until
 RATE_G_PER_DAY = 60.0
 
 
-def make_sensor(backend, world, button, history_days=10, start=2000.0):
+def make_sensor(backend, world, button, history_days=10, start=2000.0, **slot_options):
     """Turn a device into a detergent sensor with `history_days` of readings every 6 h."""
     now = utcnow()
     with backend.writer_sessions() as session, session.begin():
         device = session.scalars(select(Device).where(
             Device.device_id == button.device_id)).one()
-        slot = session.scalars(select(Slot).where(Slot.device_pk == device.id)).one()
-        slot.product_sku, slot.kind, slot.quantity = "DETERGENT-2KG", "sensor", 1
+        # Chosen as a household does: the price shown now is the price confirmed.
+        devices.configure_slot(session, device, 0, "DETERGENT-2KG", 1, kind="sensor",
+                               **slot_options)
         readings = int(history_days * 4)
         for n in range(readings):
             at = now - timedelta(hours=6 * (readings - n))
@@ -94,3 +96,61 @@ def test_lead_time_is_learned_from_deliveries(backend, world):
         learned = sensors.lead_time_days(session, "DETERGENT-2KG")
         assert 5.0 <= learned <= 5.5
         assert sensors.lead_time_days(session, "COFFEE-BEANS-1KG") == 2.0  # catalogue default
+
+
+def test_a_new_sensor_orders_below_its_floor_before_the_forecast_has_data(backend, world):
+    sensor = world.buttons[0]
+    make_sensor(backend, world, sensor, history_days=0, min_level=300)
+    assert level(world, sensor, 1, 900).result is Result.CHANGED  # above the floor
+    status, forecast = api("GET", f"{world.api_url}/devices/{sensor.device_id}/slots/0/"
+                           "forecast", world.token)
+    assert forecast["rate_per_day"] is None
+    assert forecast["explanation"].startswith("Still learning how fast it is used: 1 "
+                                              "reading so far")
+    assert "orders when the level falls below 300 g" in forecast["explanation"]
+    # One low reading after a high one may be a knock; the second in a row orders.
+    assert level(world, sensor, 2, 280).result is Result.CHANGED
+    ordered = level(world, sensor, 3, 275)
+    assert ordered.result is Result.CREATED
+    with backend.sessions() as session:
+        order = session.get(Order, ordered.order)
+        assert (order.source, order.quantity) == ("sensor", 1)
+
+
+def test_one_low_knock_under_the_floor_does_not_order(backend, world):
+    sensor = world.buttons[0]
+    make_sensor(backend, world, sensor, history_days=2, min_level=300)  # ~1880 g
+    assert level(world, sensor, 100, 0).result is Result.CHANGED  # bottle lifted
+    with backend.sessions() as session:
+        assert session.scalars(select(Order)).all() == []
+
+
+def test_reorder_to_a_target_in_whole_packs(backend, world):
+    sensor = world.buttons[0]
+    make_sensor(backend, world, sensor, history_days=0, min_level=500, target_level=5000)
+    ordered = level(world, sensor, 1, 450)  # a new sensor's first reading: below the floor
+    assert ordered.result is Result.CREATED
+    with backend.sessions() as session:
+        # 5000 - 450 = 4550 g missing; packs of 2000 g: 3 packs (never a part pack).
+        assert session.get(Order, ordered.order).quantity == 3
+
+
+def test_left_now_is_the_latest_reading_and_the_forecast_explains_itself(backend, world):
+    sensor = world.buttons[0]
+    seq = make_sensor(backend, world, sensor)  # 2000 g -> about 1400 g over 10 days
+    assert level(world, sensor, seq + 1, 1390).result is Result.CHANGED
+    status, forecast = api("GET", f"{world.api_url}/devices/{sensor.device_id}/slots/0/"
+                           "forecast", world.token)
+    assert status == 200 and forecast["left_now"] == 1390
+    assert forecast["explanation"].startswith("Using about 60 g a day, the 1.39 kg left "
+                                              "last about 23 days (until about "), (
+        forecast["explanation"])
+    assert "It reorders when 5 days are left: 3 days for delivery and 2 days to spare." in (
+        forecast["explanation"])
+    # A knock: the robust level ignores it, but "left now" says what the sensor said.
+    assert level(world, sensor, seq + 2, 0).result is Result.CHANGED
+    status, forecast = api("GET", f"{world.api_url}/devices/{sensor.device_id}/slots/0/"
+                           "forecast", world.token)
+    assert forecast["left_now"] == 0 and forecast["remaining"] > 1000
+    assert "The latest reading, 0 g, is far from the readings before it" in (
+        forecast["explanation"])

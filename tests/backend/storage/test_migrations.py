@@ -82,3 +82,36 @@ def test_downgrade_to_base_then_upgrade_again(db_url):
     assert tables(db_url) == MODEL_TABLES
     assert current_revision(db_url) == head
     assert differences(db_url) == []
+
+
+def test_0010_keeps_existing_slots_confirmed_at_todays_price(db_url):
+    """A slot configured before consent existed is treated as chosen at today's price
+    (so its next press is placed, not held), and the seeded names lose their pack."""
+    db.upgrade(db_url, "0007")
+    engine = db.make_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(
+                "INSERT INTO households (name, created_at, hold_window_s, "
+                "allow_multiple_open) VALUES ('h', '2026-01-01 00:00:00', 0, false)"))
+            connection.execute(text(
+                "INSERT INTO devices (device_id, serial, model, wrapped_key, "
+                "claim_code_sha256, status, last_seq, created_at, test_mode, "
+                "low_battery_notified, offline_notified) VALUES ('0011223344556677', 's', "
+                "'button', :key, 'c', 'active', 0, '2026-01-01 00:00:00', false, false, "
+                "false)"), {"key": b"k"})
+            connection.execute(text(
+                "INSERT INTO slots (device_pk, index, product_sku, quantity, kind, "
+                "safety_days) SELECT id, 0, 'COFFEE-BEANS-1KG', 1, 'button', 2.0 "
+                "FROM devices".replace("index", '"index"')))
+        db.upgrade(db_url)
+        with engine.connect() as connection:
+            assert connection.execute(text(
+                "SELECT confirmed_price_minor, confirmed_currency FROM slots")).one() == (
+                1899, "EUR")
+            assert connection.execute(text(
+                "SELECT name, brand, currency, available FROM products "
+                "WHERE sku = 'COFFEE-BEANS-1KG'")).one() == (
+                "Coffee beans", "Replenish Roasters", "EUR", True)
+    finally:
+        engine.dispose()

@@ -79,7 +79,9 @@ def test_devices_lists_the_households_claimed_devices_with_slots(world):
         entry = listed[device.device_id]
         assert entry["serial"] == device.serial and entry["status"] == "active"
         assert entry["slots"] == [{"slot": 0, "product_sku": "DETERGENT-1L", "quantity": 2,
-                                   "kind": "button", "safety_days": 2.0}]
+                                   "kind": "button", "safety_days": 2.0,
+                                   "confirmed_price_minor": 899, "confirmed_currency": "EUR",
+                                   "min_level": None, "target_level": None}]
         assert not any("key" in field or "claim" in field for field in entry)
     assert_no_secrets(world, raw)
 

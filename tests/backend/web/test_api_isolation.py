@@ -46,6 +46,8 @@ BY_ID = {
     "forecast": lambda o: ("GET", f"/devices/{o.device_ids[0]}/slots/1/forecast", None),
     "get order": lambda o: ("GET", f"/orders/{o.order_ids[0]}", None),
     "cancel order": lambda o: ("POST", f"/orders/{o.order_ids[0]}/cancel", None),
+    "confirm order": lambda o: ("POST", f"/orders/{o.order_ids[2]}/confirm", None),
+    "decline order": lambda o: ("POST", f"/orders/{o.order_ids[3]}/decline", None),
     "read notification": lambda o: ("POST", f"/notifications/{o.notification_ids[0]}/read",
                                     None),
 }
@@ -120,4 +122,18 @@ def test_household_endpoints_refuse_operator_tokens(world, endpoint):
     assert answer.status_code == 403 and answer.get_json()["error"]["code"] == "Forbidden"
     for path in ("/devices", "/orders", "/notifications", "/household"):
         assert call(world, world.operator_token, "GET", path).status_code == 403
+    assert snapshot(world) == before
+
+
+def test_removing_another_households_device_is_404_and_an_order_in_flight_blocks_it(world):
+    """DELETE /devices/<id>: strangers get 404 and change nothing; the owner's device has
+    a confirmed order on its way, so even the owner gets 409 and nothing changes."""
+    path = f"/devices/{world.owner.device_ids[0]}"
+    before = snapshot(world)
+    for intruder in (world.other, world.stranger):
+        answer = call(world, intruder.token, "DELETE", path)
+        assert answer.status_code == 404 and answer.get_json()["error"]["code"] == "NotFound"
+    answer = call(world, world.owner.token, "DELETE", path)
+    assert answer.status_code == 409 and "remove the device once it is delivered" in (
+        answer.get_json()["error"]["message"])
     assert snapshot(world) == before

@@ -138,11 +138,13 @@ def test_register_claim_configure_press_and_cancel(browser, site):
     assert page.locator(".notice.claimed").inner_text().startswith("Added to your household")
 
     # Configure the slot: 2 x detergent, by pressing.
-    page.select_option("select[name=product_sku]", "DETERGENT-1L")
+    page.select_option("select[name=product_sku]", "DETERGENT-1L|899")  # value: SKU|price shown
     page.fill("input[name=quantity]", "2")
     page.click("#configure button[type=submit]")
     page.wait_for_url(f"{base}/devices/{button.device_id}")
-    assert "2 × DETERGENT-1L" in page.locator("#slot-0").inner_text()
+    slot_text = page.locator("#slot-0").inner_text()
+    assert "2 × Replenish Basics Laundry detergent 1 l" in slot_text
+    assert "confirmed at €8.99 a pack" in slot_text
     shot(page, "03-device-configured")
 
     # The settings page shows the hold window (15 minutes by default): orders wait.
@@ -156,7 +158,8 @@ def test_register_claim_configure_press_and_cancel(browser, site):
 
     page.goto(f"{base}/orders")
     card = page.locator(f"#order-{order_id}")
-    assert "pending" in card.inner_text() and "2 × DETERGENT-1L" in card.inner_text()
+    assert "pending" in card.inner_text()
+    assert "2 × Laundry detergent 1 l · €17.98" in card.inner_text()
     shot(page, "04-orders-pending")
     card.locator("button:has-text('Cancel order')").click()
     page.wait_for_url(f"{base}/orders/{order_id}")
@@ -207,18 +210,21 @@ def test_claim_by_opening_the_qr_url(browser, site):
 def test_sensor_page_chart_and_phone_width(browser, site):
     backend, base, made = site
     sensor = made[2]
+    with backend.writer_sessions() as session, session.begin():  # made as a scale
+        session.scalars(select(Device).where(Device.device_id == sensor.device_id)
+                        ).one().model = "scale"
     context, page = new_page(browser, viewport=PHONE, is_mobile=True, has_touch=True)
     register(page, base, "cat@example.org", household="A flat with a long name, really")
     page.click("text=Add a device")
     page.fill("input[name=code]", sensor.claim_code)
     page.click("button:has-text('Add this device')")
     page.wait_for_url(f"{base}/devices/{sensor.device_id}?claimed=1")
-    page.select_option("select[name=product_sku]", "DETERGENT-1L")
-    page.select_option("select[name=kind]", "sensor")
+    page.select_option("select[name=product_sku]", "DETERGENT-1L|899")  # value: SKU|price shown
+    assert page.locator("select[name=kind]").count() == 0  # a scale's form is a sensor's
     page.fill("input[name=safety_days]", "1")
     page.click("#configure button[type=submit]")
     page.wait_for_url(f"{base}/devices/{sensor.device_id}")
-    assert "(sensor)" in page.locator("#slot-0").inner_text()
+    assert "level chart and forecast" in page.locator("#slot-0").inner_text()
 
     # Level history: a bottle going down by 150 ml a day, a report every 6 hours for
     # five days (stored as ingest stores level reports; history needs past times).
@@ -252,7 +258,7 @@ def test_sensor_page_chart_and_phone_width(browser, site):
     assert line.count() == 1 and line.get_attribute("y1") == line.get_attribute("y2")
     box = chart.bounding_box()
     assert box["width"] <= PHONE["width"]
-    assert page.locator(".run-out-date").inner_text()[:2] == "20"
+    assert page.locator(".run-out-date").inner_text()[-4:-2] == "20"  # "Dec 9, 2026"
     assert no_horizontal_scroll(page)
     shot(page, "07-sensor-chart-phone")
 
@@ -315,3 +321,87 @@ def test_operator_fleet_and_revoke(browser, site):
     assert "paused: paused by operator" in page.locator("tbody tr").first.inner_text()
     shot(page, "12-operator-rollouts-desktop")
     context.close()
+
+
+DESKTOP = {"width": 1280, "height": 900}
+NARROW = {"width": 390, "height": 844}
+
+
+def claim_and_configure(page, base: str, button) -> None:
+    page.click("text=Add a device")
+    page.fill("input[name=code]", button.claim_code)
+    page.click("button:has-text('Add this device')")
+    page.wait_for_url(f"{base}/devices/{button.device_id}?claimed=1")
+    page.select_option("select[name=product_sku]", "DETERGENT-1L|899")  # €8.99 shown
+    page.click("#configure button[type=submit]")
+    page.wait_for_url(f"{base}/devices/{button.device_id}")
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, NARROW], ids=["1280", "390"])
+def test_consent_price_raised_press_waits_confirm_delivers_and_decline(browser, site,
+                                                                        viewport):
+    """Price raised in the catalogue → a press from the real firmware on the unix port →
+    the order waits → the household confirms on the page → delivered; and declined."""
+    from backend.orders import catalogue
+    from tests.worker_helpers import until
+
+    backend, base, made = site
+    width = viewport["width"]
+    tab, page = new_page(browser, viewport=viewport)
+    register(page, base, f"dee-{width}@example.org")
+    for button in made[:2]:
+        page.goto(f"{base}/devices")
+        claim_and_configure(page, base, button)
+    page.goto(f"{base}/settings")
+    page.fill("input[name=hold_window_min]", "0")
+    page.click("button:has-text('Save')")
+
+    # The operator raises the price (as PATCH /operator/products or `catalogue set`).
+    with backend.writer_sessions() as session, session.begin():
+        catalogue.upsert(session, {"sku": "DETERGENT-1L", "price_minor": 999}, create=False)
+    page.goto(f"{base}/devices/{made[0].device_id}")
+    assert "now €9.99" in page.locator("#slot-0").inner_text()
+
+    reports = unix_device.run_commands(made[0].bundle_dir, ["press"], ack_timeout_ms=300)
+    assert (reports[0].result, reports[0].state) == (65, "awaiting_consent"), reports
+    order_id = reports[0].order
+
+    page.goto(f"{base}/orders")
+    card = page.locator(f"#order-{order_id}")
+    assert "awaiting consent" in card.inner_text() and "Waits for you" in card.inner_text()
+    assert "1 × Laundry detergent 1 l · €9.99" in card.inner_text()
+    card.locator("a:has-text('confirm or decline')").click()
+    page.wait_for_url(f"{base}/orders/{order_id}")
+    consent = page.locator("section.consent")
+    assert "€9.99" in consent.locator(".price-now").inner_text()
+    assert "you confirmed €8.99" in consent.inner_text()
+    assert no_horizontal_scroll(page)
+    shot(page, f"17-consent-waiting-{width}")
+    page.click(f"button:has-text('Confirm order {order_id}')")
+    page.wait_for_url(f"{base}/orders/{order_id}")
+    assert page.locator("section.consent").count() == 0
+    until(backend, lambda s: s.get(Order, order_id).state == "delivered")
+    page.reload()
+    steps = page.locator(".timeline li").all_inner_texts()
+    assert steps[0].startswith("awaiting consent") and steps[1].startswith("confirmed")
+    assert "confirmed by household at €9.99 a pack" in steps[1]
+    assert steps[-1].startswith("delivered")
+    shot(page, f"18-consent-confirmed-delivered-{width}")
+
+    # The second button: the product is unavailable now; the household declines.
+    with backend.writer_sessions() as session, session.begin():
+        catalogue.upsert(session, {"sku": "DETERGENT-1L", "available": False}, create=False)
+    reports = unix_device.run_commands(made[1].bundle_dir, ["press"], ack_timeout_ms=300)
+    assert reports[0].state == "awaiting_consent", reports
+    declined = reports[0].order
+    page.goto(f"{base}/orders/{declined}")
+    assert "not available at the moment" in page.locator("section.consent").inner_text()
+    assert page.locator("button:has-text('Confirm order')").count() == 0
+    page.click(f"button:has-text('Decline order {declined}')")
+    page.wait_for_url(f"{base}/orders/{declined}")
+    steps = page.locator(".timeline li").all_inner_texts()
+    assert steps[-1].startswith("cancelled") and "declined by household" in steps[-1]
+    shot(page, f"19-consent-declined-{width}")
+    with backend.sessions() as session:
+        assert session.get(Order, declined).state == "cancelled"
+    tab.close()

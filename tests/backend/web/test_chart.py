@@ -101,7 +101,8 @@ def test_sensor_page_shows_history_forecast_and_orders(app):
     assert len(svg.findall(f".//{SVG}circle[@class='reading']")) == len(readings)
     assert svg.find(f".//{SVG}g[@class='reorder-point']/{SVG}line") is not None
     assert svg.find(f".//{SVG}g[@class='order-mark']").get("data-order") == str(order_id)
-    assert re.search(r'class="run-out-date">\d{4}-\d{2}-\d{2}<', body)
+    # In the household's locale, with the ISO date for machines.
+    assert re.search(r'class="run-out-date"><time datetime="\d{4}-\d{2}-\d{2}">\w{3} \d', body)
     assert "style=" not in body  # the CSP allows no inline styles
     # A button slot has no chart.
     with app.writer() as session, session.begin():

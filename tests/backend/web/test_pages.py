@@ -167,6 +167,9 @@ def test_forms_without_csrf_token_are_refused_and_change_nothing(app):
     with app.writer() as session, session.begin():
         _, code = add_device(session)
     order_id = new_order(app, hid, device_id)
+    waiting_id = new_order(app, hid, device_id, unit_price_cents=899, total_cents=899,
+                           currency="EUR", confirmed_price_minor=799,
+                           consent_reason="price_increased")
     attempts = [
         ("/devices/claim", {"code": code}),
         (f"/devices/{device_id}/name", {"name": "Hacked"}),
@@ -174,6 +177,8 @@ def test_forms_without_csrf_token_are_refused_and_change_nothing(app):
                                          "quantity": "3"}),
         ("/settings", {"hold_window_min": "0"}),
         (f"/orders/{order_id}/cancel", {}),
+        (f"/orders/{waiting_id}/confirm", {"unit_price_minor": "899"}),
+        (f"/orders/{waiting_id}/decline", {}),
         ("/logout", {}),
         ("/register", {"email": "x@example.org", "password": PASSWORD,
                        "password_again": PASSWORD, "household_name": "X"}),
@@ -186,6 +191,7 @@ def test_forms_without_csrf_token_are_refused_and_change_nothing(app):
             assert "did not come from this site" in text(response)
     with app.sessions() as session:
         assert session.get(Order, order_id).state == "pending"
+        assert session.get(Order, waiting_id).state == "awaiting_consent"
         device = session.scalars(select(Device).where(Device.device_id == device_id)).one()
         assert device.name is None and device.slots == []
         assert session.get(Household, hid).hold_window_s == 900
@@ -404,6 +410,9 @@ def test_a_household_cannot_touch_another_households_things(app):
         session.add(Slot(device_pk=device.id, index=0, product_sku="DETERGENT-1L",
                          quantity=1, kind="sensor"))
     order_id = new_order(app, hid, device_id)
+    waiting_id = new_order(app, hid, device_id, unit_price_cents=899, total_cents=899,
+                           currency="EUR", confirmed_price_minor=799,
+                           consent_reason="price_increased")
     with app.writer() as session, session.begin():
         notifications.notify(session, hid, "test", "For the owner only")
     token = csrf(stranger, "/devices")
@@ -414,7 +423,10 @@ def test_a_household_cannot_touch_another_households_things(app):
     for path, data in [(f"/devices/{device_id}/name", {"name": "Mine now"}),
                        (f"/devices/{device_id}/slots", {"slot": "0", "quantity": "9",
                                                         "product_sku": "DETERGENT-1L"}),
-                       (f"/orders/{order_id}/cancel", {})]:
+                       (f"/orders/{order_id}/cancel", {}),
+                       (f"/orders/{waiting_id}/confirm", {"unit_price_minor": "899"}),
+                       (f"/orders/{waiting_id}/decline", {}),
+                       (f"/devices/{device_id}/remove", {"confirm": "on"})]:
         assert stranger.post(path, data={**data, "csrf_token": token}).status_code == 404, path
     stranger.post("/notifications/read", data={"csrf_token": token})  # marks only its own
     listing = text(stranger.get("/orders")) + text(stranger.get("/devices"))
@@ -422,9 +434,10 @@ def test_a_household_cannot_touch_another_households_things(app):
     assert device_id not in listing and f"order-{order_id}" not in listing
     with app.sessions() as session:
         assert session.get(Order, order_id).state == "pending"
+        assert session.get(Order, waiting_id).state == "awaiting_consent"
         device = session.scalars(select(Device).where(Device.device_id == device_id)).one()
         assert device.name is None and device.slots[0].quantity == 1
-        assert session.scalars(select(Notification.read_at)).one() is None
+        assert set(session.scalars(select(Notification.read_at))) == {None}  # all unread
     assert "For the owner only" not in listing
     # Operator pages: a household gets 404, for reading and for revoking.
     for path in ("/operator/fleet", "/operator/batches", "/operator/releases",
@@ -442,10 +455,15 @@ ID_ROUTES = {
     "/devices/<device_id>": "test_a_household_cannot_touch_another_households_things",
     "/devices/<device_id>/name": "test_a_household_cannot_touch_another_households_things",
     "/devices/<device_id>/slots": "test_a_household_cannot_touch_another_households_things",
+    "/devices/<device_id>/remove": "test_a_household_cannot_touch_another_households_things",
     "/devices/<device_id>/slots/<int(max=255):index>":
         "test_a_household_cannot_touch_another_households_things",
     "/orders/<int(max=2147483647):order_id>": "test_a_household_cannot_touch_another_households_things",
     "/orders/<int(max=2147483647):order_id>/cancel":
+        "test_a_household_cannot_touch_another_households_things",
+    "/orders/<int(max=2147483647):order_id>/confirm":
+        "test_a_household_cannot_touch_another_households_things",
+    "/orders/<int(max=2147483647):order_id>/decline":
         "test_a_household_cannot_touch_another_households_things",
     "/operator/devices/<device_id>/revoke":
         "test_a_household_cannot_touch_another_households_things",
@@ -454,6 +472,7 @@ ID_ROUTES = {
     "/operator/releases/<int(max=2147483647):release_id>/resume":
         "test_operator_rollouts_pause_and_resume",
     "/claim/<code>": "test_claim_from_the_qr_url_goes_through_login",
+    "/operator/catalogue/<sku>": "test_households_never_reach_the_catalogue_pages",
 }
 
 
@@ -461,7 +480,10 @@ def test_every_page_route_with_an_id_has_an_isolation_test(app):
     rules = {rule.rule for rule in app.flask.url_map.iter_rules()
              if rule.endpoint.startswith("pages.") and rule.arguments}
     assert rules == set(ID_ROUTES)
-    assert all(name in globals() for name in ID_ROUTES.values())
+    from tests.backend.web import test_pages_catalogue
+
+    assert all(name in globals() or hasattr(test_pages_catalogue, name)
+               for name in ID_ROUTES.values())
 
 
 def test_operator_cannot_use_household_pages(app):
