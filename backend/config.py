@@ -39,6 +39,7 @@ def _choice(*allowed: str) -> Callable[[str], str]:
             raise ValueError(f"must be one of {', '.join(allowed)}")
         return text
 
+    parse.allowed = allowed  # what a test may set it to
     return parse
 
 

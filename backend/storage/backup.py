@@ -126,7 +126,7 @@ def _sibling_temp(target: Path) -> Path:
 def _libpq(url: URL) -> tuple[str, dict]:
     """The database as a libpq URI without the password, which goes by environment
     (PGPASSWORD), so that it never shows in the process list."""
-    env = dict(os.environ)
+    env = {**os.environ}  # pg_dump's own environment, plus the password
     if url.password:
         env["PGPASSWORD"] = url.password
     plain = url.set(drivername="postgresql", password=None)

@@ -31,7 +31,8 @@ from backend import protocol
 from backend.accounts.keys import Keyring
 from backend.protocol import Kind, Result, WireEvent
 from backend.storage import db
-from backend.storage.models import Batch, Device, Household, Order, OrderTransition, Slot
+from backend.storage.models import (Batch, Device, Household, Order, OrderTransition, Product,
+                                    Slot)
 from devtools.bench.fleet import PRODUCT
 from devtools.bench.loadgen import Device as LoadDevice
 from devtools.bench.loadgen import Request, Workload
@@ -98,11 +99,16 @@ def provision_fleet_day(db_url: str, kek: bytes, count: int, name: str = "fleetd
             devices = conn.execute(select(Device.id, Device.serial, Device.household_id)
                                    .where(Device.batch_id == batch_id).order_by(Device.id)).all()
             slots, orders, owners = [], [], []
+            # Slots chosen at today's price, as configure_slot records it: first presses
+            # are placed, not held for consent (backend/orders/consent.py).
+            price, currency = conn.execute(select(Product.price_cents, Product.currency)
+                                           .where(Product.sku == PRODUCT)).one()
             for pk, serial, household_id in devices:
                 kind = kinds_by_serial[serial]
                 slots.append(dict(device_pk=pk, index=0, product_sku=PRODUCT, quantity=1,
                                   kind="sensor" if kind == "level" else "button",
-                                  safety_days=2.0))
+                                  safety_days=2.0, confirmed_price_minor=price,
+                                  confirmed_currency=currency))
                 if kind == "suppressed":  # its open order, as a first press left it
                     orders.append(_order(pk, household_id, "pending", now))
                 elif kind == "heartbeat" and rng.random() < DELIVERED_PER_DEVICE * 4:

@@ -27,6 +27,8 @@ def test_every_variable_has_one_field_and_is_read_by_from_env():
         text = samples.get(type(default), "1,2")
         if isinstance(default, bool):
             text = "true"
+        if allowed := getattr(f.metadata["parse"], "allowed", None):
+            text = next(choice for choice in allowed if choice != default)
         loaded = Settings.from_env({f.metadata["env"]: text})
         value = getattr(loaded.simulator if _in_simulator(f) else loaded, f.name)
         assert value != default, f"{f.metadata['env']} does not reach Settings.{f.name}"

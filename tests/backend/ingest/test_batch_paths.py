@@ -27,7 +27,7 @@ from backend.protocol import Kind, Result, WireEvent
 from backend.storage import db
 from backend.storage.models import (Batch, Device, DeviceStatus, DeviceUpdate, Event,
                                     Household, Notification, Order, OrderTransition,
-                                    OutboxItem, Release, Slot)
+                                    OutboxItem, Product, Release, Slot)
 from tests import migrated
 from tests.conftest import DATABASES
 
@@ -50,6 +50,7 @@ DEVICES = {
     "sensor-two": ("no-hold", "sensor", "active", 10),
     "beat-low": ("hold", "button", "active", 0),
     "beat-offer": ("no-hold", "button", "active", 0),
+    "dear": ("hold", "button", "active", 0),  # confirmed below today's price: consent
 }
 HOUSEHOLDS = {  # hold window, daily limit, webhook
     "hold": (900, None, None),
@@ -97,8 +98,11 @@ def build(url: str, keyring: Keyring) -> None:
                 session.add(device)
                 session.flush()
                 pks[name] = device.id
+                product = session.get(Product, SKU)
+                confirmed = product.price_cents - (1 if name == "dear" else 0)
                 session.add(Slot(device_pk=device.id, index=0, product_sku=SKU, quantity=2,
-                                 kind=kind, safety_days=2.0))
+                                 kind=kind, safety_days=2.0, confirmed_price_minor=confirmed,
+                                 confirmed_currency=product.currency))
             session.add(Order(household_id=homes["hold"].id, device_pk=pks["open"],
                               slot_index=0, product_sku=SKU, quantity=2, state="pending",
                               created_at=now, updated_at=now, hold_until=now))
@@ -143,6 +147,7 @@ def requests() -> tuple[list[bytes], list[bytes]]:
         event("sensor-two", 12, Kind.LEVEL, remaining=200),   # 4 with the one above: 2.01
         event("beat-low", 1, Kind.STATUS, battery_mv=2000, fw="1.0", rssi=-60),
         event("beat-offer", 1, Kind.STATUS, battery_mv=3000, fw="1.0", rssi=-50, wakes=7),
+        event("dear", 1),                       # 2.01, awaiting the household's consent
     ]
     return earlier, mixed
 
@@ -150,7 +155,7 @@ def requests() -> tuple[list[bytes], list[bytes]]:
 EXPECTED = [Result.CREATED, Result.CREATED, Result.VALID, Result.VALID, Result.CONFLICT,
             Result.CREATED, Result.CREATED, Result.CREATED, Result.FORBIDDEN,
             Result.CREATED, Result.CHANGED, Result.CREATED, Result.CHANGED, Result.CHANGED,
-            Result.CREATED, Result.CHANGED, Result.CHANGED]
+            Result.CREATED, Result.CHANGED, Result.CHANGED, Result.CREATED]
 
 TABLES = [Device, Slot, Event, Order, OrderTransition, OutboxItem, Notification,
           DeviceStatus, DeviceUpdate, Release]
@@ -252,6 +257,8 @@ def test_the_mixed_batch_leaves_the_rows_its_answers_promise(db_url, twin):
     assert transitions.count("pending") == 8  # built orders have none
     assert transitions.count("confirmed") == 2  # "now" and "sensor-two": no hold window
     assert outbox == ["household.webhook"] * 2 + ["order.place"] * 2
-    assert notes == ["low_battery", "order_blocked", "order_placed", "order_placed"]
+    assert transitions.count("awaiting_consent") == 1  # "dear": placed only with consent
+    assert notes == ["low_battery", "order_awaiting_consent", "order_blocked",
+                     "order_placed", "order_placed"]
     assert sorted(statuses) == [-60, -50]
     assert sources == ["press"] * 7 + ["sensor"] * 2
