@@ -86,7 +86,9 @@ class Settings:
                                 "before a rotation, while keys are re-wrapped", default="",
                                 secret=True)
     kek_file: Path | None = env("REPLENISH_KEK_FILE", "KEK file, owner-only; created on "
-                                "first run (the key before a rotation: `<file>.previous`)",
+                                "first run only while the database holds no device key "
+                                "(the key before a rotation: `<file>.previous`; "
+                                "[docs/operations.md](docs/operations.md))",
                                 _optional_path, default=None, shown="`data/kek.key`")
     group_commit_max: int = env("REPLENISH_GROUP_COMMIT_MAX", "most events per commit",
                                 default=64)

@@ -13,7 +13,7 @@ import aiocoap
 from waitress import wasyncore
 from waitress.server import create_server
 
-from backend.accounts.keys import load_keyring
+from backend.accounts.kek_guard import open_keyring
 from backend.coap.ratelimit import limiter_for
 from backend.coap.server import OverloadGuard, OverloadPolicy, build_site
 from backend.coap.unparsable import QuietUnparsable
@@ -51,7 +51,8 @@ class Backend:
         self.engine = make_engine(settings.db_url)
         self.sessions = make_sessionmaker(self.engine)
         self.writer_sessions = make_sessionmaker(self.engine, writer=True)
-        self.keyring = load_keyring(settings, create=create_kek)
+        # Never a new KEK over stored keys: a missing or wrong one stops the start here.
+        self.keyring = open_keyring(settings, self.sessions, create=create_kek)
         self.pipeline = _pipeline(settings, self.writer_sessions, self.keyring)
         self.order_worker = OrderWorker(self.writer_sessions, settings, readers=self.sessions)
         self._coap: aiocoap.Context | None = None

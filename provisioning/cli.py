@@ -9,11 +9,12 @@ from pathlib import Path
 import click
 
 from backend.accounts import devices
+from backend.accounts.kek_guard import open_keyring
 from backend.accounts.keys import load_keyring
 from backend.config import Settings
 from backend.errors import ReplenishError
 from backend.fleet.cli import release
-from backend.storage.db import transaction
+from backend.storage.db import make_engine, make_sessionmaker, transaction
 from provisioning import releases
 from provisioning.firmware_build import FIRMWARE_DIR
 
@@ -31,6 +32,16 @@ def _board(board: str) -> dict:
         return load_board(board)
     except ProfileError as err:
         raise ReplenishError(f"board profile refused: {err}") from err
+
+
+def _keyring(settings: Settings, create: bool = False):
+    """The KEK checked against the database's stored keys; a new one (`create`) only
+    for a database that holds none (backend/accounts/kek_guard.py)."""
+    engine = make_engine(settings.db_url)
+    try:
+        return open_keyring(settings, make_sessionmaker(engine), create=create)
+    finally:
+        engine.dispose()
 
 
 @click.group()
@@ -63,7 +74,7 @@ def batch(settings: Settings, model, count, out, name, coap_host, coap_port, boa
         profile = _board(board)
         if profile["model"] != model:
             raise ReplenishError(f"board {board} is a {profile['model']!r}, not {model!r}")
-    keyring = load_keyring(settings, create=True)
+    keyring = _keyring(settings, create=True)
     with transaction(settings.db_url) as session, click.progressbar(
             length=count, label="provisioning", file=sys.stderr) as bar:
         made = provision_batch(session, keyring, model=model, count=count, out=out,
