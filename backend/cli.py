@@ -76,6 +76,7 @@ def db_group():
 def upgrade(settings: Settings):
     """Apply Alembic migrations up to the newest schema."""
     db.upgrade(settings.db_url)
+    db.secure_data(settings)
     click.echo(f"database at newest schema: {_safe_url(settings.db_url)}")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -78,6 +79,10 @@ class Settings:
                             shown="SQLite in the data folder", secret=True)
     coap_host: str = env("REPLENISH_COAP_HOST", "CoAP listener address", default="0.0.0.0")
     coap_port: int = env("REPLENISH_COAP_PORT", "CoAP listener port", default=5683)
+    run_dir: Path = env("REPLENISH_RUN_DIR", "where ingest processes record which "
+                        "database their CoAP port serves (`replenish-<uid>/` inside; "
+                        "one port, one deployment)", default=Path(tempfile.gettempdir()),
+                        shown="the system's temporary folder")
     http_host: str = env("REPLENISH_HTTP_HOST", "web app address", default="127.0.0.1")
     http_port: int = env("REPLENISH_HTTP_PORT", "web app port", default=8000)
     kek_hex: str = env("REPLENISH_KEK", "key-encryption key, 64 hex digits (else the file "
