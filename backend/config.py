@@ -85,6 +85,15 @@ class Settings:
                         shown="the system's temporary folder")
     http_host: str = env("REPLENISH_HTTP_HOST", "web app address", default="127.0.0.1")
     http_port: int = env("REPLENISH_HTTP_PORT", "web app port", default=8000)
+    # What provisioning writes into devices and labels (provisioning/addresses.py).
+    public_coap: str = env("REPLENISH_PUBLIC_COAP", "the CoAP server as devices reach it, "
+                           "`host` or `host:port` (`[v6]:port`); written into every "
+                           "provisioned device. Empty: 127.0.0.1 and `REPLENISH_COAP_PORT`, "
+                           "with a warning", default="")
+    public_url: str = env("REPLENISH_PUBLIC_URL", "the web app as households reach it, e.g. "
+                          "`https://replenish.example`; label QR codes open `<url>/claim/"
+                          "<code>`. Empty: this host's web address, with a warning",
+                          default="")
     kek_hex: str = env("REPLENISH_KEK", "key-encryption key, 64 hex digits (else the file "
                        "below)", default="", secret=True)
     kek_previous_hex: str = env("REPLENISH_KEK_PREVIOUS", "with `REPLENISH_KEK`: the key "
