@@ -27,17 +27,28 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+# Every SQLite connection's settings. WAL lets the web app read while ingest writes.
+# synchronous=FULL: in WAL mode, each commit fsyncs the WAL before it returns, so a
+# commit that answered a device survives a power cut of the server, not only a crash of
+# the process (NORMAL syncs at checkpoints only: the last commits could roll back after
+# the devices were told "done" and dropped their events; issue 16). Group commit pays
+# that fsync once per batch (docs/performance.md, "Durable commits"). The power cut is
+# simulated in tests/backend/storage/test_power_cut.py with these very statements.
+SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=10000",
+)
+
+
 def _sqlite_pragmas(dbapi_connection, _record):
     # Let SQLAlchemy, not the sqlite3 module, begin transactions (see _sqlite_begin):
     # sqlite3's own handling breaks SAVEPOINT, which group commit relies on.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    # WAL lets the web app read while ingest writes; NORMAL is durable in WAL mode
-    # against process crashes, and group commit amortises the fsync.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(pragma)
     cursor.close()
 
 
