@@ -101,8 +101,9 @@ def household():
 def household_create(settings: Settings, name):
     """Create a household and print its id and API token (shown once)."""
     with db.transaction(settings.db_url) as session:
-        created, token = households.create(session, name)
-    click.echo(f"household {created.id}\napi token {token}")
+        created, token = households.create(session, name, settings.api_token_days)
+    click.echo(f"household {created.id}\napi token {token}\n"
+               f"token expires in {settings.api_token_days:g} days")
 
 
 @main.group()
@@ -184,6 +185,23 @@ def user_create_operator(settings: Settings, email, password):
     with db.transaction(settings.db_url) as session:
         created = accounts.create_operator(session, email, password)
     click.echo(f"operator {created.id} created: {created.email}")
+
+
+@user.command("reset-password")
+@click.argument("email")
+@click.option("--password", envvar="REPLENISH_NEW_PASSWORD", prompt="New password",
+              hide_input=True, confirmation_prompt=True,
+              help="Asked for when not given (or set REPLENISH_NEW_PASSWORD).")
+@click.pass_obj
+def user_reset_password(settings: Settings, email, password):
+    """Set a new password for EMAIL's account: lifts its lockout and revokes its API
+    tokens and web sessions (for a user who forgot it, or a stolen one)."""
+    from backend.accounts import users as accounts
+
+    with db.transaction(settings.db_url) as session:
+        found = accounts.reset_password(session, email, password)
+    click.echo(f"user {found.id} ({found.email}): new password set; its tokens and "
+               "sessions are revoked")
 
 
 # Commands installed by other parts of the project (entry points "replenish.commands"):

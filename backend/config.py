@@ -156,6 +156,9 @@ class Settings:
     web_secret_key: str = env("REPLENISH_SECRET_KEY", "signs web session cookies (else "
                               "`data/web-secret.key`, owner-only, created on first run)",
                               default="", secret=True)
+    api_token_days: float = env("REPLENISH_API_TOKEN_DAYS", "API tokens (log-in, "
+                                "registration, `replenish household create`) expire this "
+                                "many days after they are issued", default=90.0)
     behind_proxy: bool = env("REPLENISH_BEHIND_PROXY", "`true`: trust one reverse proxy's "
                              "X-Forwarded-For/-Proto (https → Secure cookies)", _flag,
                              default=False)

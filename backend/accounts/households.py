@@ -5,16 +5,18 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from backend.accounts import tokens
+from backend.config import DEFAULTS
 from backend.errors import NotFound
 from backend.storage.models import Household
 
 
-def create(session: Session, name: str) -> tuple[Household, str]:
+def create(session: Session, name: str,
+           token_days: float = DEFAULTS.api_token_days) -> tuple[Household, str]:
     """Create a household and its first API token; the token is shown only now."""
     household = Household(name=name)
     session.add(household)
     session.flush()
-    return household, tokens.issue_for_household(session, household.id)
+    return household, tokens.issue_for_household(session, household.id, token_days)
 
 
 def get(session: Session, household_id: int) -> Household:

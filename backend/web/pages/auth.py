@@ -84,9 +84,9 @@ def register():
     try:
         if form.get("password", "") != form.get("password_again", ""):
             raise ReplenishError("the two passwords differ: type the same one twice")
-        with writing() as s:
+        with accounts.attempt(current_app.config["WRITER_SESSIONS"]) as s:
             user = accounts.register(s, form.get("email", ""), form.get("password", ""),
-                                     form.get("household_name", ""))
+                                     form.get("household_name", ""), _source())
     except ReplenishError as err:
         return form_error("auth/register.html", err, email=form.get("email", ""),
                           household_name=form.get("household_name", ""))
