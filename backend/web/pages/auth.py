@@ -123,6 +123,27 @@ def logout():
     return redirect(url_for("pages.auth.login"))
 
 
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    """The user's own password change: every session (this one too) and every API token
+    of the user end; this browser gets a fresh session at once."""
+    if request.method == "GET":
+        return render_template("auth/password.html")
+    form = request.form
+    try:
+        if form.get("new_password", "") != form.get("new_password_again", ""):
+            raise ReplenishError("the two new passwords differ: type the same one twice")
+        with accounts.attempt(current_app.config["WRITER_SESSIONS"]) as s:
+            user = s.get(User, g.user.id)
+            accounts.change_password(s, user, form.get("current_password", ""),
+                                     form.get("new_password", ""))
+    except ReplenishError as err:
+        return form_error("auth/password.html", err)
+    _start_session(user)
+    return render_template("auth/password.html", changed=True)
+
+
 @bp.get("/")
 def home():
     if g.user is None:

@@ -601,3 +601,23 @@ def test_odd_input_is_refused_in_words_never_a_server_error(app):
         "email": "a\x01b@example.org", "password": PASSWORD, "password_again": PASSWORD,
         "household_name": "Flat", "csrf_token": csrf(fresh, "/register")})
     assert response.status_code == 400 and "email" in text(response)
+
+
+def test_a_user_changes_their_password_on_a_page(app):
+    browser, elsewhere = app.client(), app.client()
+    email = register(browser)
+    login(elsewhere, email)
+    assert elsewhere.get("/devices").status_code == 200
+    wrong = browser.post("/account/password", data={
+        "current_password": "not it at all", "new_password": "a new passphrase",
+        "new_password_again": "a new passphrase", "csrf_token": csrf(browser, "/account/password")})
+    assert wrong.status_code == 401 and "the current password is wrong" in wrong.get_data(
+        as_text=True)
+    done = browser.post("/account/password", data={
+        "current_password": PASSWORD, "new_password": "a new passphrase",
+        "new_password_again": "a new passphrase", "csrf_token": csrf(browser, "/account/password")})
+    assert done.status_code == 200 and "Password changed" in done.get_data(as_text=True)
+    assert browser.get("/devices").status_code == 200, "this browser stays logged in"
+    assert elsewhere.get("/devices").status_code == 302, "the other session ended"
+    assert login(elsewhere, email).status_code == 401
+    assert login(elsewhere, email, "a new passphrase").status_code == 302
