@@ -181,9 +181,11 @@ def test_a_second_deployment_on_the_coap_port_is_refused_in_one_line(tmp_path):
         first.wait_for(rf"CoAP ingest listening on udp 127\.0\.0\.1:{coap} ")
         # The same database: one deployment, more processes on its port (SO_REUSEPORT).
         same = Run(_cli(tmp_path, "first", coap, 0), "--role", "ingest")
-        same.wait_for(rf"joining the ingest processes of this deployment")
-        same.wait_for(rf"CoAP ingest listening on udp 127\.0\.0\.1:{coap} ")
-        same.stop()
+        try:
+            same.wait_for(r"joining the ingest processes of this deployment")
+            same.wait_for(rf"CoAP ingest listening on udp 127\.0\.0\.1:{coap} ")
+        finally:
+            same.stop()
 
         second = _cli(tmp_path, "second", coap, 0)("run", "--role", "ingest", ok=False)
         assert second.returncode == 1
