@@ -54,6 +54,17 @@ def _same_owner(token: ApiToken):
     return (ApiToken.household_id == token.household_id) & ApiToken.user_id.is_(None)
 
 
+def of_user(session: Session, user_id: int) -> list[ApiToken]:
+    """A web user's unexpired API tokens, oldest first (the account page)."""
+    return list(session.scalars(
+        select(ApiToken).where(ApiToken.user_id == user_id, ApiToken.expires_at > utcnow())
+        .order_by(ApiToken.id)))
+
+
+def revoke_of_user(session: Session, user_id: int, token_id: int) -> None:
+    revoke(session, ApiToken(user_id=user_id), token_id)
+
+
 def held_with(session: Session, token: ApiToken) -> list[ApiToken]:
     """The unexpired tokens of `token`'s owner (a user, or a household's command line),
     oldest first."""

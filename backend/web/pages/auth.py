@@ -16,6 +16,7 @@ from datetime import timedelta
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 from sqlalchemy import delete
 
+from backend.accounts import tokens
 from backend.accounts import users as accounts
 from backend.errors import ReplenishError
 from backend.storage.db import utcnow
@@ -142,6 +143,22 @@ def change_password():
         return form_error("auth/password.html", err)
     _start_session(user)
     return render_template("auth/password.html", changed=True)
+
+
+@bp.get("/account/tokens")
+@login_required
+def api_tokens():
+    """The user's API tokens (from the JSON API's log-in): when they expire; revoke."""
+    return render_template("auth/tokens.html", tokens=tokens.of_user(db(), g.user.id),
+                           revoked=request.args.get("revoked"))
+
+
+@bp.post("/account/tokens/<int(max=2147483647):token_id>/revoke")
+@login_required
+def revoke_api_token(token_id: int):
+    with writing() as s:
+        tokens.revoke_of_user(s, g.user.id, token_id)  # NotFound for anyone else's
+    return redirect(url_for("pages.auth.api_tokens", revoked=token_id))
 
 
 @bp.get("/")
