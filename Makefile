@@ -6,7 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test demo bench install clean vectors firmware lint bench-firmware faults
+.PHONY: run test demo bench install clean vectors firmware lint bench-firmware faults \
+	firmware-sim
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +15,7 @@ $(BIN)/python:
 # Reinstall whenever the project's dependencies change.
 $(INSTALLED): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python -m devtools.firmware_lint --install
 	touch $@
 
 install: $(INSTALLED)
@@ -36,7 +38,8 @@ FIRMWARE_OUT ?= build/firmware
 firmware: $(INSTALLED)
 	$(BIN)/python -m provisioning.firmware_build $(FIRMWARE_OUT)
 
-# Type-check the firmware against micropython-esp32-stubs (mypy); fails on any error.
+# Type-check the firmware against the stubs of each chip a board profile uses (mypy, one
+# pass per chip: ESP32, C3, S3, C6); fails on any error.
 lint: $(INSTALLED)
 	$(BIN)/python -m devtools.firmware_lint
 
@@ -46,14 +49,23 @@ bench: $(INSTALLED)
 	$(BIN)/python -m devtools.bench $(BENCH_ARGS)
 
 # Crash safety and hostile input, measured: load from many devices, the backend
-# SIGKILLed at random moments, the merchant down; a table and one JSON line. A few
-# minutes; FAULTS_ARGS=--postgres for PostgreSQL. docs/reliability.md.
+# SIGKILLed at random moments, the merchant down; then one household's webhook
+# blackholed, the other households' order latency next to a run without it; tables and
+# one JSON line. A few minutes; FAULTS_ARGS=--postgres for PostgreSQL. docs/reliability.md.
 faults: $(INSTALLED)
 	$(BIN)/python -m devtools.faults $(FAULTS_ARGS)
 
 # Firmware figures per press on the unix port: CPU time, peak heap, flash writes.
 bench-firmware: $(INSTALLED)
 	$(BIN)/python -m devtools.firmware_bench
+
+# firmware/main.py itself on simulated ESP32 chips (ESP32, C3, S3, C6), every board in
+# hardware/boards through a device's life against the real backend, with power cuts:
+# one JSON line per board and a summary line. A few minutes; SIM_ARGS=--sweep 20 for a
+# quick look, SIM_ARGS=--record to update hardware/measured/ (what power-budget uses).
+# tests/firmware/sim runs a short form inside `make test`. docs/firmware.md.
+firmware-sim: $(INSTALLED)
+	$(BIN)/python -m devtools.esp32sim $(SIM_ARGS)
 
 vectors: $(INSTALLED)
 	$(BIN)/python devtools/make_vectors.py > docs/vectors/protocol-v1.json

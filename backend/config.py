@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
+from backend.errors import ConfigError
+
 
 def _set(text: str) -> frozenset[str]:
     return frozenset(part.strip() for part in text.split(",") if part.strip())
@@ -30,6 +32,15 @@ def _flag(text: str) -> bool:
 
 def _ints(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(","))
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return text
+
+    return parse
 
 
 def _optional_path(text: str) -> Path | None:
@@ -143,6 +154,35 @@ class Settings:
                             "every order goes to the simulator", default="")
     merchant_secret: str = env("REPLENISH_MERCHANT_SECRET", "signs requests to and callbacks "
                                "from the merchant", default="", secret=True)
+    # Outbound calls (household webhooks, the merchant): docs/operations.md, "Outbound
+    # calls"; docs/security.md, "Outbound addresses".
+    webhook_allow_networks: tuple[str, ...] = env(
+        "REPLENISH_WEBHOOK_ALLOW_NETWORKS", "networks outbound calls may reach although "
+        "they are loopback, private, link-local or reserved (comma-separated; empty: "
+        "public addresses only)", _networks, default=())
+    outbound_connect_timeout_s: float = env("REPLENISH_OUTBOUND_CONNECT_TIMEOUT_S",
+                                            "webhook and merchant calls: seconds to connect",
+                                            default=3.0)
+    outbound_timeout_s: float = env("REPLENISH_OUTBOUND_TIMEOUT_S", "webhook and merchant "
+                                    "calls: seconds for the whole call, answer included",
+                                    default=10.0)
+    outbound_threads: int = env("REPLENISH_OUTBOUND_THREADS", "household webhooks sent at "
+                                "once (the merchant's calls have their own threads)",
+                                default=16)
+    outbound_per_destination: int = env("REPLENISH_OUTBOUND_PER_DESTINATION", "calls at "
+                                        "once to one destination (scheme, host and port)",
+                                        default=4)
+    outbound_per_household: int = env("REPLENISH_OUTBOUND_PER_HOUSEHOLD", "calls at once "
+                                      "on behalf of one household", default=2)
+    outbound_breaker_failures: int = env("REPLENISH_OUTBOUND_BREAKER_FAILURES", "failures in "
+                                         "a row that open a destination's circuit breaker",
+                                         default=5)
+    outbound_breaker_open_s: float = env("REPLENISH_OUTBOUND_BREAKER_OPEN_S", "an open "
+                                         "breaker lets no call through this long, then one "
+                                         "trial call", default=30.0)
+    metrics_from: tuple[str, ...] = env("REPLENISH_METRICS_FROM", "networks that may read "
+                                        "`/metrics` (Prometheus); others get 404",
+                                        _networks, default=_LOOPBACK)
     worker_poll_s: float = env("REPLENISH_WORKER_POLL_S", "order worker round: hold windows, "
                                "outbox, offline checks", default=0.5)
     outbox_lease_s: float = env("REPLENISH_OUTBOX_LEASE_S", "an outbox item a worker took is "
@@ -168,6 +208,9 @@ class Settings:
                                          "([docs/performance.md](docs/performance.md))",
                                          _ints, default=(),
                                          shown="`2000,10,10` (CoAP), `20000,20,100` (writer)")
+    log_format: str = env("REPLENISH_LOG_FORMAT", "`text`, or `json`: one JSON object per "
+                          "line (time, level, logger, message)", _choice("text", "json"),
+                          default="text")
     gc_full_every_s: float = env("REPLENISH_GC_FULL_EVERY_S", "the CoAP process's full "
                                  "collection (cycles among frozen objects)", default=600.0)
 
@@ -195,9 +238,13 @@ def _from_env(cls, environ) -> Any:
     for f in dataclasses.fields(cls):
         if dataclasses.is_dataclass(f.default):
             values[f.name] = _from_env(type(f.default), environ)
-        elif f.metadata["env"] in environ:
+        elif (name := f.metadata["env"]) in environ:
             parse = f.metadata["parse"] or type(f.default)
-            values[f.name] = parse(environ[f.metadata["env"]])
+            try:
+                values[f.name] = parse(environ[name])
+            except ValueError as err:  # one clear line, not a traceback
+                shown = "<hidden>" if not f.repr else repr(environ[name])
+                raise ConfigError(f"{name}={shown}: {err}") from None
     return cls(**values)
 
 

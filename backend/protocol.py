@@ -236,7 +236,10 @@ def parse_signed_event(data: bytes) -> SignedEvent:
     headers = _loads(protected, "protected header") if protected else {}
     if not isinstance(headers, Mapping) or headers.get(_HDR_ALG) != _ALG_HMAC_256_256:
         raise MalformedEvent("algorithm must be HMAC 256/256 (5)")
-    kid = unprotected.get(_HDR_KID)
+    # COSE lets the kid sit in either bucket, but never in both (RFC 9052 §3).
+    if _HDR_KID in unprotected and _HDR_KID in headers:
+        raise MalformedEvent("kid in both the protected and the unprotected header")
+    kid = unprotected.get(_HDR_KID, headers.get(_HDR_KID))
     if not isinstance(kid, bytes) or len(kid) != DEVICE_ID_BYTES:
         raise MalformedEvent("kid must be the 8-byte device id")
     if len(tag) != TAG_BYTES:
@@ -290,6 +293,17 @@ def decode_event(payload: bytes) -> WireEvent:
     if event.seq == 0:
         raise MalformedEvent("seq starts at 1")
     return event
+
+
+def event_seq(payload: bytes) -> int | None:
+    """The sequence number of an event map that does not decode as a whole (an unknown
+    kind from a newer device, a missing field), if it has a usable one."""
+    try:
+        fields = cbor2.loads(payload)
+        seq = fields.get(int(EventKey.SEQ)) if isinstance(fields, Mapping) else None
+    except Exception:  # cbor2 raises several types for bad input
+        return None
+    return seq if type(seq) is int and seq >= 1 else None
 
 
 def decode_answer(key: bytes, request_tag: bytes, data: bytes) -> Answer:

@@ -12,6 +12,7 @@ import sys
 import threading
 
 import aiocoap
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from waitress import wasyncore
 from waitress.server import create_server
 
@@ -23,9 +24,12 @@ from backend.coap.unparsable import QuietUnparsable
 from backend.config import Settings
 from backend.errors import ConfigError
 from backend.gc_tuning import tune_gc
+from backend.metrics import Metrics
 from backend.ingest.decide import IngestConfig
 from backend.ingest.pipeline import GroupCommitPipeline, Pipeline
 from backend.ingest.writer_process import ProcessPipeline
+from backend.orders.outbound import AddressPolicy, AddressRefused
+from backend.orders import outbox
 from backend.orders.worker import OrderWorker
 from backend.storage.db import (
     check_schema,
@@ -33,6 +37,7 @@ from backend.storage.db import (
     make_sessionmaker,
     secure_data,
     sqlite_path,
+    utcnow,
 )
 from backend.web import create_app
 
@@ -40,6 +45,8 @@ log = logging.getLogger(__name__)
 
 
 ROLES = ("ingest", "web", "worker")
+# Outbox kinds as metrics label them: a bounded set (never a household's own host).
+_DESTINATIONS = {"household.webhook": "household_webhooks"}
 # SIGTERM: each part gets this long to finish what it is doing (an answer being sent, a
 # commit); a part still busy after it (an outbound call that hangs) is left behind.
 STOP_GRACE_S = 3.0
@@ -63,6 +70,8 @@ class Backend:
             raise ConfigError(f"roles must be some of {', '.join(ROLES)}")
         self.roles = frozenset(roles)
         self.settings = settings
+        if "worker" in self.roles:
+            check_merchant_url(settings)
         secure_data(settings)
         self.engine = make_engine(settings.db_url)
         self.sessions = make_sessionmaker(self.engine)
@@ -74,8 +83,12 @@ class Backend:
         except BaseException:
             self.engine.dispose()
             raise
-        self.pipeline = _pipeline(settings, self.writer_sessions, self.keyring)
-        self.order_worker = OrderWorker(self.writer_sessions, settings, readers=self.sessions)
+        self.metrics = Metrics()
+        self.pipeline = _pipeline(settings, self.writer_sessions, self.keyring,
+                                  self.metrics.count_batch)
+        self.order_worker = OrderWorker(self.writer_sessions, settings, readers=self.sessions,
+                                        metrics=self.metrics)
+        self.metrics.add_source(self._collect)
         self._coap: aiocoap.Context | None = None
         self.overload: OverloadGuard | None = None
         self.unparsable: QuietUnparsable | None = None
@@ -143,7 +156,7 @@ class Backend:
 
     def _bind_web(self) -> None:
         s = self.settings
-        app = create_app(self.sessions, self.writer_sessions, s)
+        app = create_app(self.sessions, self.writer_sessions, s, metrics=self.metrics)
         try:
             self._http = create_server(app, host=s.http_host, port=s.http_port, threads=4)
         except OSError as err:
@@ -195,6 +208,39 @@ class Backend:
                         "not answer?): not waiting for it; its outbox item is retried "
                         "after its lease", STOP_GRACE_S)
 
+    def _collect(self):
+        """Scrape time: what this process's CoAP ingest shed and refused, what waits for
+        the writer, and the outbox's depth and age (read from the database)."""
+        families = []
+        if self.overload is not None:
+            shed = CounterMetricFamily("replenish_coap_shed", "Events answered 5.03 at once "
+                                       "(writer backlog or receive buffer too full)")
+            shed.add_metric([], self.overload.shed_count)
+            limited = CounterMetricFamily("replenish_coap_rate_limited", "Requests answered "
+                                          "5.03 by the rate limits", labels=["by"])
+            for which, count in sorted(self.limiter.refused.items()):
+                limited.add_metric([which], count)
+            waiting = GaugeMetricFamily("replenish_ingest_waiting", "Events waiting for the "
+                                        "group-commit writer")
+            waiting.add_metric([], self.pipeline.waiting())
+            families += [shed, limited, waiting]
+        depth = GaugeMetricFamily("replenish_outbox_items", "Outbox items not done, by "
+                                  "destination and status (pending, dead)",
+                                  labels=["destination", "status"])
+        age = GaugeMetricFamily("replenish_outbox_oldest_seconds", "Age of the oldest "
+                                "pending outbox item, by destination", labels=["destination"])
+        now = utcnow()
+        with self.sessions() as session:
+            rows = outbox.depth(session)
+        for kind, status, count, oldest in rows:
+            where = _DESTINATIONS.get(kind, kind)
+            if kind == "order.place":
+                where = "merchant" if self.settings.merchant_url else "simulator"
+            depth.add_metric([where, status], count)
+            if status == "pending":
+                age.add_metric([where], max(0.0, (now - oldest).total_seconds()))
+        return families + [depth, age]
+
     def _stop_http(self) -> None:
         """Close waitress from its own loop thread: closing its sockets from here lets
         that thread select() on a closed descriptor (EBADF)."""
@@ -216,12 +262,26 @@ def deployment_of(db_url: str) -> str:
     return make_url(db_url).render_as_string(hide_password=True)
 
 
-def _pipeline(settings: Settings, sessions, keyring) -> Pipeline:
+def check_merchant_url(settings: Settings) -> None:
+    """Refuse to start with a merchant URL the outbound policy refuses (it is checked
+    again at each call: the name may resolve elsewhere later)."""
+    if not settings.merchant_url:
+        return
+    policy = AddressPolicy(settings.webhook_allow_networks)
+    try:
+        policy.check(settings.merchant_url, "REPLENISH_MERCHANT_URL")
+    except AddressRefused as err:
+        log.error("%s", err)
+        raise ConfigError(str(err)) from None
+
+
+def _pipeline(settings: Settings, sessions, keyring, on_batch) -> Pipeline:
     config = IngestConfig(low_battery_mv=settings.low_battery_mv)
     if settings.ingest_writer == "thread":
-        return GroupCommitPipeline(sessions, keyring, settings.group_commit_max, config)
+        return GroupCommitPipeline(sessions, keyring, settings.group_commit_max, config,
+                                   on_batch)
     if settings.ingest_writer == "process":
-        return ProcessPipeline(settings, settings.group_commit_max, config)
+        return ProcessPipeline(settings, settings.group_commit_max, config, on_batch)
     raise ConfigError(f"REPLENISH_INGEST_WRITER must be 'process' or 'thread', "
                       f"not {settings.ingest_writer!r}")
 

@@ -1,64 +1,112 @@
-"""`make lint`: type-check the firmware against micropython-esp32-stubs with mypy.
+"""`make lint`: type-check the firmware against the MicroPython stubs of every chip a
+board profile uses (mypy), one pass per chip; fails on any error.
 
-The stub package installs bare `.pyi` modules (machine, network, esp32, time, ...)
-into site-packages, which mypy does not search for untyped-package modules and
-refuses as MYPYPATH. So the files the distribution lists are linked into
-build/mpy-stubs and that folder is the MYPYPATH; micropython-stdlib-stubs is the
-typeshed (builtins as MicroPython has them). Exit status: mypy's (non-zero on errors).
+The per-chip stub packages (micropython-esp32-esp32-generic-stubs, -c3-, -s3-, -c6-:
+pyproject's `chip-stubs` extra) all install the same bare module files (esp32.pyi,
+machine.pyi, ...) with different contents, so they cannot share one site-packages:
+each is installed into its own folder under .venv/chip-stubs/ (`--install` does it,
+and a pass installs a missing one). The files a distribution lists are linked into
+build/mpy-stubs/<chip> and that folder is the pass's MYPYPATH (mypy neither searches
+site-packages for untyped-package modules nor takes it as MYPYPATH);
+micropython-stdlib-stubs is the typeshed (builtins as MicroPython has them). The
+generic micropython-esp32-stubs in the venv stays what editors see.
 
-    python -m devtools.firmware_lint [mypy options]
+    python -m devtools.firmware_lint [--install] [--chip esp32c3] [mypy options]
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from importlib import metadata
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE = ROOT / "firmware"
+BOARDS = ROOT / "hardware" / "boards"
 STUBS_OUT = ROOT / "build" / "mpy-stubs"
+CHIP_STUBS = Path(sys.prefix) / "chip-stubs"  # one --target folder per stub package
 # Unix-port-only files use the unix port's modules (sys.stdin, VfsPosix) that the
 # ESP32 stubs do not describe; manifest.py is read by MicroPython's build tool.
 EXCLUDE = ("main_unix.py", "hw/unix.py", "hw/sim.py", "manifest.py")
+# board profile "mcu" -> the stub package of MicroPython's generic board for that chip
+PACKAGES = {
+    "esp32": "micropython-esp32-esp32-generic-stubs",
+    "esp32c3": "micropython-esp32-esp32-generic-c3-stubs",
+    "esp32s3": "micropython-esp32-esp32-generic-s3-stubs",
+    "esp32c6": "micropython-esp32-esp32-generic-c6-stubs",
+}
 
 
-def _dist_root(name: str) -> tuple[metadata.Distribution, Path]:
-    dist = metadata.distribution(name)
-    return dist, Path(str(dist.locate_file("")))
+def requirements() -> dict[str, str]:
+    """{package: requirement} from pyproject's chip-stubs extra (the pinned versions)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    found = {}
+    for req in project["optional-dependencies"]["chip-stubs"]:
+        name = req.split("=")[0].split(">")[0].split("<")[0].strip()
+        found[name] = req
+    return found
 
 
-def _link_stubs(dist_name: str, keep) -> list[str]:
-    dist, root = _dist_root(dist_name)
+def profile_chips(boards: Path = BOARDS) -> list[str]:
+    """The chips the board profiles use, sorted."""
+    return sorted({json.loads(p.read_text())["mcu"] for p in boards.glob("*.json")})
+
+
+def install(package: str) -> Path:
+    """The package's own folder under CHIP_STUBS, installed (pip --target) if missing."""
+    req = requirements()[package]
+    target = CHIP_STUBS / package
+    stamp = target / ".requirement"
+    if stamp.exists() and stamp.read_text() == req:
+        return target
+    if target.exists():
+        shutil.rmtree(target)
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                    "--target", str(target), req], check=True)
+    stamp.write_text(req)
+    return target
+
+
+def _dist_files(dist: metadata.Distribution) -> list[str]:
+    return [str(entry) for entry in dist.files or () if str(entry).endswith(".pyi")]
+
+
+def _link(files: list[str], root: Path, out: Path, keep) -> list[str]:
     modules = set()
-    for entry in dist.files or ():
-        rel = str(entry)
-        if not rel.endswith(".pyi") or not keep(rel):
+    for rel in files:
+        if not keep(rel):
             continue
-        target = STUBS_OUT / rel
+        target = out / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(root / rel, target)
         modules.add(rel.split("/")[0].removesuffix(".pyi"))
     return sorted(modules)
 
 
-def stub_dir() -> tuple[Path, list[str]]:
-    """A folder holding only the stub modules (rebuilt each run) and their names."""
-    if STUBS_OUT.exists():
-        shutil.rmtree(STUBS_OUT)
-    modules = _link_stubs("micropython-esp32-stubs", lambda rel: ".dist-info" not in rel)
+def stub_dir(chip: str) -> tuple[Path, list[str]]:
+    """A folder holding only `chip`'s stub modules (rebuilt each run) and their names."""
+    out = STUBS_OUT / chip
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    target = install(PACKAGES[chip])
+    dist = next(metadata.distributions(path=[str(target)]))
+    modules = _link(_dist_files(dist), target, out, lambda rel: ".dist-info" not in rel)
     # the private helper package the board stubs import lives in the stdlib stubs
-    modules += _link_stubs("micropython-stdlib-stubs",
-                           lambda rel: rel.startswith("_mpy_shed/"))
-    return STUBS_OUT, modules
+    stdlib = metadata.distribution("micropython-stdlib-stubs")
+    modules += _link(_dist_files(stdlib), Path(str(stdlib.locate_file(""))), out,
+                     lambda rel: rel.startswith("_mpy_shed/"))
+    return out, modules
 
 
-def config_file(stub_modules: list[str]) -> Path:
+def config_file(out: Path, stub_modules: list[str]) -> Path:
     """mypy settings: strict enough for the firmware, silent about the stubs' own flaws."""
-    path = STUBS_OUT / "mypy.ini"
+    path = out / "mypy.ini"
     patterns = ",".join(f"{m},{m}.*" for m in stub_modules)
     path.write_text(
         "[mypy]\ncheck_untyped_defs = True\nwarn_unused_ignores = True\n"
@@ -68,29 +116,46 @@ def config_file(stub_modules: list[str]) -> Path:
 
 
 def typeshed_dir() -> Path:
-    _, root = _dist_root("micropython-stdlib-stubs")
-    return root  # holds stdlib/ (with VERSIONS) as a typeshed does
+    return Path(str(metadata.distribution("micropython-stdlib-stubs").locate_file("")))
 
 
-def main(argv: list[str] | None = None, firmware: Path = FIRMWARE) -> int:
-    stubs, stub_modules = stub_dir()
+def check(chip: str, firmware: Path, mypy_args: list[str]) -> tuple[int, str, int]:
+    stubs, stub_modules = stub_dir(chip)
     sources = sorted(p.relative_to(firmware).as_posix() for p in firmware.rglob("*.py")
                      if p.relative_to(firmware).as_posix() not in EXCLUDE)
     env = {**os.environ, "MYPYPATH": str(stubs)}
     cmd = [sys.executable, "-m", "mypy", "--custom-typeshed-dir", str(typeshed_dir()),
            "--explicit-package-bases", "--python-version", "3.11",
-           "--cache-dir", str(ROOT / "build" / "mypy-cache"),
-           "--config-file", str(config_file(stub_modules)), "--no-error-summary",
-           *(argv if argv is not None else sys.argv[1:]), *sources]
+           "--cache-dir", str(ROOT / "build" / "mypy-cache" / chip),
+           "--config-file", str(config_file(stubs, stub_modules)), "--no-error-summary",
+           *mypy_args, *sources]
     done = subprocess.run(cmd, cwd=firmware, env=env, capture_output=True, text=True)
-    out = done.stdout + done.stderr
-    sys.stdout.write(out)
-    if done.returncode == 0:
-        print(f"lint: {len(sources)} firmware modules type-check against "
-              f"micropython-esp32-stubs {metadata.version('micropython-esp32-stubs')}")
-    else:
-        print(f"lint: FAILED ({out.count(': error:')} errors)")
-    return done.returncode
+    return done.returncode, done.stdout + done.stderr, len(sources)
+
+
+def main(argv: list[str] | None = None, firmware: Path = FIRMWARE,
+         chips: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--install" in args:
+        for package in requirements():
+            install(package)
+        return 0
+    if "--chip" in args:
+        i = args.index("--chip")
+        chips = [args[i + 1]]
+        del args[i:i + 2]
+    failed = 0
+    for chip in chips or profile_chips():
+        code, out, count = check(chip, firmware, args)
+        sys.stdout.write(out)
+        package = PACKAGES[chip]
+        version = requirements()[package].split("==")[-1]
+        if code == 0:
+            print(f"lint: {count} firmware modules type-check against {package} {version}")
+        else:
+            print(f"lint: FAILED on {chip} ({out.count(': error:')} errors, {package})")
+            failed += 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -72,3 +72,23 @@ def program(name: str, package: str, extra_dirs: str = "") -> str:
             apt_install(package)
     unavailable(f"{name} not found even after installing {package}")
     raise AssertionError("unreachable")
+
+
+def npm_package_file(package: str, relative: str, into: str) -> str:
+    """Path of `relative` inside npm `package` (e.g. axe-core's axe.min.js), installed
+    into the folder `into` with the machine's npm when it is not there yet."""
+    path = os.path.join(into, "node_modules", package.split("@")[0], relative)
+    if os.path.exists(path):
+        return path
+    npm = shutil.which("npm") or (apt_install("npm") or shutil.which("npm"))
+    if npm is None:
+        unavailable("npm not found even after installing it")
+    os.makedirs(into, exist_ok=True)
+    with _across_processes(os.path.join(into, ".lock")):
+        if not os.path.exists(path):
+            done = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--silent",
+                                   "--prefix", into, package], capture_output=True,
+                                  text=True, timeout=600)
+            if done.returncode != 0 or not os.path.exists(path):
+                unavailable(f"npm install {package} failed: {done.stderr[-500:]}")
+    return path

@@ -6,7 +6,7 @@ metadata(description="Replenish device firmware (portable core + ESP32 layer)", 
 
 include("$(PORT_DIR)/boards/manifest.py")
 package("replenish")
-package("hw", files=["__init__.py", "esp32.py"])
+package("hw", files=["__init__.py", "chips.py", "esp32.py"])
 # The OTA boot stage; an update's slot (/ota/b<build>) comes first on sys.path, so its
 # replenish/ and hw/ win over the frozen ones (docs/fleet.md).
 module("otaboot.py")

@@ -1,14 +1,19 @@
-"""Power budget and battery-life estimate from datasheet figures.
+"""Power budget and battery life: measured in simulation where a measurement exists,
+from datasheet figures and estimates otherwise.
 
     python -m hardware.power --board esp32-devkitc-button [--svg out.svg]
 
-Every figure carries its source (`Figure.source`); the ones marked "estimate" are
-ours, to be replaced by a measurement on silicon (see hardware/README.md).
+Every figure carries its source (`Figure.source`). A board with a file in
+hardware/measured/ (written by `make firmware-sim SIM_ARGS=--record`: the shipped
+main.py on its simulated chip, time in each power state times the datasheet currents)
+uses its charge per press, sleep current and periodic charge; the ones marked
+"estimate" are ours, to be replaced by a measurement on silicon (hardware/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +22,8 @@ from hardware.validate import load_board
 
 ESP32_DS = "Espressif ESP32 Series Datasheet v4.x, Table 'Power Consumption by Power Modes' / 'RF Current Consumption'"
 ESP32C3_DS = "Espressif ESP32-C3 Series Datasheet v1.x, Tables 'Current Consumption Depending on RF Modes' / 'in Low-Power Modes'"
+ESP32S3_DS = "Espressif ESP32-S3 Series Datasheet v1.x, Tables 'RF Current Consumption' / 'Current Consumption in Low-Power Modes'"
+ESP32C6_DS = "Espressif ESP32-C6 Series Datasheet v1.x, Tables 'Wi-Fi Current Consumption' / 'Current Consumption in Low-Power Modes'"
 HT7833_DS = "Holtek HT78xx datasheet: quiescent current 4 uA typ."
 HX711_DS = "Avia HX711 datasheet: 1.5 mA operating, < 1 uA power-down"
 CELL_DS = "Samsung INR18650-35E spec sheet: 3450 mAh nominal (0.2C)"
@@ -43,6 +50,18 @@ CHIP_FIGURES = {
         "wifi_rx_ma": Figure(84, "mA", ESP32C3_DS + ": Rx 802.11b/g/n 82-84 mA"),
         "wifi_tx_ma": Figure(335, "mA", ESP32C3_DS + ": Tx 802.11b 1 Mbps @21 dBm 335 mA"),
     },
+    "esp32s3": {
+        "deep_sleep_ua": Figure(8, "uA", ESP32S3_DS + ": Deep-sleep, RTC timer + RTC memory 7-8 uA"),
+        "cpu_active_ma": Figure(40, "mA", ESP32S3_DS + ": modem-sleep, 160 MHz, both cores ~40 mA"),
+        "wifi_rx_ma": Figure(97, "mA", ESP32S3_DS + ": Rx 802.11b/g/n 88-97 mA"),
+        "wifi_tx_ma": Figure(340, "mA", ESP32S3_DS + ": Tx 802.11b 1 Mbps @21 dBm ~340 mA"),
+    },
+    "esp32c6": {
+        "deep_sleep_ua": Figure(7, "uA", ESP32C6_DS + ": Deep-sleep 7 uA"),
+        "cpu_active_ma": Figure(38, "mA", ESP32C6_DS + ": HP CPU 160 MHz active, up to ~38 mA"),
+        "wifi_rx_ma": Figure(78, "mA", ESP32C6_DS + ": Rx 802.11b/g/n/ax ~78 mA"),
+        "wifi_tx_ma": Figure(354, "mA", ESP32C6_DS + ": Tx 802.11b 1 Mbps @20 dBm ~354 mA"),
+    },
 }
 REGULATORS = {"ht7833": Figure(4, "uA", HT7833_DS)}
 BATTERIES = {"li-ion-18650": Figure(3450, "mAh", CELL_DS)}
@@ -68,6 +87,8 @@ class Budget:
     periodic_mas_per_day: float  # sensor wake-ups and heartbeats without presses
     capacity_mah: float
     self_discharge_mah_per_day: float
+    source: str = ESTIMATE  # where the press, sleep and periodic figures come from
+    awake_ms_per_press: float | None = None
 
     def life_days(self, presses_per_day: float) -> float:
         mas_per_day = (self.sleep_ua / 1000 * 86400 + presses_per_day * self.press_mas
@@ -75,7 +96,28 @@ class Budget:
         return self.capacity_mah * 3600 / mas_per_day
 
 
+MEASURED_DIR = Path(__file__).resolve().parent / "measured"
+
+
+def measured(board: str) -> dict | None:
+    """The simulation's figures for `board` (hardware/measured/<board>.json), if any."""
+    path = MEASURED_DIR / f"{board}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def budget(profile: dict) -> Budget:
+    """From the simulation's measurement when there is one, else from estimates."""
+    estimated = estimate(profile)
+    found = measured(profile["board"])
+    if found is None:
+        return estimated
+    return Budget(profile["board"], found["sleep_ua"], found["mas_per_press"],
+                  found["periodic_mas_per_day"], estimated.capacity_mah,
+                  estimated.self_discharge_mah_per_day, source=found["source"],
+                  awake_ms_per_press=found["awake_ms_per_press"])
+
+
+def estimate(profile: dict) -> Budget:
     chip = CHIP_FIGURES[profile["mcu"]]
     power = profile.get("power", {})
     regulator = REGULATORS[power.get("regulator", "ht7833")]
@@ -103,9 +145,11 @@ PRESS_RATES = (0.1, 0.3, 1, 3, 10, 30, 100)
 
 
 def table(b: Budget) -> str:
-    lines = [f"{b.board}: sleep {b.sleep_ua:.1f} uA, {b.press_mas:.0f} mA*s per press, "
+    awake = f"{b.awake_ms_per_press:.0f} ms awake and " if b.awake_ms_per_press else ""
+    lines = [f"{b.board}: sleep {b.sleep_ua:.1f} uA, {awake}{b.press_mas:.1f} mA*s per press, "
              f"{b.periodic_mas_per_day:.0f} mA*s/day periodic, {b.capacity_mah:.0f} mAh usable, "
              f"self-discharge {b.self_discharge_mah_per_day:.1f} mAh/day",
+             f"  press, sleep and periodic figures: {b.source}",
              "presses/day   battery life"]
     for rate in PRESS_RATES:
         days = b.life_days(rate)

@@ -5,17 +5,32 @@
 `validate(profile)` returns a `Report` with errors (the profile must not be built)
 and warnings (allowed, but worth a look). `load_board(name_or_path)` reads a profile
 and raises `ProfileError` if it has errors: `replenish provision bundle` uses it.
-Pin facts and their sources are in hardware/README.md ("Pin rules").
+Pin facts come from firmware/hw/chips.py (sources cited there), the same table the
+ESP32 hardware layer uses, so a profile that validates is one the firmware runs.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 BOARDS_DIR = Path(__file__).resolve().parent / "boards"
+
+
+def _firmware_chips():
+    """firmware/hw/chips.py, the table the ESP32 hardware layer runs on: loaded by path
+    (the firmware is MicroPython, not a package of this distribution)."""
+    path = Path(__file__).resolve().parents[1] / "firmware" / "hw" / "chips.py"
+    spec = importlib.util.spec_from_file_location("replenish_firmware_chips", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+chips = _firmware_chips()
 
 
 @dataclass(frozen=True)
@@ -25,37 +40,20 @@ class Chip:
     flash: frozenset[int]  # wired to the module's SPI flash: never usable
     strapping: frozenset[int]  # sampled at reset: level decides the boot mode
     input_only: frozenset[int]  # no output driver, no internal pull resistors
-    wake: frozenset[int]  # may wake the chip from deep sleep (RTC / VDD3P3_RTC pads)
+    wake: frozenset[int]  # may wake the chip from deep sleep
     adc1: frozenset[int]
     adc2: frozenset[int]  # shares the radio: unusable while Wi-Fi is on
     console: frozenset[int]  # UART0 / USB-serial used by the REPL and flashing
+    hold: frozenset[int]  # Pin(hold=True) keeps the level through deep sleep
+
+    @classmethod
+    def from_firmware(cls, chip) -> Chip:
+        return cls(chip.name, *(frozenset(getattr(chip, key)) for key in (
+            "gpios", "flash", "strapping", "input_only", "wake_pins", "adc1", "adc2",
+            "console", "hold_pins")))
 
 
-ESP32 = Chip(
-    name="esp32",
-    gpios=frozenset([*range(0, 20), 21, 22, 23, 25, 26, 27, *range(32, 40)]),
-    flash=frozenset(range(6, 12)),
-    strapping=frozenset({0, 2, 5, 12, 15}),
-    input_only=frozenset(range(34, 40)),
-    wake=frozenset({0, 2, 4, 12, 13, 14, 15, 25, 26, 27, *range(32, 40)}),
-    adc1=frozenset(range(32, 40)),
-    adc2=frozenset({0, 2, 4, 12, 13, 14, 15, 25, 26, 27}),
-    console=frozenset({1, 3}),
-)
-
-ESP32C3 = Chip(
-    name="esp32c3",
-    gpios=frozenset(range(0, 22)),
-    flash=frozenset(range(12, 18)),
-    strapping=frozenset({2, 8, 9}),
-    input_only=frozenset(),
-    wake=frozenset(range(0, 6)),
-    adc1=frozenset(range(0, 5)),
-    adc2=frozenset({5}),
-    console=frozenset({18, 19, 20, 21}),
-)
-
-CHIPS = {chip.name: chip for chip in (ESP32, ESP32C3)}
+CHIPS = {name: Chip.from_firmware(chip) for name, chip in chips.CHIPS.items()}
 ATTENUATIONS_DB = (0, 2.5, 6, 11)
 HX711_GAINS = (32, 64, 128)
 SENSOR_KINDS = ("load_cell", "cycle_counter")
@@ -84,6 +82,7 @@ class PinUse:
     pull: str = "none"
     wake: bool = False
     analog: bool = False
+    hold: bool = False  # its level must survive deep sleep
 
 
 def _get(section: dict, key: str, kind, report: Report, where: str, required=True):
@@ -125,8 +124,8 @@ def _pin_uses(profile: dict, report: Report) -> list[PinUse]:
         debounce = _get(button, "debounce_ms", int, report, "button", required=False)
         if debounce is not None and not 0 <= debounce <= 1000:
             report.errors.append("button.debounce_ms must be 0..1000")
-        pin(button, "pin", "button", output=False, pull=pull,
-            wake=bool(button.get("rtc_wake", False)))
+        # the firmware always arms the button as a deep-sleep wake source
+        pin(button, "pin", "button", output=False, pull=pull, wake=True)
 
     battery = profile.get("battery")
     if isinstance(battery, dict):
@@ -143,7 +142,8 @@ def _pin_uses(profile: dict, report: Report) -> list[PinUse]:
             report.errors.append("hx711 must be an object")
         else:
             pin(hx711, "dout_pin", "hx711", output=False)
-            pin(hx711, "sck_pin", "hx711", output=True)
+            # SCK high keeps the HX711 powered down (~1.5 mA otherwise) while asleep
+            pin(hx711, "sck_pin", "hx711", output=True, hold=True)
             if hx711.get("gain") not in HX711_GAINS:
                 report.errors.append("hx711.gain must be 32, 64 or 128")
 
@@ -152,7 +152,7 @@ def _pin_uses(profile: dict, report: Report) -> list[PinUse]:
         if not isinstance(pulse, dict):
             report.errors.append("pulse must be an object")
         else:
-            pin(pulse, "pin", "pulse", output=False,
+            pin(pulse, "pin", "pulse", output=False, wake=True,
                 pull="up" if pulse.get("active_low", True) else "none")
     return uses
 
@@ -169,6 +169,9 @@ def _check_pin(chip: Chip, use: PinUse, adc_unit: int | None, report: Report) ->
     if p in chip.input_only and use.pull in ("up", "down"):
         report.errors.append(f"{role}: GPIO{p} has no internal pull-{use.pull}; "
                              "fit an external resistor and set pull to \"external\"")
+    if use.hold and p not in chip.hold:
+        report.errors.append(f"{role}: GPIO{p} cannot hold its level through deep sleep "
+                             f"on the {chip.name} (holding pins: {_ranges(chip.hold)})")
     if use.wake and p not in chip.wake:
         report.errors.append(f"{role}: GPIO{p} cannot wake the {chip.name} from deep "
                              f"sleep (wake-capable: {_ranges(chip.wake)})")
@@ -190,6 +193,19 @@ def _check_pin(chip: Chip, use: PinUse, adc_unit: int | None, report: Report) ->
             report.errors.append(f"{role}: GPIO{p} has no ADC channel")
         elif adc_unit not in (None, 1):
             report.errors.append(f"{role}: GPIO{p} is on ADC1 but adc_unit says {adc_unit}")
+
+
+def _check_wake_levels(profile: dict, report: Report) -> None:
+    """esp32.wake_on_gpio takes one level for all its pins: where the button and the
+    pulse line both wake through it, they must be active at the same level."""
+    chip = chips.CHIPS[profile["mcu"]]
+    button, pulse = profile.get("button"), profile.get("pulse")
+    if not isinstance(button, dict) or not isinstance(pulse, dict):
+        return
+    if chip.button_wake == chip.pulse_wake == chips.WAKE_GPIO and \
+            bool(button.get("active_low", True)) != bool(pulse.get("active_low", True)):
+        report.errors.append(f"button and pulse wake the {chip.name} through one "
+                             "wake_on_gpio level: make both active-low or both active-high")
 
 
 def _ranges(pins: frozenset[int]) -> str:
@@ -226,6 +242,8 @@ def validate(profile: object, name: str | None = None) -> Report:
     if chip is not None:
         for use in uses:
             _check_pin(chip, use, adc_unit, report)
+    if chip is not None:
+        _check_wake_levels(profile, report)
     seen: dict[int, str] = {}
     for use in uses:
         if use.pin in seen:

@@ -186,13 +186,27 @@ def flash(settings: Settings, port, bundle_dir, image, baud):
 
 @provision.command()
 @click.argument("device")
+@click.option("--reason", help="Why (kept with the device, shown on the fleet page).")
 @click.pass_obj
-def revoke(settings: Settings, device):
-    """Refuse DEVICE's events from now on (id or serial)."""
+def revoke(settings: Settings, device, reason):
+    """Refuse DEVICE's events from now on (id or serial). The way back: `reinstate`."""
     with transaction(settings.db_url) as session:
         found = devices.find(session, device)
-        changed = devices.revoke(session, found)
+        changed = devices.revoke(session, found, reason)
     click.echo(f"device {found.device_id} " + ("revoked" if changed else "was already revoked"))
+
+
+@provision.command()
+@click.argument("device")
+@click.option("--bundle-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              required=True, help="The device's folder from its batch (identity.json).")
+@click.pass_obj
+def reinstate(settings: Settings, device, bundle_dir):
+    """Take a revoked DEVICE back under a new key; writes the new identity.json into
+    --bundle-dir, to be built and flashed onto the device (docs/provisioning.md)."""
+    _new_key(settings, device, bundle_dir, devices.reinstate)
+    click.echo(f"device {device}: reinstated; its new key is in {bundle_dir / 'identity.json'}"
+               "; build its bundle and flash it (the old key never verifies again)")
 
 
 @provision.command("rotate-key")
@@ -202,6 +216,14 @@ def revoke(settings: Settings, device):
 @click.pass_obj
 def rotate_key(settings: Settings, device, bundle_dir):
     """Give DEVICE a new key; writes the new identity.json into --bundle-dir."""
+    found = _new_key(settings, device, bundle_dir, devices.rotate_key)
+    click.echo(f"device {found}: new key in {bundle_dir / 'identity.json'}; "
+               "build its bundle and flash it (its old key no longer verifies)")
+
+
+def _new_key(settings: Settings, device: str, bundle_dir: Path, store) -> str:
+    """A new device key: stored wrapped by `store(session, device, wrapped)` and written
+    into the bundle's identity.json in the same transaction. The device id."""
     import secrets
 
     from backend.protocol import KEY_BYTES
@@ -216,13 +238,12 @@ def rotate_key(settings: Settings, device, bundle_dir):
         if found.device_id != identity["device_id"]:
             raise ReplenishError(f"{bundle_dir} holds device {identity['device_id']}, "
                                  f"not {found.device_id}")
-        devices.rotate_key(session, found, keyring.wrap(found.device_id, key))
+        store(session, found, keyring.wrap(found.device_id, key))
         # Written inside the transaction: if the file cannot be written, nothing changes.
         write_bundle(bundle_dir, found.device_id, key, identity["model"],
                      identity["coap_host"], identity["coap_port"], identity["setup_secret"],
                      identity.get("release_key"), identity["fw"])
-    click.echo(f"device {found.device_id}: new key in {bundle_dir / 'identity.json'}; "
-               "build its bundle and flash it (its old key no longer verifies)")
+        return found.device_id
 
 
 @provision.command("rotate-kek")

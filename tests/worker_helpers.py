@@ -12,6 +12,10 @@ from backend.storage import db
 from backend.storage.models import Event, Notification, Order
 from tests.conftest import BackendThread, make_world
 
+# Outbound calls to loopback are refused unless allowed (docs/security.md): the tests
+# that stand up a merchant or a webhook receiver on loopback allow it, explicitly.
+LOOPBACK_ALLOWED = {"webhook_allow_networks": ("127.0.0.0/8", "::1/128")}
+
 
 class Backends:
     """Start backends on the test's database with changed settings."""

@@ -77,17 +77,34 @@ def find(session: Session, device_ref: str) -> Device:
     return device
 
 
-def revoke(session: Session, device: Device) -> bool:
+REASON_MAX = 200
+
+
+def revoke(session: Session, device: Device, reason: str | None = None) -> bool:
     """Refuse the device's events from now on (ingest reads the status per event).
 
     Returns False if it was revoked already. Its orders and events stay as they are.
+    The way back is `reinstate`: a new key, flashed onto the device.
     """
     if device.status == "revoked":
         return False
     device.status = "revoked"
     device.revoked_at = utcnow()
-    log.warning("device %s revoked", device.device_id)
+    device.revoked_reason = (reason or "").strip()[:REASON_MAX] or None
+    log.warning("device %s revoked: %s", device.device_id, device.revoked_reason or "no reason")
     return True
+
+
+def reinstate(session: Session, device: Device, wrapped_key: bytes) -> None:
+    """Take a revoked device back into service under a new key (its old key, maybe
+    leaked, never verifies again). The new identity must be flashed onto the device."""
+    if device.status != "revoked":
+        raise Conflict(f"device {device.device_id} is not revoked")
+    device.status = "active"
+    device.revoked_at = device.revoked_reason = None
+    device.wrapped_key = wrapped_key
+    device.key_rotated_at = utcnow()
+    log.warning("device %s reinstated with a new key", device.device_id)
 
 
 def rotate_key(session: Session, device: Device, wrapped_key: bytes) -> None:

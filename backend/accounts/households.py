@@ -9,6 +9,10 @@ from backend.config import DEFAULTS
 from backend.errors import NotFound
 from backend.storage.models import Household
 
+# The order policies' bounds, the same from the command line, the API and the pages.
+HOLD_WINDOW_MAX_S = 7 * 86400
+ORDERS_PER_DAY_MAX = 1000
+
 
 def create(session: Session, name: str,
            token_days: float = DEFAULTS.api_token_days) -> tuple[Household, str]:

@@ -48,19 +48,28 @@ def targets(release: Release, device: Device) -> bool:
     return rollout_bucket(release.id, device.device_id) < release.percent * _BUCKETS // 100
 
 
-def on_event(session: Session, device: Device, event: WireEvent) -> int | None:
-    """Record a heartbeat and its update report; the release to offer, if any."""
+def on_event(session: Session, device: Device, event: WireEvent, *,
+             record_status=None, releases=None) -> int | None:
+    """Record a heartbeat and its update report; the release to offer, if any.
+
+    Ingest's group commit passes `record_status` (takes the status row's columns, a
+    dict, and inserts the batch's rows at once) and `releases` (model -> the active
+    releases, newest first, read once per batch)."""
     if event.kind is not Kind.STATUS:
         return None
-    session.add(DeviceStatus(
+    row = dict(
         device_pk=device.id, seq=event.seq, received_at=utcnow(),
         battery_mv=event.battery_mv, fw_version=event.fw, rssi_dbm=event.rssi,
         queued=event.queued, dropped=event.dropped, wakes=event.wakes, ota=event.ota,
-        release_id=event.release))
+        release_id=event.release)
+    if record_status is None:
+        session.add(DeviceStatus(**row))
+    else:
+        record_status(row)
     if event.ota is not None and event.release is not None:
         _report(session, device, event.release, event.ota)
     battery = event.battery_mv if event.battery_mv is not None else device.battery_mv
-    return offer(session, device, event.fw or device.fw_version, battery)
+    return offer(session, device, event.fw or device.fw_version, battery, releases)
 
 
 def _update_row(session: Session, release_id: int, device_pk: int) -> DeviceUpdate | None:
@@ -109,15 +118,23 @@ def _pause_if_failing(session: Session, release: Release) -> None:
                     release.version, release.paused_reason)
 
 
+def active_releases(session: Session, model: str) -> list[Release]:
+    """The model's active releases, newest build first."""
+    return session.scalars(
+        select(Release).where(Release.model == model, Release.state == "active")
+        .order_by(Release.build.desc())).all()
+
+
 def offer(session: Session, device: Device, running: str | None,
-          battery_mv: int | None) -> int | None:
+          battery_mv: int | None, releases=None) -> int | None:
     """The newest active release for this device that it does not run and has not
-    already installed, refused or rolled back; None below the release's safe battery."""
+    already installed, refused or rolled back; None below the release's safe battery.
+    `releases`: model -> `active_releases` (a per-batch cache), else read here."""
     if device.status != "active":
         return None
-    candidates = session.scalars(
-        select(Release).where(Release.model == device.model, Release.state == "active")
-        .order_by(Release.build.desc())).all()
+    # A cached list still holds a release a report paused earlier in the batch.
+    candidates = [release for release in (releases or active_releases)(session, device.model)
+                  if release.state == "active"]
     if not candidates:
         return None
     newest_installed = session.scalar(

@@ -1,4 +1,4 @@
-"""The group-commit batch's six statements, run on the database driver itself.
+"""The group-commit batch's statements, run on the database driver itself.
 
 Through SQLAlchemy's `Connection.execute` each statement cost about 100 us more than
 the query (execution context, parameter processing, the expansion of IN lists for every
@@ -18,7 +18,9 @@ from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
 
 from backend.orders.lifecycle import OPEN_STATES
-from backend.storage.models import Device, Event, Household, Order, Slot
+from backend.protocol import Kind
+from backend.storage.models import (Device, DeviceStatus, Event, Household, Order,
+                                    OrderTransition, Slot)
 
 
 def _result_processor(column, dialect: Dialect):
@@ -32,12 +34,12 @@ def _result_processor(column, dialect: Dialect):
 
 class _Select:
     def __init__(self, dialect: Dialect, table: Table, columns, where: str,
-                 suffix: str = ""):
+                 suffix: str = "", sql: str | None = None):
         quote = dialect.identifier_preparer.quote
         self._names = [c.name for c in columns]
         self._processors = [_result_processor(c, dialect) for c in columns]
-        self._sql = (f"SELECT {', '.join(quote(n) for n in self._names)} "
-                     f"FROM {quote(table.name)} WHERE {where} {suffix}")
+        self._sql = sql or (f"SELECT {', '.join(quote(n) for n in self._names)} "
+                            f"FROM {quote(table.name)} WHERE {where} {suffix}")
 
     def rows(self, cursor, in_list: str, values: list) -> list[SimpleNamespace]:
         cursor.execute(self._sql.replace("{in}", in_list), values)
@@ -65,22 +67,63 @@ class BatchStatements:
         self._slots = _Select(dialect, slots, list(slots.c), f"{quote('device_pk')} {{in}}")
         self._households = _Select(dialect, households, list(households.c),
                                    f"{quote('id')} {{in}}")
-        # Ascending id: the newest open order wins.
+        # Ascending id: the newest open order wins. On SQLite (no statistics unless
+        # ANALYZE ran) a long IN list made the planner read every open order through
+        # ix_orders_state; `+state` keeps it on ix_orders_device_slot.
+        state = ("+" if dialect.name == "sqlite" else "") + quote("state")
         self._open_orders = _Select(
             dialect, orders, [orders.c.id, orders.c.state, orders.c.device_pk, orders.c.slot_index],
-            f"{quote('device_pk')} {{in}} AND {quote('state')} IN ({states})",
+            f"{quote('device_pk')} {{in}} AND {state} IN ({states})",
             f"ORDER BY {quote('id')}")
         events = Event.__table__
-        self._event_columns = [c for c in events.c if c.name != "id"]
-        self._event_binds = [c.type.dialect_impl(dialect).bind_processor(dialect)
-                             for c in self._event_columns]
-        self._insert_events = (
-            f"INSERT INTO {quote(events.name)} "
-            f"({', '.join(quote(c.name) for c in self._event_columns)}) "
-            f"VALUES ({', '.join([self._mark] * len(self._event_columns))})")
+        # A batch's sensors' level history (what backend/orders/sensors.py `readings`
+        # reads per event): the latest `limit` readings per slot since a time.
+        history = [events.c.device_pk, events.c.slot, events.c.received_at, events.c.seq,
+                   events.c.remaining]
+        names = ", ".join(quote(c.name) for c in history)
+        self._history = _Select(dialect, events, history, "", sql=(
+            f"SELECT {names} FROM (SELECT {names}, ROW_NUMBER() OVER (PARTITION BY "
+            f"{quote('device_pk')}, {quote('slot')} ORDER BY {quote('received_at')} DESC, "
+            f"{quote('seq')} DESC) AS n FROM {quote(events.name)} WHERE {quote('device_pk')} "
+            f"{{in}} AND {quote('kind')} = {int(Kind.LEVEL)} AND {quote('received_at')} >= "
+            f"{self._mark}) AS h WHERE n <= {self._mark} "
+            f"ORDER BY {quote('device_pk')}, {quote('slot')}, {quote('received_at')}, "
+            f"{quote('seq')}"))
+        self._received_at_bind = events.c.received_at.type.dialect_impl(
+            dialect).bind_processor(dialect)
+        self._insert_events, self._event_columns, self._event_binds = self._insert(
+            dialect, events)
+        self._insert_status, self._status_columns, self._status_binds = self._insert(
+            dialect, DeviceStatus.__table__)
+        self._insert_transitions, self._transition_columns, self._transition_binds = (
+            self._insert(dialect, OrderTransition.__table__))
+        sql, self._order_columns, self._order_binds = self._insert(dialect, orders)
+        # sqlite3 has lastrowid; psycopg needs RETURNING.
+        self._insert_order = sql + (f" RETURNING {quote('id')}" if self._postgres else "")
+        # PostgreSQL: ids taken from the sequence ahead, rows inserted with them.
+        self._insert_orders_with_ids = (
+            f"INSERT INTO {quote(orders.name)} ({quote('id')}, "
+            f"{', '.join(quote(c.name) for c in self._order_columns)}) "
+            f"VALUES ({', '.join([self._mark] * (len(self._order_columns) + 1))})")
+        self._reserve_ids = (f"SELECT nextval(pg_get_serial_sequence('{orders.name}', 'id')) "
+                             f"FROM generate_series(1, {self._mark})")
         self._device_binds = {c.name: c.type.dialect_impl(dialect).bind_processor(dialect)
                               for c in devices.c}
         self._updates: dict[tuple[str, ...], str] = {}
+
+    def _insert(self, dialect: Dialect, table: Table):
+        """INSERT of every column but the id; the columns and their bind processors."""
+        columns = [c for c in table.c if c.name != "id"]
+        binds = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
+        sql = (f"INSERT INTO {self._quote(table.name)} "
+               f"({', '.join(self._quote(c.name) for c in columns)}) "
+               f"VALUES ({', '.join([self._mark] * len(columns))})")
+        return sql, columns, binds
+
+    @staticmethod
+    def _values(columns, binds, row: dict) -> list:
+        return [bind(row.get(c.name)) if bind else row.get(c.name)
+                for c, bind in zip(columns, binds)]
 
     def _in(self, values: list) -> tuple[str, list]:
         """`IN (...)` for a list: one array parameter on PostgreSQL, one mark per value
@@ -121,11 +164,51 @@ class BatchStatements:
             [bind(row[name]) if bind else row[name] for name, bind in zip(columns, binds)]
             + [row["pk"]] for row in rows])
 
+    def level_history(self, cursor, device_pks: list[int], since, limit: int):
+        """(device_pk, slot, received_at, seq, remaining) of level reports since `since`,
+        the latest `limit` per slot, oldest first per slot."""
+        in_list, params = self._in(device_pks)
+        bind = self._received_at_bind
+        return self._history.rows(cursor, in_list,
+                                  params + [bind(since) if bind else since, limit])
+
     def insert_events(self, cursor, rows: list[dict]) -> None:
         columns, binds = self._event_columns, self._event_binds
-        cursor.executemany(self._insert_events, [
-            [bind(row.get(c.name)) if bind else row.get(c.name)
-             for c, bind in zip(columns, binds)] for row in rows])
+        cursor.executemany(self._insert_events,
+                           [self._values(columns, binds, row) for row in rows])
+
+    def insert_status(self, cursor, rows: list[dict]) -> None:
+        columns, binds = self._status_columns, self._status_binds
+        cursor.executemany(self._insert_status,
+                           [self._values(columns, binds, row) for row in rows])
+
+    def insert_transitions(self, cursor, rows: list[dict]) -> None:
+        columns, binds = self._transition_columns, self._transition_binds
+        cursor.executemany(self._insert_transitions,
+                           [self._values(columns, binds, row) for row in rows])
+
+    @property
+    def reserves_ids(self) -> bool:
+        return self._postgres
+
+    def reserve_order_ids(self, cursor, count: int) -> list[int]:
+        """`count` order ids from the sequence, in one round trip (PostgreSQL)."""
+        cursor.execute(self._reserve_ids, [count])
+        return [row[0] for row in cursor.fetchall()]
+
+    def insert_orders(self, cursor, rows: list[dict]) -> None:
+        """Order rows whose "id" was reserved (`reserve_order_ids`)."""
+        columns, binds = self._order_columns, self._order_binds
+        cursor.executemany(self._insert_orders_with_ids,
+                           [[row["id"]] + self._values(columns, binds, row) for row in rows])
+
+    def insert_order(self, cursor, row: dict) -> int:
+        """One order row (every column but the id given in `row` or NULL); its id."""
+        cursor.execute(self._insert_order,
+                       self._values(self._order_columns, self._order_binds, row))
+        if self._postgres:
+            return cursor.fetchone()[0]
+        return cursor.lastrowid
 
 
 _BY_DIALECT: dict[str, BatchStatements] = {}

@@ -15,14 +15,12 @@ from backend import protocol
 from backend.accounts.keys import Keyring
 from backend.config import DEFAULTS
 from backend.errors import ConfigError, MalformedEvent
-from backend.fleet import offers as fleet
 from backend.ingest.lookups import Lookups
 from backend.ingest.reply import Reply
-from backend.orders import lifecycle as orders
-from backend.orders import notifications, policies, sensors
+from backend.orders import notifications, policies
 from backend.protocol import Answer, Kind, Result
 from backend.storage.db import utcnow
-from backend.storage.models import Device, Product
+from backend.storage.models import Device
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +59,13 @@ def decide(session: Session, keyring: Keyring, request: bytes,
         event = protocol.decode_event(signed.payload)
     except MalformedEvent as err:
         log.warning("refused malformed event from device %s: %s", device_id, err)
-        return Reply.text(Result.BAD_REQUEST, str(err))
+        if (seq := protocol.event_seq(signed.payload)) is None:
+            return Reply.text(Result.BAD_REQUEST, str(err))
+        # The device signed it: a signed 4.00 is an answer it can trust, so it drops
+        # the event rather than resend it forever (a newer kind, a bug). Nothing changes.
+        body = protocol.encode_answer(key, signed.tag, Answer(seq=seq,
+                                                                result=Result.BAD_REQUEST))
+        return Reply(Result.BAD_REQUEST, body, True)
 
     def answer(**fields) -> Reply:
         result = fields["result"]
@@ -95,7 +99,7 @@ def decide(session: Session, keyring: Keyring, request: bytes,
         device.fw_version = event.fw
     if event.dropped is not None:
         device.dropped_events = event.dropped
-    update = fleet.on_event(session, device, event)  # status history, update reports
+    update = lookups.on_event(session, device, event)  # status history, update reports
 
     result, order, blocked = _order_decision(session, device, event, lookups)
     state = order.state if order else None
@@ -148,14 +152,14 @@ def _order_decision(session: Session, device: Device, event: protocol.WireEvent,
     if event.kind is Kind.LEVEL:
         if slot.kind != "sensor" or open_order is not None:
             return Result.CHANGED, None, None  # never order while one is open
-        if not sensors.wants_order(session, device, slot, event.remaining):
+        if not lookups.wants_order(session, device, slot, event.remaining):
             return Result.CHANGED, None, None
         source = "sensor"
     else:
         if open_order is not None and not household.allow_multiple_open:
             return Result.VALID, open_order, None
         source = "press"
-    product = session.get(Product, slot.product_sku)
+    product = lookups.product(session, slot.product_sku)
     quantity = event.qty or slot.quantity
     price = product.price_cents if product else 0
     blocked = policies.blocked(session, household, price * quantity, utcnow())
@@ -166,11 +170,10 @@ def _order_decision(session: Session, device: Device, event: protocol.WireEvent,
                              f"{blocked.name.lower().replace('_', ' ')} reached.",
                              device_pk=device.id)
         return Result.CHANGED, None, int(blocked)
-    order = orders.create(
+    order = lookups.create_order(
         session, actor=f"device:{device.device_id}", hold_window_s=household.hold_window_s,
         household_id=household.id, device_pk=device.id, slot_index=slot.index,
         product_sku=slot.product_sku, quantity=quantity, source=source,
         is_test=device.test_mode, unit_price_cents=price, total_cents=price * quantity,
     )
-    lookups.order_created(order)
     return Result.CREATED, order, None

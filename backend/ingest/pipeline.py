@@ -18,8 +18,9 @@ import asyncio
 import logging
 import queue
 import threading
-from typing import Protocol, runtime_checkable
+import time
 from collections import Counter
+from typing import Callable, Protocol, runtime_checkable
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import sessionmaker
@@ -27,11 +28,20 @@ from sqlalchemy.orm import sessionmaker
 from backend.accounts.keys import Keyring
 from backend.config import DEFAULTS
 from backend.ingest.decide import IngestConfig, decide
-from backend.ingest.lookups import BatchLookups
+from backend.ingest.lookups import BatchLookups, LeadTimes
 from backend.ingest.reply import Reply
 from backend.protocol import Result
 
 log = logging.getLogger(__name__)
+
+# Told after each group commit: events per outcome, and the decide-and-commit seconds
+# (backend/metrics.py). Called once per batch, never per event.
+OnBatch = Callable[[dict[str, int], "float | None"], None]
+
+
+def outcomes_of(codes) -> dict[str, int]:
+    """Events per outcome name from the batch's result codes."""
+    return {Result(code).outcome: n for code, n in Counter(codes).items()}
 
 _STOP = object()
 _ATTEMPTS = 3
@@ -61,8 +71,17 @@ class BatchWriter:
         self._config = config or IngestConfig()
         self._keyring = keyring
         self.fallbacks = 0  # batches decided again event by event (an event raised)
+        self._lead_times = LeadTimes()  # products' lead times, across batches
+        self.last_commit_s: float | None = None  # the last batch's decide-and-commit time
 
     def commit(self, requests: list[bytes]) -> list[Reply]:
+        started = time.perf_counter()
+        try:
+            return self._commit(requests)
+        finally:
+            self.last_commit_s = time.perf_counter() - started
+
+    def _commit(self, requests: list[bytes]) -> list[Reply]:
         isolated = False
         attempt = 1
         while attempt <= _ATTEMPTS:
@@ -93,7 +112,7 @@ class BatchWriter:
     def _decide_together(self, session, requests: list[bytes]) -> list[Reply]:
         replies = []
         try:
-            lookups = BatchLookups(session, requests)
+            lookups = BatchLookups(session, requests, self._lead_times)
             with session.no_autoflush:  # one flush at commit (see BatchLookups)
                 for request in requests:
                     replies.append(decide(session, self._keyring, request, self._config,
@@ -142,8 +161,9 @@ class GroupCommitPipeline:
 
     def __init__(self, sessions: sessionmaker, keyring: Keyring,
                  max_batch: int = DEFAULTS.group_commit_max,
-                 config: IngestConfig | None = None):
+                 config: IngestConfig | None = None, on_batch: OnBatch | None = None):
         self._writer = BatchWriter(sessions, keyring, config)
+        self._on_batch = on_batch
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
@@ -190,6 +210,9 @@ class GroupCommitPipeline:
             self.events += len(batch)
             for (_request, loop, future), reply in zip(batch, replies):
                 loop.call_soon_threadsafe(_resolve, future, reply)
+            if self._on_batch is not None:
+                self._on_batch(outcomes_of(reply.result for reply in replies),
+                               self._writer.last_commit_s)
 
 
 class _EventFailed(Exception):

@@ -8,7 +8,8 @@ that comes back, which the child sends only after its commit.
 
 On the pipe (marshal both ways; the peer is our own child):
     parent -> child   ([request bytes, ...], failpoint)
-    child -> parent   ([(code, payload, authenticated), ...], [log record, ...])
+    child -> parent   ([(code, payload, authenticated), ...], [log record, ...],
+                       seconds the batch took to decide and commit)
 One batch is in flight at a time; what arrives meanwhile waits and goes as the next
 batch (group commit). The child's log records travel with its answers and are logged
 here, so every log line still goes through this process's logging set-up.
@@ -31,7 +32,7 @@ from multiprocessing.connection import Connection
 from backend.config import DEFAULTS, Settings
 from backend.gc_tuning import tune_gc
 from backend.ingest.decide import IngestConfig
-from backend.ingest.pipeline import BatchWriter, unavailable
+from backend.ingest.pipeline import BatchWriter, OnBatch, outcomes_of, unavailable
 from backend.ingest.reply import Reply
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,9 @@ class ProcessPipeline:
     loop, `await submit(request)`, `stop()`."""
 
     def __init__(self, settings: Settings, max_batch: int = DEFAULTS.group_commit_max,
-                 config: IngestConfig | None = None):
+                 config: IngestConfig | None = None, on_batch: OnBatch | None = None):
         self._settings = settings
+        self._on_batch = on_batch
         self._config = config or IngestConfig()
         self._max_batch = max_batch
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -130,7 +132,7 @@ class ProcessPipeline:
 
     def _on_answers(self) -> None:
         try:
-            replies, records = marshal.loads(self._conn.recv_bytes())
+            replies, records, commit_s = marshal.loads(self._conn.recv_bytes())
         except (EOFError, OSError):
             self._writer_died()
             return
@@ -144,6 +146,8 @@ class ProcessPipeline:
             if not future.done():
                 future.set_result(Reply.from_wire(wire))
         self._send()
+        if self._on_batch is not None:
+            self._on_batch(outcomes_of(code for code, _payload, _auth in replies), commit_s)
 
     def _writer_died(self) -> None:
         code = None
@@ -208,7 +212,7 @@ def _child_main(conn: Connection, settings: Settings, config: IngestConfig,
                 os._exit(70)  # committed, not answered: as if killed right here
             answers = [reply.to_wire() for reply in replies]
             try:
-                conn.send_bytes(marshal.dumps((answers, records[:])))
+                conn.send_bytes(marshal.dumps((answers, records[:], writer.last_commit_s)))
             except OSError:
                 return  # the parent stopped meanwhile; devices get answers on retransmission
             records.clear()
@@ -233,7 +237,7 @@ class _Collector(logging.Handler):
             exc_text = logging.Formatter().formatException(record.exc_info)
         self._records.append((record.name, record.levelno, record.getMessage(), exc_text,
                               record.created, record.pathname, record.lineno,
-                              record.funcName))
+                              record.funcName, str(record.msg)))
 
 
 def _collect_logs(level: int, records: list[tuple]) -> None:
@@ -246,11 +250,12 @@ def _collect_logs(level: int, records: list[tuple]) -> None:
 
 
 def _log_forwarded(record: tuple) -> None:
-    name, levelno, message, exc_text, created, pathname, lineno, func = record
+    name, levelno, message, exc_text, created, pathname, lineno, func, template = record
     logger = logging.getLogger(name)
     if logger.isEnabledFor(levelno):
         logger.handle(logging.makeLogRecord({
             "name": name, "levelno": levelno, "levelname": logging.getLevelName(levelno),
             "msg": message, "args": None, "exc_text": exc_text, "created": created,
             "msecs": (created % 1) * 1000, "pathname": pathname, "lineno": lineno,
-            "funcName": func, "processName": "ingest-writer"}))
+            "funcName": func, "processName": "ingest-writer",
+            "template": template}))  # what backend.logs.Summarize counts by

@@ -15,7 +15,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from backend.config import DEFAULTS
@@ -61,13 +61,20 @@ def due_query(now: datetime):
 
 
 def claim(session: Session, worker: str, limit: int = 10, now: datetime | None = None,
-          lease_s: float = DEFAULTS.outbox_lease_s) -> list[Claimed]:
-    """Lease up to `limit` due items to `worker` for `lease_s` (commit the session to
-    publish it)."""
+          lease_s: float = DEFAULTS.outbox_lease_s,
+          kinds: tuple[str, ...] | None = None,
+          other_than: tuple[str, ...] = ()) -> list[Claimed]:
+    """Lease up to `limit` due items (of `kinds` if given, of none of `other_than`) to
+    `worker` for `lease_s` (commit the session to publish it)."""
     now = now or utcnow()
     due = _unleased(now)
+    query = due_query(now)
+    if kinds is not None:
+        query = query.where(OutboxItem.kind.in_(kinds))
+    if other_than:
+        query = query.where(OutboxItem.kind.not_in(other_than))
     ids = session.scalars(
-        due_query(now).order_by(OutboxItem.id).limit(limit).with_for_update(skip_locked=True)
+        query.order_by(OutboxItem.id).limit(limit).with_for_update(skip_locked=True)
     ).all()
     claimed = []
     for item_id in ids:
@@ -99,6 +106,27 @@ def complete(session: Session, item_id: int, worker: str) -> bool:
         log.warning("outbox item %d: lease lost before completion", item_id)
         return False
     item.status, item.done_at, item.locked_by, item.locked_until = "done", utcnow(), None, None
+    return True
+
+
+def depth(session: Session) -> list[tuple[str, str, int, datetime]]:
+    """(kind, status, items, oldest created_at) of the items not done (metrics)."""
+    return [tuple(row) for row in session.execute(
+        select(OutboxItem.kind, OutboxItem.status, func.count(),
+               func.min(OutboxItem.created_at))
+        .where(OutboxItem.status != "done")
+        .group_by(OutboxItem.kind, OutboxItem.status))]
+
+
+def defer(session: Session, item_id: int, worker: str, wait_s: float) -> bool:
+    """Give a claimed item back untried, due again in `wait_s` (its destination or
+    household is busy, or the destination's circuit is open): no attempt is counted."""
+    item = _still_mine(session, item_id, worker)
+    if item is None:
+        return False
+    item.attempts = max(0, item.attempts - 1)
+    item.locked_by = item.locked_until = None
+    item.next_attempt_at = utcnow() + timedelta(seconds=wait_s)
     return True
 
 

@@ -59,5 +59,19 @@ def forecast_for(session: Session, device: Device, slot: Slot, *,
                              safety_days=slot.safety_days)
 
 
-def wants_order(session: Session, device: Device, slot: Slot, remaining: int) -> bool:
-    return forecast_for(session, device, slot, latest=remaining).should_order
+def wants_order(session: Session, device: Device, slot: Slot, remaining: int, *,
+                history: list[forecast.Reading] | None = None,
+                lead_days: float | None = None) -> bool:
+    """Is it time to order? Ingest's group commit passes the slot's `history` (the
+    stored readings `readings` would return, without this one) and the product's
+    `lead_days`, both read once per batch; without them they are read here."""
+    if history is None and lead_days is None:
+        return forecast_for(session, device, slot, latest=remaining).should_order
+    now = utcnow()
+    if history is None:
+        history = readings(session, device, slot, now)
+    if lead_days is None:
+        lead_days = lead_time_days(session, slot.product_sku)
+    return forecast.estimate([*history, forecast.Reading(now, float(remaining))], now,
+                             lead_time_days=lead_days,
+                             safety_days=slot.safety_days).should_order

@@ -149,6 +149,7 @@ class Device(Base):
     flashed_firmware: Mapped[str | None] = mapped_column(String(50))
     key_rotated_at: Mapped[datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_reason: Mapped[str | None] = mapped_column(String(200))
 
     household: Mapped[Household | None] = relationship(back_populates="devices")
     slots: Mapped[list[Slot]] = relationship(
@@ -199,6 +200,12 @@ class Event(Base):
 
 class Order(Base):
     __tablename__ = "orders"
+    __table_args__ = (
+        # The lead-time estimate (backend/orders/sensors.py) and ingest's open-order
+        # lookup per batch (backend/ingest/batch_sql.py).
+        Index("ix_orders_product_delivered", "product_sku", "delivered_at"),
+        Index("ix_orders_device_slot", "device_pk", "slot_index"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     household_id: Mapped[int] = mapped_column(ForeignKey("households.id"), index=True)

@@ -7,11 +7,13 @@ from sqlalchemy.orm import sessionmaker
 
 from backend.config import Settings
 from backend.errors import ReplenishError
+from backend.metrics import Metrics
 from backend.web import api, merchant, pages, request_db, security
+from backend.web import metrics as metrics_page
 
 
 def create_app(sessions: sessionmaker, writer_sessions: sessionmaker | None = None,
-               settings: Settings | None = None) -> Flask:
+               settings: Settings | None = None, metrics: Metrics | None = None) -> Flask:
     app = Flask(__name__)
     request_db.init_app(app, sessions, writer_sessions or sessions)
     app.config["SETTINGS"] = settings or Settings()
@@ -19,6 +21,8 @@ def create_app(sessions: sessionmaker, writer_sessions: sessionmaker | None = No
     app.register_blueprint(merchant.bp)
     security.init_app(app, app.config["SETTINGS"])  # secret key, cookies, headers
     app.register_blueprint(pages.bp)  # household and operator pages (CSRF inside)
+    if metrics is not None:  # GET /metrics, for REPLENISH_METRICS_FROM
+        metrics_page.init_app(app, metrics, app.config["SETTINGS"].metrics_from)
 
     @app.errorhandler(ReplenishError)
     def replenish_error(err: ReplenishError):

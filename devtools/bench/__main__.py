@@ -49,45 +49,60 @@ def host_cpu_s() -> tuple[float, float]:
 
 
 class Usage:
-    """CPU use over one phase: the server's process tree, this load generator, the host."""
+    """CPU use over one phase: the server's process tree, this load generator, the host;
+    with `database_cpu_s` (PostgreSQL's processes) that too, and in the total."""
 
-    def __init__(self, server: ServerProcess):
+    def __init__(self, server: ServerProcess, database_cpu_s=None):
         self._server = server
+        self._database = database_cpu_s or (lambda: 0.0)
+        self._counted = database_cpu_s is not None
         self._start = self._now()
 
     def _now(self) -> tuple[float, ...]:
-        return (self._server.cpu_s(), time.process_time(), *host_cpu_s(), time.perf_counter())
+        main, children = self._server.cpu_split_s()
+        return (main + children, main, children, self._database(), time.process_time(),
+                *host_cpu_s(), time.perf_counter())
 
     def figures(self, answered: int) -> dict:
-        server, client, host, stolen, wall = (
+        server, main, children, database, client, host, stolen, wall = (
             b - a for a, b in zip(self._start, self._now()))
         per_event = (lambda s: round(s * 1e6 / answered, 1)) if answered else (lambda s: None)
-        return {"cpu_us_per_event": per_event(server),
-                "server_cpu_util": round(server / wall, 3),
-                "client_cpu_us_per_event": per_event(client),
-                "host_cpu_util": round(host / wall, 3),
-                "stolen_cpu_util": round(stolen / wall, 3)}
+        out = {"cpu_us_per_event": per_event(server + database),
+               "server_cpu_util": round((server + database) / wall, 3)}
+        if children and self._server.processes == 1:  # the ingest: loop and writer apart
+            out.update(loop_cpu_us_per_event=per_event(main),
+                       writer_cpu_us_per_event=per_event(children))
+        if self._counted:
+            out.update(ingest_cpu_us_per_event=per_event(server),
+                       postgres_cpu_us_per_event=per_event(database))
+        out.update({"client_cpu_us_per_event": per_event(client),
+                    "host_cpu_util": round(host / wall, 3),
+                    "stolen_cpu_util": round(stolen / wall, 3)})
+        return out
 
 
 async def measure(config: str, server: ServerProcess, workload: Workload, args,
                   fixed_rate: float | None, expected=SUCCESS, extra: dict | None = None,
-                  window: int | None = None) -> dict:
+                  window: int | None = None, max_rate: float | None = None,
+                  phase_s: float | None = None, database_cpu_s=None) -> dict:
     """Warm up, then a saturation phase and (when given) a fixed-rate phase."""
     window = window or args.window
+    phase_s = phase_s or args.phase_s
+    max_rate = max_rate or args.max_rate
+    workload.prepare(int(window * 20))  # before the sockets: a fleet workload grows here
     gen = LoadGenerator("127.0.0.1", server.port, workload, sockets=args.sockets,
                         expected_codes=expected)
     await gen.open()
     lines = {}
     try:
-        workload.prepare(int(window * 20))
         await gen.run(args.warmup_s, window=min(window, args.window), drain_s=args.drain_s)
-        phases = [("saturation", dict(window=window), args.max_rate * args.phase_s)]
+        phases = [("saturation", dict(window=window), max_rate * phase_s)]
         if fixed_rate:
-            phases.append(("fixed_rate", dict(rate=fixed_rate), fixed_rate * args.phase_s * 1.1))
+            phases.append(("fixed_rate", dict(rate=fixed_rate), fixed_rate * phase_s * 1.1))
         for mode, how, budget in phases:
             workload.prepare(max(0, int(budget) - workload.pending()))
-            usage = Usage(server)
-            result = await gen.run(args.phase_s, drain_s=args.drain_s, **how)
+            usage = Usage(server, database_cpu_s)
+            result = await gen.run(phase_s, drain_s=args.drain_s, **how)
             line = {"config": config, **(extra or {}), **result.summary(),
                     **usage.figures(result.answered)}
             emit(line)
@@ -174,6 +189,68 @@ async def ingest_config(config: str, db_url: str, devices: int, workdir: Path, a
     return lines
 
 
+def count_rows(db_url: str, model) -> int:
+    from sqlalchemy import func, select
+
+    from backend.storage import db
+
+    engine = db.make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(model)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+async def fleet_day(config: str, db_url: str, workdir: Path, args, fixed_rate: float,
+                    database_cpu_s=None) -> dict:
+    """Issue 18's fleet day (devtools/bench/fleetday.py): `args.fleet_devices` claimed
+    devices, each sending one event in the whole run, 60 % level reports, 30 %
+    heartbeats, 9 % suppressed presses, 1 % first presses; saturation and half the bare
+    rate for the mix, then each kind alone at saturation (`--fleet-kind-s`)."""
+    from backend.storage.models import Event, Order
+    from devtools.bench import fleetday
+
+    kek = secrets.token_bytes(32)
+    t0 = time.perf_counter()
+    pools = fleetday.provision_fleet_day(db_url, kek, args.fleet_devices)
+    provision_s = time.perf_counter() - t0
+    orders_before = count_rows(db_url, Order)
+    data_dir = workdir / config
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = ServerProcess("ingest", db_url=db_url, data_dir=data_dir, kek_hex=kek.hex(),
+                           log_path=data_dir / "server.log", log_level=args.server_log_level)
+    extra = {"devices": args.fleet_devices, "mix": "60/30/9/1"}
+    # Events prepared per saturation second: enough for any rate this host reaches,
+    # few enough that 100,000 devices last the run (unsent ones serve the next phase).
+    rate_cap = args.fleet_max_rate
+    lines: dict = {}
+    try:
+        mix = fleetday.FleetWorkload(pools)
+        lines.update(await measure(config, server, mix, args, fixed_rate, extra=extra,
+                                   max_rate=rate_cap, database_cpu_s=database_cpu_s))
+        for kind in fleetday.KINDS:
+            alone = fleetday.FleetWorkload(pools, {kind: 1})
+            got = await measure(f"{config}-{kind}", server, alone, args, None,
+                                extra={"devices": args.fleet_devices, "kind": kind},
+                                max_rate=rate_cap, phase_s=args.fleet_kind_s,
+                                database_cpu_s=database_cpu_s)
+            lines[kind] = got["saturation"]
+    finally:
+        server.stop()
+    answered = {mode: line["codes"] for mode, line in lines.items()}
+    emit({"config": config, "check": "recorded", "devices": args.fleet_devices,
+          "provision_s": round(provision_s, 2),
+          "events_recorded": count_rows(db_url, Event),
+          "measured_success_answers": sum(n for codes in answered.values()
+                                          for c, n in codes.items() if c in ("2.01", "2.03", "2.04")),
+          "orders_created": count_rows(db_url, Order) - orders_before,
+          "measured_2_01_answers": sum(codes.get("2.01", 0) for codes in answered.values()),
+          "devices_left": {kind: len(pool) for kind, pool in pools.items()},
+          "note": "recorded events and orders also count the warm-ups'"})
+    return lines
+
+
 async def run(args) -> int:
     if not args.no_firmware:
         firmware(args)
@@ -192,6 +269,15 @@ async def run(args) -> int:
     with ServerProcess("bare") as bare:  # a fresh server: no state from the first run
         lines = await _fixed_only("bare-aiocoap", bare, args, fixed_rate)
 
+    fleet_sqlite = fleet_pg = None
+    if not args.no_fleet:
+        fleet_sqlite = await fleet_day("fleet-day-sqlite", f"sqlite:///{workdir / 'fleet.db'}",
+                                       workdir, args, fixed_rate)
+        if not args.no_postgres:
+            fleet_pg = await postgres_fleet_day(args, workdir, fixed_rate)
+    if args.fleet_only:
+        emit(fleet_summary(fleet_sqlite, fleet_pg, same_eps, bare_eps, fixed_rate))
+        return 0
     sqlite = await ingest_config("ingest-sqlite", f"sqlite:///{workdir / 'bench.db'}",
                                  args.devices, workdir, args, fixed_rate)
     if not args.no_gc_compare:  # the same ingest with CPython's GC settings
@@ -215,8 +301,56 @@ async def run(args) -> int:
               round(ingest_eps / same_eps, 3) if same_eps else None,
           "bare_event_path_settings_events_per_s": same_eps,
           "ratio_2proc_vs_1proc": round(two_eps / ingest_eps, 3) if ingest_eps else None,
-          "fixed_rate_per_s": fixed_rate, "loadavg": loadavg(), "cpus": _cpus()})
+          "fixed_rate_per_s": fixed_rate, "loadavg": loadavg(), "cpus": _cpus(),
+          **fleet_summary(fleet_sqlite, fleet_pg, same_eps, bare_eps, fixed_rate)})
     return 0
+
+
+def fleet_summary(sqlite: dict | None, pg: dict | None, same_eps: float, bare_eps: float,
+                  fixed_rate: float) -> dict:
+    """Issue 18's keys for the last line (None where a configuration did not run)."""
+    if not sqlite:
+        return {}
+    eps = sqlite["saturation"]["events_per_s"]
+    out = {"ratio_fleet_vs_bare_event_path_settings": round(eps / same_eps, 3) if same_eps else None,
+           "fleet_events_per_s": eps,
+           "fleet_new_orders_per_s": sqlite["first"]["events_per_s"],
+           "fleet_p99_ms_at_half_load": sqlite["fixed_rate"]["p99_ms"],
+           "fleet_cpu_us_per_event": sqlite["saturation"]["cpu_us_per_event"],
+           "fleet_cpu_us_per_event_by_kind": {
+               kind: sqlite[kind]["cpu_us_per_event"] for kind in
+               ("level", "heartbeat", "suppressed", "first")},
+           "ratio_fleet_postgresql_vs_sqlite": None}
+    if pg:
+        pg_eps = pg["saturation"]["events_per_s"]
+        out.update(ratio_fleet_postgresql_vs_sqlite=round(pg_eps / eps, 3) if eps else None,
+                   fleet_postgresql_events_per_s=pg_eps,
+                   fleet_postgresql_new_orders_per_s=pg["first"]["events_per_s"],
+                   fleet_postgresql_p99_ms_at_half_load=pg["fixed_rate"]["p99_ms"],
+                   fleet_postgresql_cpu_us_per_event=pg["saturation"]["cpu_us_per_event"])
+    out.update(fleet_bare_events_per_s=bare_eps, fleet_half_load_per_s=fixed_rate)
+    return out
+
+
+async def postgres_fleet_day(args, workdir: Path, fixed_rate: float) -> dict | None:
+    from devtools.bench.writer_cpu import postmaster_pid, tree_cpu_s
+
+    try:
+        from devtools.postgres import PostgresServer
+
+        server = PostgresServer()
+        server.start()
+    except BaseException as err:  # devtools.system.unavailable raises pytest's Skipped
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        emit({"config": "fleet-day-postgresql", "skipped": f"PostgreSQL unavailable: {err}"})
+        return None
+    try:
+        pid = postmaster_pid(server)
+        return await fleet_day("fleet-day-postgresql", server.new_database(), workdir, args,
+                               fixed_rate, database_cpu_s=lambda: tree_cpu_s(pid))
+    finally:
+        server.stop()
 
 
 async def _fixed_only(config, server, args, rate):
@@ -286,7 +420,24 @@ def main(argv: list[str] | None = None) -> int:
                    help="skip the ingest run with CPython's default GC settings")
     p.add_argument("--large-postgres", action="store_true",
                    help="also run the large fleet on PostgreSQL")
+    p.add_argument("--no-fleet", action="store_true", help="skip the fleet day (issue 18)")
+    p.add_argument("--fleet-only", action="store_true",
+                   help="only the bare servers and the fleet day")
+    p.add_argument("--fleet-devices", type=int, default=100_000,
+                   help="fleet day: claimed devices, each sending one event (1000000: a "
+                        "million; provisioning takes minutes)")
+    p.add_argument("--fleet-kind-s", type=float, default=3.0,
+                   help="fleet day: seconds of each kind alone at saturation")
+    p.add_argument("--fleet-max-rate", type=float, default=4000,
+                   help="fleet day: events prepared per second of a saturation phase")
+    p.add_argument("--quick", action="store_true",
+                   help="the fleet day's short form: --fleet-only, 30,000 devices, 3 s "
+                        "phases, 2 s per kind, no firmware")
     args = p.parse_args(argv)
+    if args.quick:
+        args.fleet_only = args.no_firmware = True
+        args.fleet_devices = min(args.fleet_devices, 30_000)
+        args.phase_s, args.fleet_kind_s, args.drain_s = 3.0, 2.0, 3.0
     return asyncio.run(run(args))
 
 

@@ -48,6 +48,7 @@ class Request:
     seq: int
     payload: bytes
     tag: bytes
+    expected: int | None = None  # the code its answer must carry (fleet day: by kind)
 
 
 class Workload:
@@ -323,6 +324,8 @@ class LoadGenerator:
                 ok = answer.seq == request.seq and int(answer.result) == msg.code
         elif ok and self.workload.verify and msg.code < 128:
             ok = False  # a success answer must be MAC'd
+        if request.expected is not None and msg.code != request.expected:
+            ok = False  # the fleet day: each kind has its own answer
         if not ok:
             self._result.errors += 1
         if self.on_answer is not None:

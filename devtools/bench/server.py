@@ -187,11 +187,21 @@ class ServerProcess:
                                + (f"; see {log_path}" if log_path else ""))
         self.port = json.loads(line)["port"]
         self.pid = self.proc.pid
+        self.processes = processes
 
     def cpu_s(self) -> float:
         """User + system CPU seconds of the server: all threads of the process and of
         its descendants (the ingest writer runs in a child of the fork server)."""
         return sum(_cpu_ticks(pid) for pid in _tree(self.pid)) / os.sysconf("SC_CLK_TCK")
+
+    def cpu_split_s(self) -> tuple[float, float]:
+        """(this process, its descendants): for the ingest, the event loop's process
+        (with the web app's and the order worker's threads) and the writer process
+        (with the fork server it comes from, which idles)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        pids = _tree(self.pid)
+        own = _cpu_ticks(self.pid)
+        return own / tick, sum(_cpu_ticks(pid) for pid in pids if pid != self.pid) / tick
 
     def stop(self) -> None:
         if self.proc.poll() is None:

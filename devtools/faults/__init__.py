@@ -10,4 +10,6 @@ neither side has to edit the other's modules.
 - `crash`         the crash scenario: load, SIGKILLs, merchant down, checks
 - `relay`         a seeded lossy UDP relay (drop, duplicate, reorder, delay)
 - `hostile`       seeded hostile inputs for every decoder of untrusted bytes, counted
+- `isolation`     one household's webhook blackholed: the others' order latency, next
+                  to a run without it (`blackhole`: the endpoint that never answers)
 """

@@ -1,5 +1,6 @@
-"""`python -m devtools.faults` (`make faults`): the crash scenario, then hostile input; a table
-and one JSON line. Exit status 1 when a guarantee did not hold."""
+"""`python -m devtools.faults` (`make faults`): the crash scenario, then hostile input, then
+one household's webhook blackholed (the other households' order latency next to a run
+without it); tables and one JSON line. Exit status 1 when a guarantee did not hold."""
 
 from __future__ import annotations
 
@@ -9,6 +10,12 @@ import sys
 from pathlib import Path
 
 from devtools.faults.crash import CrashConfig, run_crash
+from devtools.faults.isolation import (
+    IsolationConfig,
+    isolation_failures,
+    print_isolation,
+    run_isolation,
+)
 from devtools.faults.relay import Faults
 
 TABLE = [("events sent", "sent"), ("acknowledged", "acknowledged"), ("stored", "stored"),
@@ -76,6 +83,8 @@ def main(argv=None) -> int:
     parser.add_argument("--relay", action="store_true",
                         help="devices reach the backend through a lossy UDP relay "
                              "(5 %% drop, duplicate and reorder each way)")
+    parser.add_argument("--no-isolation", action="store_true",
+                        help="skip the blackholed-webhook runs")
     args = parser.parse_args(argv)
     config = CrashConfig(devices=args.devices, rate=args.rate, duration_s=args.duration,
                          kills=args.kills, merchant_down_s=args.merchant_down,
@@ -91,8 +100,19 @@ def main(argv=None) -> int:
         config.db_url = postgres.new_database()
     elif args.postgres:
         config.db_url = args.postgres
+    def say(line):
+        print(line, flush=True)
+
     try:
-        result = run_crash(config, log=lambda line: print(line, flush=True))
+        result = run_crash(config, log=say)
+        if not args.no_isolation:
+            fresh = None
+            if postgres is not None:
+                fresh = postgres.new_database
+            elif args.postgres:
+                say("isolation runs on SQLite (they need two fresh databases)")
+            result["isolation"] = run_isolation(IsolationConfig(), fresh,
+                                                args.workdir, log=say)
     finally:
         if postgres is not None:
             postgres.stop()
@@ -107,8 +127,12 @@ def main(argv=None) -> int:
         result["hostile_known"] = hostile["known"]
         result["mpy_memory"] = hostile["mpy_memory"]
     bad = failures(result)
+    if "isolation" in result:
+        bad += isolation_failures(result["isolation"])
     result["ok"] = not bad
     print_table(result)
+    if "isolation" in result:
+        print_isolation(result["isolation"])
     if bad:
         print("FAILED: " + "; ".join(bad), flush=True)
     print(json.dumps(result, sort_keys=True), flush=True)

@@ -114,6 +114,7 @@ def _run(config: CrashConfig, rng: random.Random, workdir: Path, db_url: str, lo
     env = {**os.environ, "DATABASE_URL": db_url, "REPLENISH_KEK": kek.hex(),
            "REPLENISH_DATA_DIR": str(workdir), "REPLENISH_COAP_HOST": "127.0.0.1",
            "REPLENISH_MERCHANT_URL": merchant.url, "REPLENISH_MERCHANT_SECRET": secret,
+           "REPLENISH_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",  # the merchant is on loopback
            "REPLENISH_WORKER_POLL_S": "0.2", "REPLENISH_OUTBOX_LEASE_S": str(config.lease_s),
            "PYTHONPATH": str(ROOT)}
     backend = BackendProcess(env, workdir / "backend.log")

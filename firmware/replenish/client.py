@@ -21,6 +21,10 @@ MAX_RETRANSMIT = const(4)
 _TOKEN_BYTES = const(4)
 _MAX_DATAGRAM = const(1152)
 _SEPARATE_FACTOR = const(15)  # wait for a separate response: 15 x ACK_TIMEOUT (30 s)
+# Longest single socket wait: a whole exchange (up to ~93 s of retransmission, then
+# 30 s for a separate response) outlasts a 60 s task watchdog, so `tick` runs at least
+# this often.
+_TICK_MS = const(1000)
 
 
 class ClientError(Exception):
@@ -42,7 +46,7 @@ def _is_timeout(err):
 class Client:
     def __init__(self, sock, addr, ack_timeout_ms=ACK_TIMEOUT_MS,
                  ack_random_factor=ACK_RANDOM_FACTOR, max_retransmit=MAX_RETRANSMIT,
-                 separate_timeout_ms=None, log=None):
+                 separate_timeout_ms=None, log=None, tick=None):
         self._sock = sock
         self._addr = addr
         self.ack_timeout_ms = ack_timeout_ms
@@ -52,6 +56,7 @@ class Client:
             separate_timeout_ms = ack_timeout_ms * _SEPARATE_FACTOR
         self.separate_timeout_ms = separate_timeout_ms
         self._log = log
+        self._tick = tick  # feeds the device's watchdog during long waits
         self._mid = random.getrandbits(16)
         self._last_separate = None  # (mid, token) of the last separate response ACKed
         self.transmissions = 0  # datagrams sent for the last request (stats, tests)
@@ -124,8 +129,12 @@ class Client:
             left_ms = time.ticks_diff(deadline, time.ticks_ms())
             if left_ms <= 0:
                 return None
-            msg, addr = self._recv(left_ms)
+            if self._tick is not None:
+                self._tick()
+            msg, addr = self._recv(left_ms if left_ms < _TICK_MS else _TICK_MS)
             if msg is None:
+                if left_ms > _TICK_MS:
+                    continue  # a slice of the wait ended, not the wait
                 return None
             if msg is False:
                 continue

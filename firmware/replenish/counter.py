@@ -12,6 +12,12 @@ covers every number handed out so far (numbers are only used after their
 reservation write returned).
 
 storage: any object with read(name) -> bytes or None and write(name, bytes).
+
+With `rtc` (a record in memory that survives deep sleep and resets, not a power cut)
+the next number is also kept there, tagged with the reservation's generation: a wake
+continues inside the current block instead of skipping it, so a press costs no
+reservation write on most wakes. A power cut erases it and the counter skips the block
+as before; a record of another generation (or damaged) is ignored.
 """
 
 import hashlib
@@ -26,10 +32,16 @@ _BODY_BYTES = const(16)
 _CHECK_BYTES = const(4)
 _RECORD_BYTES = const(20)
 _SLOTS = ("seq.a", "seq.b")
+_RTC_FORMAT = ">IQI"  # generation, next number, check
+_RTC_MAGIC = const(0x52535131)
 
 
 def _checksum(body):
     return hashlib.sha256(body).digest()[:_CHECK_BYTES]
+
+
+def _rtc_check(generation, nxt):
+    return (generation ^ (nxt & 0xFFFFFFFF) ^ (nxt >> 32) ^ _RTC_MAGIC) & 0xFFFFFFFF
 
 
 def encode_record(generation, reserved):
@@ -51,8 +63,9 @@ def decode_record(raw):
 
 
 class SeqCounter:
-    def __init__(self, storage, block=_BLOCK):
+    def __init__(self, storage, block=_BLOCK, rtc=None):
         self._storage = storage
+        self._rtc = rtc
         self._block = block
         self.writes = 0  # reservation writes that returned (for tests and stats)
         best = None
@@ -71,6 +84,18 @@ class SeqCounter:
             self._generation, self._reserved = best
         self._slot = best_slot  # slot holding the newest valid record
         self._next = self._reserved + 1  # skip the rest of the old block
+        if rtc is not None:
+            raw = rtc.read()
+            if raw is not None and len(raw) == 16:
+                generation, nxt, check = struct.unpack(_RTC_FORMAT, raw)
+                if generation == self._generation and check == _rtc_check(generation, nxt) \
+                        and nxt <= self._reserved + 1:
+                    self._next = nxt  # numbers below it were handed out, none above
+
+    def _remember(self):
+        if self._rtc is not None:
+            self._rtc.write(struct.pack(_RTC_FORMAT, self._generation, self._next,
+                                        _rtc_check(self._generation, self._next)))
 
     @property
     def reserved(self):
@@ -98,9 +123,11 @@ class SeqCounter:
         if n > self._reserved:
             self._reserve(n + self._block - 1)
         self._next = n + 1
+        self._remember()  # before n is used anywhere
         return n
 
     def resync(self, last_seq):
         """After an authenticated 4.09: continue past the server's last_seq."""
         if last_seq >= self._next:
             self._next = last_seq + 1
+            self._remember()

@@ -7,9 +7,12 @@ conversion (A/128, B/32, A/64). SCK must not stay high longer than 50 us during 
 read: high for more than 60 us powers the chip down (used by power_down()).
 
 Pins and clock are passed in: dout.value() -> 0/1, sck.value(v), and a clock with
-sleep_us(n) and ticks_ms(). On an ESP32 the hardware layer runs read_raw() with
-interrupts disabled so no pulse is stretched; on the unix port a simulated chip
-(hw/sim.py) checks the timing.
+sleep_us(n) and ticks_ms(). `critical(fn)` runs fn with interrupts off (the ESP32
+layer passes one) so no SCK pulse is stretched past 60 us. It wraps one 27-pulse shift
+only, never the wait for DOUT nor a median of several conversions: at 10 samples/s
+seven readings take ~700 ms, past ESP-IDF's 300 ms interrupt watchdog
+(CONFIG_ESP_INT_WDT_TIMEOUT_MS), while one shift takes well under a millisecond. On the
+unix port a simulated chip checks the timing.
 """
 
 from micropython import const
@@ -29,7 +32,7 @@ class NotReady(OSError):
 
 
 class HX711:
-    def __init__(self, dout, sck, clock, gain=128, ready_timeout_ms=600):
+    def __init__(self, dout, sck, clock, gain=128, ready_timeout_ms=600, critical=None):
         if gain not in _GAIN_PULSES:
             raise ValueError("gain must be 128, 64 or 32")
         self._dout = dout
@@ -37,6 +40,7 @@ class HX711:
         self._clock = clock
         self._extra = _GAIN_PULSES[gain]
         self._timeout_ms = ready_timeout_ms
+        self._critical = critical
         self._samples = [0] * _MAX_SAMPLES  # reused by read_median
         self.offset = 0  # raw reading with nothing on the cell (tare)
         self.counts_per_unit = 1.0  # calibration factor: raw counts per gram (or ml)
@@ -54,11 +58,18 @@ class HX711:
     def read_raw(self):
         """One conversion as a signed integer; NotReady after the timeout."""
         waited_ms = 0
-        while self._dout.value():
+        while self._dout.value():  # interrupts stay on while waiting
             if waited_ms >= self._timeout_ms:
                 raise NotReady("hx711 not ready")
             self._clock.sleep_us(_POLL_US)
             waited_ms += 1
+        value = self._shift() if self._critical is None else self._critical(self._shift)
+        if value & _SIGN:
+            value -= _RANGE
+        return value
+
+    def _shift(self):
+        """24 data pulses plus the gain pulses: the only part that must not stretch."""
         value = 0
         for _ in range(_BITS):
             self._sck.value(1)
@@ -68,8 +79,6 @@ class HX711:
             self._clock.sleep_us(_PULSE_US)
         for _ in range(self._extra):
             self._pulse()
-        if value & _SIGN:
-            value -= _RANGE
         return value
 
     def read_median(self, n=7):

@@ -60,8 +60,8 @@ def decode_page(raw):
     """(kind, slot, position, seq, dropped, event) of a valid page, else None."""
     if raw is None or len(raw) < _PAGE_HEADER + _CHECK:
         return None
-    body = raw[:-_CHECK]
-    if _check(body) != bytes(raw[-_CHECK:]):
+    body = memoryview(raw)[:-_CHECK]  # no copies of the page until the event itself
+    if _check(body) != raw[-_CHECK:]:
         return None
     magic, kind, slot, position, seq, dropped, length = struct.unpack(
         _PAGE_FORMAT, body[:_PAGE_HEADER])

@@ -2,7 +2,10 @@
 
 Sender.send(kind, slot, ...) first delivers what the queue holds (oldest first, so
 sequence numbers reach the backend in increasing order), then signs and sends the
-new event; an event without an authenticated answer goes into the queue. When the
+new event; an event without an authenticated answer goes into the queue. A press is
+different: record() signs it into the flash queue before the network is touched (a
+watchdog reset or a power cut during a slow join or a retransmission cannot lose it),
+and send_recorded() delivers the queue through it. When the
 queue had to drop events, a status event carrying `dropped` (key 8) follows the
 flush. Collaborators are passed in: identity, SeqCounter, client, Queue, battery.
 """
@@ -68,7 +71,7 @@ class Sender:
         self.fw = identity.fw
         self._mac = HmacSha256(identity.key)
         self._counter = counter
-        self._client = client
+        self.client = client  # set later when the network comes up after a record()
         self.queue = queue
         self._battery = battery
         self._led = led
@@ -104,11 +107,11 @@ class Sender:
             self._led.show("sending")
         self.exchanges += 1
         try:
-            code, cf, body = self._client.request(
+            code, cf, body = self.client.request(
                 coap.POST, protocol.EVENT_PATH, event.cose, protocol.CONTENT_FORMAT)
         except (ClientError, OSError) as err:
             return None, None, "no answer: %s" % err.__class__.__name__
-        max_age = getattr(self._client, "max_age", None)
+        max_age = getattr(self.client, "max_age", None)
         if code == protocol.UNAVAILABLE and max_age is not None:
             self._hold(max_age)
             return None, code, "server busy: quiet for %d s" % max_age
@@ -185,6 +188,26 @@ class Sender:
                 queue.note_reported(dropped)
         queue.commit()
         return done, failure
+
+    def record(self, kind, slot, qty=None):
+        """Sign an event into the queue (one flash page write); its seq."""
+        event = self.sign(kind, slot, qty)
+        self.queue.push(kind, slot, event.seq, event.cose)
+        return event.seq
+
+    def send_recorded(self, seq):
+        """Deliver the queue up to and including the recorded event `seq`; its Outcome
+        (queued=True while it stays in the queue)."""
+        done, failure = self.flush()
+        for entry in self.queue.entries():
+            if entry.seq == seq:
+                return Outcome(ERROR, seq, failure.result if failure else None,
+                               reason=failure.reason if failure else "not delivered",
+                               queued=True,
+                               retry_after_s=failure.retry_after_s if failure else None)
+        if done:
+            return done[-1]  # the newest entry goes last (its seq differs after a 4.09)
+        return Outcome(ERROR, seq, reason="dropped from the queue")
 
     def send(self, kind, slot, qty=None, remaining=None, fw=None, extra=None):
         """Flush the queue, then sign and send one event; queue it if unanswered."""

@@ -92,7 +92,7 @@ def parse_form(body):
 
 class SetupServer:
     def __init__(self, listener, clock, secret, save, timeout_ms=300000, max_failures=5,
-                 log=None):
+                 log=None, tick=None):
         if not secret or normalize_code(secret) is None:
             raise ValueError("no setup secret: provision one (label) before setup mode")
         self._listener = listener
@@ -102,6 +102,7 @@ class SetupServer:
         self._timeout_ms = timeout_ms
         self._max_failures = max_failures
         self._log = log
+        self._tick = tick  # feeds the watchdog: setup mode outlasts its 60 s
         self.failures = 0
         self.requests = 0
 
@@ -113,6 +114,8 @@ class SetupServer:
         start = self._clock.ticks_ms()
         self._listener.settimeout(_ACCEPT_POLL_S)
         while True:
+            if self._tick is not None:
+                self._tick()
             if self._clock.ticks_ms() - start >= self._timeout_ms:
                 return TIMEOUT, None
             try:

@@ -55,7 +55,8 @@ import replenish, replenish.cbor, replenish.hmac_sha256, replenish.cose
 import replenish.protocol, replenish.coap, replenish.client, replenish.counter
 import replenish.button, replenish.identity, replenish.queue, replenish.sender
 import replenish.sensor, replenish.hx711, replenish.pulses, replenish.setup
-import replenish.power, replenish.leds, replenish.storage
+import replenish.power, replenish.leds, replenish.storage, replenish.wake, replenish.hal
+import replenish.backoff, replenish.wificache
 bad = [m for m in ("network", "esp32", "machine") if m in sys.modules]
 print("LOADED", bad)
 for name in ("network", "esp32"):

@@ -25,8 +25,9 @@ print(p.next_timer_s(0, 0, 0), p.next_timer_s(0, 2, 1), p.next_timer_s(900, 9, 1
 def test_bench_figures_printed_and_within_budget():
     figures = firmware_bench.measure(64)
     assert figures["presses"] == 64
-    # one counter reservation per 32 presses; nothing else touches flash when online
-    assert figures["flash_writes_per_press_online"] <= 1 / 32 + 1e-9
+    # one queue page per press (written before the network is touched, so no reset or
+    # power cut during the send can lose it) and one counter reservation per 32 presses
+    assert figures["flash_writes_per_press_online"] <= 1 + 1 / 32 + 1e-9
     # offline: one queue page per press (plus the counter's 1/32); the flush head goes
     # to RTC memory
     assert figures["flash_writes_per_press_offline"] <= 1 + 1 / 32 + 1e-9

@@ -115,3 +115,28 @@ print(cycles_remaining(40, 3, 5), cycles_remaining(40, 3, 20))
 """, tmp_path).stdout.split()
     assert out == ["first", "None", "change", "refill", "heartbeat", "0", "1000", "13",
                    "25", "0"]
+
+
+def test_interrupts_are_off_for_one_shift_at_a_time(tmp_path):
+    # The ESP32 layer passes critical() = machine.disable_irq/enable_irq around fn. ESP-IDF's
+    # interrupt watchdog fires after 300 ms (CONFIG_ESP_INT_WDT_TIMEOUT_MS); a median of
+    # seven conversions at 10 SPS takes ~700 ms, so only one 27-pulse shift may be inside.
+    out = run(tmp_path, r"""
+clock = Clock()
+chip = SimHx711(clock, lambda g: 84000)
+spans = []
+def critical(fn):
+    start = clock.now_us
+    try:
+        return fn()
+    finally:
+        spans.append(clock.now_us - start)
+adc = HX711(chip.dout_pin, chip.sck_pin, clock, critical=critical)
+start = clock.now_us
+adc.amount()
+print(len(spans), max(spans), clock.now_us - start, chip.violations)
+""")
+    count, longest_us, total_us, violations = map(int, out)
+    assert count == 7 and violations == 0
+    assert longest_us < 1000  # one shift: well under a millisecond
+    assert total_us > 300000  # the whole median would have tripped the watchdog

@@ -14,7 +14,10 @@ from hardware import power, wiring
 from hardware.validate import BOARDS_DIR, all_boards, load_board, validate
 
 HARDWARE = BOARDS_DIR.parent
-REQUIRED = {"esp32-devkitc-button", "esp32c3-button", "esp32-loadcell-hx711", "button-v1"}
+REQUIRED = {"esp32-devkitc-button", "esp32c3-button", "esp32-loadcell-hx711", "button-v1",
+            "esp32s3-button", "esp32c6-button"}
+MODULE_PREFIX = {"esp32": "ESP32-WROOM", "esp32c3": "ESP32-C3", "esp32s3": "ESP32-S3",
+                 "esp32c6": "ESP32-C6"}
 
 
 def board(name: str) -> dict:
@@ -43,6 +46,13 @@ def test_every_profile_is_valid_and_the_required_boards_exist():
     ("esp32-devkitc-button", ("led", "pin", 24), "does not exist"),
     ("esp32-loadcell-hx711", ("hx711", "sck_pin", 4), "already button.pin"),
     ("esp32-loadcell-hx711", ("hx711", "gain", 100), "hx711.gain"),
+    ("esp32-loadcell-hx711", ("hx711", "sck_pin", 23), "GPIO23 cannot hold its level"),
+    ("esp32c6-button", ("button", "pin", 9), "strapping pin"),
+    ("esp32c6-button", ("button", "pin", 10), "GPIO10 cannot wake the esp32c6"),
+    ("esp32c6-button", ("battery", "adc_pin", 7), "no ADC channel"),
+    ("esp32s3-button", ("button", "pin", 23), "does not exist"),
+    ("esp32s3-button", ("battery", "adc_pin", 11), "ADC2, unusable while Wi-Fi"),
+    ("esp32s3-button", ("led", "pin", 30), "SPI flash"),
 ])
 def test_validator_rejects_pin_rule_violations(name, change, message):
     profile = copy.deepcopy(board(name))
@@ -73,7 +83,7 @@ def test_each_board_has_a_bom_with_part_numbers():
         rows = list(csv.DictReader((HARDWARE / profile["bom"]).open()))
         assert rows and all(r["mpn"].strip() and r["manufacturer"].strip() for r in rows)
         module = rows[0]["mpn"]
-        assert module.startswith("ESP32-C3" if profile["mcu"] == "esp32c3" else "ESP32-WROOM")
+        assert module.startswith(MODULE_PREFIX[profile["mcu"]])
         if "hx711" in profile:
             assert any(r["mpn"] == "HX711" for r in rows)
 

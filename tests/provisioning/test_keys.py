@@ -151,6 +151,31 @@ def test_revoked_device_is_refused_at_once(world, backend):
         assert row.status == "revoked" and row.revoked_at is not None
 
 
+def test_a_revoked_device_comes_back_only_under_a_new_key(world, backend, tmp_path):
+    """The documented way back from a revocation: reinstate gives a new key (the old
+    identity, maybe leaked, stays refused) and the device continues its sequence."""
+    button = world.buttons[0]
+    old_copy = tmp_path / "old"
+    old_copy.mkdir()
+    (old_copy / "identity.json").write_text((button.bundle_dir / "identity.json").read_text())
+    assert send(world, button.bundle_dir, 1, Kind.PRESS) == Result.CREATED
+    active = replenish(world.settings, "provision", "reinstate", button.device_id,
+                       "--bundle-dir", str(button.bundle_dir), ok=False)
+    assert active.returncode == 1 and "is not revoked" in active.stderr
+    replenish(world.settings, "provision", "revoke", button.serial, "--reason", "lost")
+    with backend.sessions() as session:
+        assert session.scalars(select(Device.revoked_reason).where(
+            Device.device_id == button.device_id)).one() == "lost"
+    assert send(world, button.bundle_dir, 2) == Result.FORBIDDEN
+    replenish(world.settings, "provision", "reinstate", button.serial,
+              "--bundle-dir", str(button.bundle_dir))
+    assert send(world, old_copy, 3) == Result.UNAUTHORIZED
+    assert send(world, button.bundle_dir, 3) == Result.CHANGED
+    with backend.sessions() as session:
+        row = session.scalars(select(Device).where(Device.device_id == button.device_id)).one()
+        assert (row.status, row.revoked_at, row.revoked_reason) == ("active", None, None)
+
+
 def test_rotated_key_old_identity_refused_new_one_continues_the_sequence(world, backend,
                                                                           tmp_path):
     button = world.buttons[0]

@@ -69,7 +69,7 @@ def test_no_secret_in_any_log_line_of_a_full_scenario(settings, tmp_path, caplog
     password, hook_secret = "pw-" + secrets.token_hex(8), "hook-" + secrets.token_hex(12)
     with FakeMerchant(merchant_secret) as merchant, BackendThread(settings.with_(
             merchant_url=merchant.url, merchant_secret=merchant_secret,
-            web_secret_key=web_key)) as backend:
+            web_secret_key=web_key, webhook_allow_networks=("127.0.0.0/8",))) as backend:
         with backend.writer_sessions() as session, session.begin():
             made = provision_batch(session, backend.keyring, model="button", count=2,
                                    out=tmp_path / "bundles", coap_host="127.0.0.1",
@@ -124,6 +124,7 @@ def test_no_secret_in_a_backend_subprocess_log(tmp_path):
         env = {**os.environ, "DATABASE_URL": db_url, "REPLENISH_KEK": kek.hex(),
                "REPLENISH_DATA_DIR": str(tmp_path), "REPLENISH_COAP_HOST": "127.0.0.1",
                "REPLENISH_MERCHANT_URL": merchant.url,
+               "REPLENISH_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",
                "REPLENISH_MERCHANT_SECRET": merchant_secret, "PYTHONPATH": str(ROOT)}
         backend = BackendProcess(env, tmp_path / "backend.log", verbose=True)
         backend.start()

@@ -11,6 +11,7 @@ import logging
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.config import SimulatorSettings
@@ -33,9 +34,14 @@ class SimulatedWarehouse(Fulfillment):
     def _stock(self, session: Session, sku: str) -> SimStock:
         stock = session.get(SimStock, sku, with_for_update=True)
         if stock is None:
-            stock = SimStock(sku=sku, on_hand=self.settings.initial_stock)
-            session.add(stock)
-            session.flush()
+            # Two placements of a new product at once (the order lane runs several):
+            # one insert wins, the other takes the row it made.
+            try:
+                with session.begin_nested():
+                    session.add(SimStock(sku=sku, on_hand=self.settings.initial_stock))
+            except IntegrityError:
+                pass
+            stock = session.get(SimStock, sku, with_for_update=True, populate_existing=True)
         return stock
 
     def place(self, request: PlaceRequest, sessions: sessionmaker) -> Placement:

@@ -1,6 +1,8 @@
 """A merchant reached over signed HTTPS webhooks (protocol: docs/merchant-webhooks.md).
 
-Out: POST {merchant_url}/orders with the order and an idempotency key, signed.
+Out: POST {merchant_url}/orders with the order and an idempotency key, signed, through
+the outbound client (address policy, connect and total timeouts, no redirects:
+backend/orders/outbound/).
 In: status callbacks on the web app (backend/web/merchant.py), verified the same way.
 """
 
@@ -8,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import urllib.error
-import urllib.request
 
 from sqlalchemy.orm import sessionmaker
 
@@ -20,6 +20,7 @@ from backend.orders.fulfillment.base import (
     Placement,
     PlaceRequest,
 )
+from backend.orders.outbound import AddressRefused, Outbound, OutboundError
 
 log = logging.getLogger(__name__)
 _ANSWERS = {"accepted", "backordered", "declined"}
@@ -28,10 +29,10 @@ _ANSWERS = {"accepted", "backordered", "declined"}
 class WebhookMerchant(Fulfillment):
     name = "webhook"
 
-    def __init__(self, url: str, secret: str, timeout_s: float = 10.0):
+    def __init__(self, url: str, secret: str, outbound: Outbound):
         self._url = url.rstrip("/")
         self._secret = secret
-        self._timeout_s = timeout_s
+        self._outbound = outbound
 
     def place(self, request: PlaceRequest, sessions: sessionmaker) -> Placement:
         body = json.dumps({
@@ -41,18 +42,25 @@ class WebhookMerchant(Fulfillment):
         }, sort_keys=True).encode()
         headers = {**signing.sign_headers(self._secret, body),
                    "Idempotency-Key": request.idempotency_key}
-        http = urllib.request.Request(f"{self._url}/orders", data=body, headers=headers,
-                                      method="POST")
         try:
-            with urllib.request.urlopen(http, timeout=self._timeout_s) as response:
-                answer = json.loads(response.read() or b"{}")
-        except urllib.error.HTTPError as err:
-            if err.code >= 500 or err.code == 429:
-                raise MerchantUnreachable(f"merchant answered {err.code}") from err
-            log.warning("merchant refused order %d: HTTP %d", request.order_id, err.code)
+            reply = self._outbound.post(f"{self._url}/orders", body, headers,
+                                        what="the merchant URL")
+        except (OutboundError, AddressRefused) as err:  # refused, timeout, no address
+            raise MerchantUnreachable(str(err)) from err
+        if reply.redirect:
+            raise MerchantUnreachable(f"merchant answered {reply.status}; redirects are "
+                                      f"not followed")
+        if reply.status >= 500 or reply.status == 429:
+            raise MerchantUnreachable(f"merchant answered {reply.status}")
+        if reply.status >= 400:
+            log.warning("merchant refused order %d: HTTP %d", request.order_id, reply.status)
             return Placement("declined", "merchant_rejected")
-        except (OSError, ValueError) as err:  # refused, timeout, garbage
-            raise MerchantUnreachable(f"{type(err).__name__}: {err}") from err
+        try:
+            answer = json.loads(reply.body or b"{}")
+        except ValueError as err:
+            raise MerchantUnreachable(f"merchant answered no JSON: {err}") from err
+        if not isinstance(answer, dict):
+            raise MerchantUnreachable("merchant answered no JSON object")
         status = answer.get("status")
         if status not in _ANSWERS:
             raise MerchantUnreachable(f"merchant answered an unknown status {status!r}")

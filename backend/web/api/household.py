@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, current_app, g, request
 from sqlalchemy import select, update
 
-from backend.accounts import tokens
+from backend.accounts import households, tokens
 from backend.accounts import users as accounts
 from backend.errors import NotFound
+from backend.orders.outbound import AddressPolicy, AddressRefused
 from backend.storage.db import utcnow
 from backend.storage.models import ApiToken, Device, Household, Notification, Product, User
 from backend.web.api.common import (
@@ -23,6 +26,7 @@ from backend.web.api.common import (
 from backend.web.api.validation import INT32_MAX, BadRequest, Body, Field, query_bool
 
 bp = Blueprint("household", __name__)
+log = logging.getLogger(__name__)
 
 EMAIL = Field(str, "Email address (case does not matter).", required=True, min_length=1,
               max_length=accounts.EMAIL_MAX)
@@ -51,10 +55,12 @@ PASSWORD_CHANGE = Body({
 }, example={"current_password": "a long passphrase", "new_password": "another passphrase"})
 SETTINGS = Body({
     "hold_window_s": Field(int, "Seconds a new order waits, cancellable, before it is "
-                           "placed; 0 places it at once.", minimum=0, maximum=7 * 86400),
+                           "placed; 0 places it at once.", minimum=0,
+                           maximum=households.HOLD_WINDOW_MAX_S),
     "allow_multiple_open": Field(bool, "Allow a new order while the slot has an open one."),
     "max_orders_per_day": Field(int, "Most orders in 24 hours; null for no limit.",
-                                nullable=True, minimum=0, maximum=1000),
+                                nullable=True, minimum=0,
+                                maximum=households.ORDERS_PER_DAY_MAX),
     "monthly_limit_cents": Field(int, "Spending limit per calendar month (UTC), in cents; "
                                  "null for no limit.", nullable=True, minimum=0,
                                  maximum=INT32_MAX),
@@ -179,13 +185,23 @@ def get_household():
 def update_household():
     changes = SETTINGS.parse()
     url = changes.get("webhook_url")
-    if url is not None and not url.startswith(("http://", "https://")):
-        raise BadRequest("webhook_url must be an http:// or https:// URL")
+    if url is not None:
+        check_webhook_url(url, g.household.id)
     with writing() as session:
         household = session.get(Household, g.household.id)
         for name, value in changes.items():
             setattr(household, name, value)
         return household_json(household)
+
+
+def check_webhook_url(url: str, household_id: int) -> None:
+    """The outbound address policy, when the URL is set (again when a call is made)."""
+    policy = AddressPolicy(current_app.config["SETTINGS"].webhook_allow_networks)
+    try:
+        policy.check(url, "webhook_url")
+    except AddressRefused as err:
+        log.warning("household %d: webhook_url refused: %s", household_id, err)
+        raise BadRequest(str(err)) from None
 
 
 @bp.get("/products")

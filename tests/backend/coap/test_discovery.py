@@ -6,6 +6,8 @@ amplified. Tests stay on loopback, so the refusal is shown by allowing nobody.
 """
 
 import logging
+import re
+from pathlib import Path
 
 import aiocoap
 
@@ -17,7 +19,10 @@ def test_loopback_gets_the_link_format(settings):
     with BackendThread(settings) as backend:
         answer = coap_get(f"coap://127.0.0.1:{backend.coap_port}/.well-known/core")
     assert answer.code == aiocoap.Code.CONTENT
-    assert b"</ev>" in answer.payload
+    # The link as docs/protocol.md shows it to device makers, attribute for attribute.
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "protocol.md").read_text()
+    documented = re.search(r"`(</ev>[^`]*)`", doc).group(1)
+    assert documented in answer.payload.decode().split(",")
 
 
 def test_outside_the_allowed_networks_the_answer_is_an_empty_4_03(settings, caplog):

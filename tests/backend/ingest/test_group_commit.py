@@ -70,16 +70,16 @@ def test_an_event_that_raises_is_answered_503_and_the_rest_of_its_batch_commits(
     """One event raising (a bug, not the database) must not take its batch down: the
     batch is decided again with a savepoint per event, that event answered 5.03 and
     recorded nowhere, the others committed."""
-    from backend.ingest import decide as ingest
+    from backend.ingest import lookups as ingest  # where decide's lookups call fleet
 
     writer = BatchWriter(backend.writer_sessions, backend.keyring)
     good, bad, other = make_world(backend, tmp_path / "fleet", buttons=3).buttons
     real_on_event = ingest.fleet.on_event
 
-    def on_event(session, device, event):
+    def on_event(session, device, event, **batch):
         if device.device_id == bad.device_id:
             raise RuntimeError("boom")
-        return real_on_event(session, device, event)
+        return real_on_event(session, device, event, **batch)
 
     monkeypatch.setattr(ingest.fleet, "on_event", on_event)
     with caplog.at_level(logging.WARNING, logger="backend"):

@@ -9,7 +9,7 @@ from backend.storage.models import MerchantCallback, Order
 from devtools.merchant_server import FakeMerchant, send_callback
 from devtools.net import coap_post
 from tests.backend.ingest.test_ingest import answer_of, press
-from tests.worker_helpers import Backends, path_of, until
+from tests.worker_helpers import LOOPBACK_ALLOWED, Backends, path_of, until
 
 SECRET = "merchant-shared-secret"
 
@@ -23,7 +23,8 @@ def merchant():
 @pytest.fixture
 def shop(settings, tmp_path, merchant):
     backends = Backends(settings, tmp_path)
-    backend, world = backends.start(merchant_url=merchant.url, merchant_secret=SECRET)
+    backend, world = backends.start(merchant_url=merchant.url, merchant_secret=SECRET,
+                                    **LOOPBACK_ALLOWED)
     yield backend, world
     backends.close()
 

@@ -19,6 +19,7 @@ from backend.storage.db import utcnow
 from backend.storage.models import Notification, Order, OrderTransition, OutboxItem
 from devtools.merchant_server import FakeMerchant
 from tests.conftest import household_with_device
+from tests.worker_helpers import LOOPBACK_ALLOWED
 
 SECRET = "outbox-merchant"
 
@@ -45,7 +46,8 @@ def confirmed_orders(sessions, count: int) -> list[int]:
 def test_two_workers_never_deliver_the_same_item(settings, sessions):
     ids = confirmed_orders(sessions, 30)
     with FakeMerchant(SECRET) as merchant:
-        shop = replace(settings, merchant_url=merchant.url, merchant_secret=SECRET)
+        shop = replace(settings, merchant_url=merchant.url, merchant_secret=SECRET,
+                       **LOOPBACK_ALLOWED)
         workers = [OrderWorker(sessions, shop, name=f"worker-{n}") for n in "ab"]
         handled = {w.name: 0 for w in workers}
 
@@ -53,6 +55,7 @@ def test_two_workers_never_deliver_the_same_item(settings, sessions):
             for _ in range(200):  # bounded
                 count = worker.deliver_outbox(limit=3)
                 handled[worker.name] += count
+                assert worker.wait_idle(30), "the calls it started ended"
                 with sessions() as session:
                     if not session.scalar(select(func.count()).select_from(OutboxItem)
                                           .where(OutboxItem.status == "pending")):
@@ -77,7 +80,8 @@ def test_a_worker_that_dies_mid_delivery_loses_nothing_and_doubles_nothing(setti
                                                                           sessions):
     (order_id,) = confirmed_orders(sessions, 1)
     with FakeMerchant(SECRET) as merchant:
-        shop = replace(settings, merchant_url=merchant.url, merchant_secret=SECRET)
+        shop = replace(settings, merchant_url=merchant.url, merchant_secret=SECRET,
+                       **LOOPBACK_ALLOWED)
         doomed, survivor = (OrderWorker(sessions, shop, name=n) for n in ("doomed", "next"))
         with sessions() as session, session.begin():
             (item,) = outbox.claim(session, doomed.name)
@@ -88,6 +92,7 @@ def test_a_worker_that_dies_mid_delivery_loses_nothing_and_doubles_nothing(setti
         with sessions() as session, session.begin():  # time passes: the lease runs out
             session.execute(update(OutboxItem).values(locked_until=utcnow()))
         assert survivor.deliver_outbox() == 1
+        assert survivor.wait_idle(30), "the call it started ended"
     assert merchant.requests == [item.idempotency_key] * 2
     assert len(merchant.orders) == 1, "the merchant acted once"
     with sessions() as session:
@@ -133,8 +138,9 @@ def test_notifications_reach_the_household_webhook_signed(settings, sessions):
             from backend.orders import notifications
 
             notifications.notify(session, household.id, "low_battery", "Battery low.")
-        engine = OrderWorker(sessions, settings, name="hooks")
+        engine = OrderWorker(sessions, replace(settings, **LOOPBACK_ALLOWED), name="hooks")
         assert engine.deliver_outbox() == 1
+        assert engine.wait_idle(30), "the webhook call ended"
     finally:
         server.shutdown()
         server.server_close()

@@ -8,7 +8,14 @@ from backend.storage.models import Household, Order, OutboxItem, SimOrder
 from devtools.merchant_server import FakeMerchant
 from devtools.net import api, coap_post
 from tests.backend.ingest.test_ingest import answer_of, press
-from tests.worker_helpers import Backends, notification_kinds, order_state, path_of, until
+from tests.worker_helpers import (
+    LOOPBACK_ALLOWED,
+    Backends,
+    notification_kinds,
+    order_state,
+    path_of,
+    until,
+)
 
 
 @pytest.fixture
@@ -105,7 +112,7 @@ def test_monthly_spending_limit(backends):
 def test_test_mode_orders_never_reach_the_merchant(backends):
     with FakeMerchant("merchant-secret") as merchant:
         backend, world = backends.start(merchant_url=merchant.url,
-                                        merchant_secret="merchant-secret")
+                                        merchant_secret="merchant-secret", **LOOPBACK_ALLOWED)
         test_button, real_button = world.buttons
         status, body = api("PATCH", f"{world.api_url}/devices/{test_button.device_id}",
                            world.token, {"test_mode": True})
@@ -155,7 +162,7 @@ def test_unreachable_merchant_ends_failed_after_retries(backends, monkeypatch):
     monkeypatch.setattr(outbox, "MAX_ATTEMPTS", 3)
     monkeypatch.setattr(outbox, "BASE_DELAY_S", 0.01)
     backend, world = backends.start(merchant_url=f"http://127.0.0.1:{free_tcp_port()}",
-                                    merchant_secret="s")
+                                    merchant_secret="s", **LOOPBACK_ALLOWED)
     order_id = send_press(world, world.buttons[0], 1).order
     until(backend, lambda s: s.get(Order, order_id).state == "failed")
     with backend.sessions() as session:
@@ -174,7 +181,7 @@ def test_low_battery_is_notified_once(backends):
 
 
 def test_household_settings_through_the_api(backends):
-    _backend, world = backends.start()
+    _backend, world = backends.start(**LOOPBACK_ALLOWED)
     status, body = api("PATCH", f"{world.api_url}/household", world.token,
                        {"hold_window_s": 0, "max_orders_per_day": 3,
                         "webhook_secret": "shh", "webhook_url": "http://127.0.0.1:9/x"})

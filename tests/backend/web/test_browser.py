@@ -280,7 +280,11 @@ def test_operator_fleet_and_revoke(browser, site):
     assert page.locator("tbody tr").count() == len(made)
     assert no_horizontal_scroll(page)  # the wide table scrolls inside its box
     target = made[0].device_id
-    page.locator(f"#device-{target} button:has-text('Revoke')").click()
+    page.locator(f"#device-{target} a:has-text('Revoke')").click()
+    page.wait_for_url(f"{base}/operator/devices/{target}/revoke")
+    shot(page, "10-operator-revoke-confirm-phone")
+    page.fill("input[name=reason]", "reported stolen")
+    page.click("button:has-text('Revoke this device')")
     page.wait_for_url(f"{base}/operator/fleet?revoked={target}")
     assert "revoked" in page.locator(f"#device-{target}").inner_text()
     shot(page, "09-operator-fleet-phone")
@@ -289,4 +293,25 @@ def test_operator_fleet_and_revoke(browser, site):
     with backend.sessions() as session:
         assert session.scalars(select(Device.status)
                                .where(Device.device_id == target)).one() == "revoked"
+    # At 1280 px the fleet table uses the width it needs: every column in view, nothing
+    # clipped by a reading-width column or scrolled out of its box.
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.goto(f"{base}/operator/fleet")
+    box = page.locator(".scroll").evaluate("e => [e.scrollWidth, e.clientWidth]")
+    assert box[0] <= box[1], box
+    last = page.locator("thead th").last.bounding_box()
+    assert last["x"] + last["width"] <= 1280
+    shot(page, "11-operator-fleet-desktop")
+    from provisioning import releases as release_signing
+
+    with backend.writer_sessions() as session, session.begin():
+        for version in ("0.3.0", "0.4.0"):
+            release_signing.publish(session, release_signing.Ed25519PrivateKey.generate(),
+                                    model="button", version=version, percent=20,
+                                    files={"replenish/x.mpy": version.encode()})
+    page.goto(f"{base}/operator/releases")
+    page.locator("tbody tr").first.locator("button:has-text('Pause')").click()
+    page.wait_for_url(f"{base}/operator/releases?changed=*")
+    assert "paused: paused by operator" in page.locator("tbody tr").first.inner_text()
+    shot(page, "12-operator-rollouts-desktop")
     context.close()

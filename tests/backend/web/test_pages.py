@@ -427,10 +427,11 @@ def test_a_household_cannot_touch_another_households_things(app):
         assert session.scalars(select(Notification.read_at)).one() is None
     assert "For the owner only" not in listing
     # Operator pages: a household gets 404, for reading and for revoking.
-    for path in ("/operator/fleet", "/operator/batches"):
+    for path in ("/operator/fleet", "/operator/batches", "/operator/releases",
+                 f"/operator/devices/{device_id}/revoke"):
         assert stranger.get(path).status_code == 404
     assert stranger.post(f"/operator/devices/{device_id}/revoke",
-                         data={"csrf_token": token}).status_code == 404
+                         data={"csrf_token": token, "reason": "mine now"}).status_code == 404
     with app.sessions() as session:
         assert session.scalars(select(Device.status)
                                .where(Device.device_id == device_id)).one() == "active"
@@ -448,6 +449,10 @@ ID_ROUTES = {
         "test_a_household_cannot_touch_another_households_things",
     "/operator/devices/<device_id>/revoke":
         "test_a_household_cannot_touch_another_households_things",
+    "/operator/releases/<int(max=2147483647):release_id>/pause":
+        "test_operator_rollouts_pause_and_resume",
+    "/operator/releases/<int(max=2147483647):release_id>/resume":
+        "test_operator_rollouts_pause_and_resume",
     "/claim/<code>": "test_claim_from_the_qr_url_goes_through_login",
     "/account/tokens/<int(max=2147483647):token_id>/revoke":
         "test_api_tokens_page_lists_and_revokes_only_ones_own",
@@ -497,14 +502,35 @@ def test_operator_fleet_filters_batches_and_revoke(app):
     batches = text(operator.get("/operator/batches"))
     assert "web-test" in batches
 
-    refused = operator.post(f"/operator/devices/{old}/revoke")  # no CSRF token
-    assert refused.status_code == 400
+    # Search: a serial or a device id, whole or its start (LIKE's wildcards are text).
+    with app.sessions() as session:
+        serial = session.scalars(select(Device.serial).where(Device.device_id == new)).one()
+    assert shown(f"q={serial.lower()}") == {new}
+    assert shown(f"q={new[:6]}") == {new}
+    assert shown("q=%25") == set() and shown("q=_") == set()
+    with app.sessions() as session:
+        batch_id = session.scalars(select(Device.batch_id).where(Device.device_id == old)).one()
+    form = text(operator.get(f"/operator/fleet?batch={batch_id}"))
+    assert f'<option value="{batch_id}" selected>' in form  # the filter shows in its form
+
+    # Revoke: a list row only links to a page that asks for a reason.
+    assert f'action="/operator/devices/{old}/revoke"' not in text(operator.get("/operator/fleet"))
+    asking = text(operator.get(f"/operator/devices/{old}/revoke"))
+    assert "Why is it revoked?" in asking and "replenish provision" in asking
+    refused = operator.post(f"/operator/devices/{old}/revoke", data={"reason": "stolen"})
+    assert refused.status_code == 400  # no CSRF token
+    token = csrf(operator, f"/operator/devices/{old}/revoke")
+    no_reason = operator.post(f"/operator/devices/{old}/revoke",
+                              data={"csrf_token": token, "reason": " "})
+    assert no_reason.status_code == 400 and "say why" in text(no_reason)
+    assert shown("status=revoked") == set()
     done = operator.post(f"/operator/devices/{old}/revoke",
-                         data={"csrf_token": csrf(operator, "/operator/fleet")})
+                         data={"csrf_token": token, "reason": "reported stolen"})
     assert done.status_code == 302
     assert shown("status=revoked") == {old}
+    assert "revoked: reported stolen" in text(operator.get("/operator/fleet?status=revoked"))
     missing = operator.post("/operator/devices/ffffffffffffffff/revoke",
-                            data={"csrf_token": csrf(operator, "/operator/fleet")})
+                            data={"csrf_token": token, "reason": "gone"})
     assert missing.status_code == 404
 
 
@@ -662,3 +688,29 @@ def test_api_tokens_page_lists_and_revokes_only_ones_own(app):
         assert tokens.authenticate(session, kept).user.id == me.id
         with pytest.raises(Exception, match="invalid API token"):
             tokens.authenticate(session, dropped)
+
+
+def test_operator_rollouts_pause_and_resume(app):
+    from provisioning import releases as release_signing
+
+    key = release_signing.Ed25519PrivateKey.generate()
+    with app.writer() as session, session.begin():
+        done = release_signing.publish(session, key, model="button", version="9.9.9",
+                                       files={"replenish/x.mpy": b"x"})
+    operator = app.client()
+    login(operator, make_operator(app))
+    listing = text(operator.get("/operator/releases"))
+    assert f'id="release-{done.id}"' in listing and "9.9.9" in listing
+    token = csrf(operator, "/operator/releases")
+    assert operator.post(f"/operator/releases/{done.id}/pause").status_code == 400  # CSRF
+    assert operator.post(f"/operator/releases/{done.id}/pause",
+                         data={"csrf_token": token}).status_code == 302
+    row = text(operator.get("/operator/releases")).split(f'id="release-{done.id}"')[1]
+    assert "paused: paused by operator" in row.split("</tr>")[0]
+    bad = operator.post(f"/operator/releases/{done.id}/resume",
+                        data={"csrf_token": token, "percent": "150"})
+    assert bad.status_code == 400 and "0 to 100" in text(bad)
+    assert operator.post(f"/operator/releases/{done.id}/resume",
+                         data={"csrf_token": token, "percent": "25"}).status_code == 302
+    row = text(operator.get("/operator/releases")).split(f'id="release-{done.id}"')[1]
+    assert "active" in row.split("</tr>")[0] and "25 %" in row.split("</tr>")[0]

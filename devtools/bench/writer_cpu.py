@@ -1,0 +1,149 @@
+"""The group-commit writer's CPU per event, by kind, without CoAP (issue 18's guide).
+
+    python -m devtools.bench.writer_cpu [--devices N] [--batch B] [--postgres] [--profile FILE]
+
+Provisions a fleet day (devtools/bench/fleetday.py), then hands `BatchWriter.commit`
+batches of B pre-encoded events (each from a different device) and measures this
+process's CPU time (`time.process_time`) per event: for the mix and for each kind
+alone. CPU time, unlike a rate, hardly depends on what else runs on the machine. On
+PostgreSQL the CPU of PostgreSQL's own processes (the postmaster's process tree) is
+reported apart and in the total. `--profile` writes a cProfile of the mix's batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from backend.accounts.keys import Keyring
+from backend.ingest.pipeline import BatchWriter
+from backend.storage import db
+from devtools.bench import fleetday
+
+
+def _ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except OSError:
+        return 0
+
+
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds of `root` and every live descendant (/proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += _ticks(pid)
+        todo.extend(children.get(pid, []))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def postmaster_pid(server) -> int | None:
+    try:
+        return int((server.data / "postmaster.pid").read_text().split()[0])
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
+def run_scenario(writer: BatchWriter, pools, mix: dict[str, int] | None, events: int,
+                 batch: int, pg_pid: int | None, profile: cProfile.Profile | None = None,
+                 seed: int = 1) -> dict:
+    workload = fleetday.FleetWorkload(pools, mix, seed=seed)
+    workload.prepare(events)
+    requests = [q[0].payload for q in workload.queues]
+    expected = [q[0].expected for q in workload.queues]
+    cpu = 0.0
+    pg0 = tree_cpu_s(pg_pid) if pg_pid else 0.0
+    wall0 = time.perf_counter()
+    wrong = 0
+    fallbacks = writer.fallbacks
+    for start in range(0, len(requests), batch):
+        chunk = requests[start:start + batch]
+        t0 = time.process_time()
+        if profile:
+            profile.enable()
+        replies = writer.commit(chunk)
+        if profile:
+            profile.disable()
+        cpu += time.process_time() - t0
+        wrong += sum(int(r.result) != e for r, e in zip(replies, expected[start:start + batch]))
+    wall = time.perf_counter() - wall0
+    pg = (tree_cpu_s(pg_pid) - pg0) if pg_pid else 0.0
+    n = len(requests) or 1
+    line = {"events": len(requests), "batch": batch,
+            "writer_cpu_us_per_event": round(cpu * 1e6 / n, 1),
+            "wrong_answers": wrong, "fallbacks": writer.fallbacks - fallbacks,
+            "wall_events_per_s": round(len(requests) / wall, 1)}
+    if pg_pid:
+        line["postgres_cpu_us_per_event"] = round(pg * 1e6 / n, 1)
+        line["total_cpu_us_per_event"] = round((cpu + pg) * 1e6 / n, 1)
+    if workload.exhausted_kind:
+        line["exhausted"] = workload.exhausted_kind
+    return line
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m devtools.bench.writer_cpu",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--devices", type=int, default=20_000)
+    p.add_argument("--events", type=int, default=3000, help="events per scenario")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--postgres", action="store_true")
+    p.add_argument("--profile", type=Path, help="cProfile of the mix's batches, to this file")
+    p.add_argument("--kinds", default="mix," + ",".join(fleetday.KINDS))
+    args = p.parse_args(argv)
+    kek = secrets.token_bytes(32)
+    server = None
+    if args.postgres:
+        from devtools.postgres import PostgresServer
+
+        server = PostgresServer()
+        server.start()
+        url = server.new_database()
+    else:
+        url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='writer-cpu-')) / 'w.db'}"
+    try:
+        t0 = time.perf_counter()
+        pools = fleetday.provision_fleet_day(url, kek, args.devices)
+        print(json.dumps({"provisioned": args.devices, "s": round(time.perf_counter() - t0, 1),
+                          "db": "postgresql" if server else "sqlite"}), flush=True)
+        engine = db.make_engine(url)
+        writer = BatchWriter(db.make_sessionmaker(engine, writer=True), Keyring(kek))
+        pg_pid = postmaster_pid(server) if server else None
+        # Warm-up: imports, statement caches, the first connection.
+        run_scenario(writer, pools, None, min(200, args.events), args.batch, None, seed=0)
+        profile = cProfile.Profile() if args.profile else None
+        for name in args.kinds.split(","):
+            mix = None if name == "mix" else {name: 1}
+            line = run_scenario(writer, pools, mix, args.events, args.batch, pg_pid,
+                                profile if name == args.kinds.split(",")[0] else None)
+            print(json.dumps({"scenario": name, **line}), flush=True)
+        if profile:
+            profile.dump_stats(str(args.profile))
+        engine.dispose()
+    finally:
+        if server:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
