@@ -72,6 +72,7 @@ def db_group():
 def upgrade(settings: Settings):
     """Apply Alembic migrations up to the newest schema."""
     db.upgrade(settings.db_url)
+    db.secure_data(settings)
     click.echo(f"database at newest schema: {_safe_url(settings.db_url)}")
 
 
@@ -120,7 +121,8 @@ def household():
 def household_create(settings: Settings, name):
     """Create a household and print its id and API token (shown once)."""
     with db.transaction(settings.db_url) as session:
-        created, token = households.create(session, name)
+        created, token = households.create(session, name, settings.api_token_days)
+    # Two lines, as docs/protocol.md promises; the expiry: GET /api/v1/tokens/current.
     click.echo(f"household {created.id}\napi token {token}")
 
 
@@ -204,6 +206,23 @@ def user_create_operator(settings: Settings, email, password):
     with db.transaction(settings.db_url) as session:
         created = accounts.create_operator(session, email, password)
     click.echo(f"operator {created.id} created: {created.email}")
+
+
+@user.command("reset-password")
+@click.argument("email")
+@click.option("--password", envvar="REPLENISH_NEW_PASSWORD", prompt="New password",
+              hide_input=True, confirmation_prompt=True,
+              help="Asked for when not given (or set REPLENISH_NEW_PASSWORD).")
+@click.pass_obj
+def user_reset_password(settings: Settings, email, password):
+    """Set a new password for EMAIL's account: lifts its lockout and revokes its API
+    tokens and web sessions (for a user who forgot it, or a stolen one)."""
+    from backend.accounts import users as accounts
+
+    with db.transaction(settings.db_url) as session:
+        found = accounts.reset_password(session, email, password)
+    click.echo(f"user {found.id} ({found.email}): new password set; its tokens and "
+               "sessions are revoked")
 
 
 # Commands installed by other parts of the project (entry points "replenish.commands"):

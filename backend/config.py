@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -90,15 +91,30 @@ class Settings:
                             shown="SQLite in the data folder", secret=True)
     coap_host: str = env("REPLENISH_COAP_HOST", "CoAP listener address", default="0.0.0.0")
     coap_port: int = env("REPLENISH_COAP_PORT", "CoAP listener port", default=5683)
+    run_dir: Path = env("REPLENISH_RUN_DIR", "where ingest processes record which "
+                        "database their CoAP port serves (`replenish-<uid>/` inside; "
+                        "one port, one deployment)", default=Path(tempfile.gettempdir()),
+                        shown="the system's temporary folder")
     http_host: str = env("REPLENISH_HTTP_HOST", "web app address", default="127.0.0.1")
     http_port: int = env("REPLENISH_HTTP_PORT", "web app port", default=8000)
+    # What provisioning writes into devices and labels (provisioning/addresses.py).
+    public_coap: str = env("REPLENISH_PUBLIC_COAP", "the CoAP server as devices reach it, "
+                           "`host` or `host:port` (`[v6]:port`); written into every "
+                           "provisioned device. Empty: 127.0.0.1 and `REPLENISH_COAP_PORT`, "
+                           "with a warning", default="")
+    public_url: str = env("REPLENISH_PUBLIC_URL", "the web app as households reach it, e.g. "
+                          "`https://replenish.example`; label QR codes open `<url>/claim/"
+                          "<code>`. Empty: this host's web address, with a warning",
+                          default="")
     kek_hex: str = env("REPLENISH_KEK", "key-encryption key, 64 hex digits (else the file "
                        "below)", default="", secret=True)
     kek_previous_hex: str = env("REPLENISH_KEK_PREVIOUS", "with `REPLENISH_KEK`: the key "
                                 "before a rotation, while keys are re-wrapped", default="",
                                 secret=True)
     kek_file: Path | None = env("REPLENISH_KEK_FILE", "KEK file, owner-only; created on "
-                                "first run (the key before a rotation: `<file>.previous`)",
+                                "first run only while the database holds no device key "
+                                "(the key before a rotation: `<file>.previous`; "
+                                "[docs/operations.md](docs/operations.md))",
                                 _optional_path, default=None, shown="`data/kek.key`")
     group_commit_max: int = env("REPLENISH_GROUP_COMMIT_MAX", "most events per commit",
                                 default=64)
@@ -181,6 +197,9 @@ class Settings:
     web_secret_key: str = env("REPLENISH_SECRET_KEY", "signs web session cookies (else "
                               "`data/web-secret.key`, owner-only, created on first run)",
                               default="", secret=True)
+    api_token_days: float = env("REPLENISH_API_TOKEN_DAYS", "API tokens (log-in, "
+                                "registration, `replenish household create`) expire this "
+                                "many days after they are issued", default=90.0)
     behind_proxy: bool = env("REPLENISH_BEHIND_PROXY", "`true`: trust one reverse proxy's "
                              "X-Forwarded-For/-Proto (https → Secure cookies)", _flag,
                              default=False)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
 import signal
 import sys
 import threading
@@ -14,7 +16,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from waitress import wasyncore
 from waitress.server import create_server
 
-from backend.accounts.keys import load_keyring
+from backend.accounts.kek_guard import open_keyring
+from backend.coap import port_owner
 from backend.coap.ratelimit import limiter_for
 from backend.coap.server import OverloadGuard, OverloadPolicy, build_site
 from backend.coap.unparsable import QuietUnparsable
@@ -28,8 +31,14 @@ from backend.ingest.writer_process import ProcessPipeline
 from backend.orders.outbound import AddressPolicy, AddressRefused
 from backend.orders import outbox
 from backend.orders.worker import OrderWorker
-from backend.storage.db import utcnow
-from backend.storage.db import make_engine, make_sessionmaker
+from backend.storage.db import (
+    check_schema,
+    make_engine,
+    make_sessionmaker,
+    secure_data,
+    sqlite_path,
+    utcnow,
+)
 from backend.web import create_app
 
 log = logging.getLogger(__name__)
@@ -38,6 +47,12 @@ log = logging.getLogger(__name__)
 ROLES = ("ingest", "web", "worker")
 # Outbox kinds as metrics label them: a bounded set (never a household's own host).
 _DESTINATIONS = {"household.webhook": "household_webhooks"}
+# SIGTERM: each part gets this long to finish what it is doing (an answer being sent, a
+# commit); a part still busy after it (an outbound call that hangs) is left behind.
+STOP_GRACE_S = 3.0
+# ... and if the process has still not exited this long after the signal, it exits
+# anyway (threads that a library joins at exit, a hung socket): stopping is bounded.
+STOP_DEADLINE_S = 10.0
 
 
 class Backend:
@@ -57,10 +72,17 @@ class Backend:
         self.settings = settings
         if "worker" in self.roles:
             check_merchant_url(settings)
+        secure_data(settings)
         self.engine = make_engine(settings.db_url)
         self.sessions = make_sessionmaker(self.engine)
         self.writer_sessions = make_sessionmaker(self.engine, writer=True)
-        self.keyring = load_keyring(settings, create=create_kek)
+        try:
+            check_schema(self.engine, settings.db_url)  # else "run `replenish db upgrade`"
+            # Never a new KEK over stored keys: a missing or wrong one stops the start here.
+            self.keyring = open_keyring(settings, self.sessions, create=create_kek)
+        except BaseException:
+            self.engine.dispose()
+            raise
         self.metrics = Metrics()
         self.pipeline = _pipeline(settings, self.writer_sessions, self.keyring,
                                   self.metrics.count_batch)
@@ -74,14 +96,27 @@ class Backend:
         self._http_thread: threading.Thread | None = None
         self.http_port = settings.http_port
         self.coap_port = settings.coap_port
+        self._port: port_owner.PortOwner | None = None
+        self._started: set[str] = set()
 
     async def start(self) -> None:
-        if "ingest" in self.roles:
-            await self._start_ingest()
-        if "web" in self.roles:
-            self._start_web()
+        """Start the roles; if one cannot start (a port in use), what started is stopped
+        again and the ConfigError says why in one line."""
+        try:
+            # The web port is bound first: `replenish run` twice on one data folder is
+            # refused there, before the second one joins the first's CoAP port.
+            if "web" in self.roles:
+                self._bind_web()
+            if "ingest" in self.roles:
+                await self._start_ingest()
+            if "web" in self.roles:
+                self._serve_web()
+        except BaseException:
+            await self.stop()
+            raise
         if "worker" in self.roles:
             self.order_worker.start()
+            self._started.add("worker")
             merchant = self.settings.merchant_url or "none (built-in simulator)"
             log.info("order worker running; merchant webhook: %s; simulator: one stage "
                      "every %.1f s", merchant, self.settings.simulator.step_s)
@@ -91,42 +126,87 @@ class Backend:
         loop = asyncio.get_running_loop()
         self.unparsable = QuietUnparsable(loop)
         self.unparsable.install(loop)
+        deployment = deployment_of(s.db_url)
+        if s.coap_port:  # a fixed port: ours (or our deployment's) before we bind it
+            self._port = port_owner.claim(s.run_dir, s.coap_port, deployment)
         self.pipeline.start()
+        self._started.add("ingest")
         # UDP only: protocol v1 is CoAP over UDP (aiocoap would add CoAP over TCP).
         # aiocoap sets SO_REUSEPORT: several ingest processes can share the port.
         self.limiter = limiter_for(s)
         self.overload = OverloadGuard(self.pipeline, OverloadPolicy(
             max_waiting=s.overload_max_waiting, retry_after_s=s.overload_retry_s))
-        self._coap = await aiocoap.Context.create_server_context(
-            build_site(self.pipeline, self.sessions, self.keyring, self.overload,
-                       self.limiter, s.discovery_from),
-            bind=(s.coap_host, s.coap_port), transports=["udp6"])
+        try:
+            self._coap = await aiocoap.Context.create_server_context(
+                build_site(self.pipeline, self.sessions, self.keyring, self.overload,
+                           self.limiter, s.discovery_from),
+                bind=(s.coap_host, s.coap_port), transports=["udp6"])
+        except OSError as err:
+            if err.errno != errno.EADDRINUSE:
+                raise
+            raise ConfigError(f"udp port {s.coap_port} on {s.coap_host} is in use by a "
+                              "program that does not share it (not Replenish, or another "
+                              "user's): stop it, or set REPLENISH_COAP_PORT / --coap-port"
+                              ) from None
         self.overload.watch_socket(bound_udp_socket(self._coap))
         self.coap_port = bound_udp_port(self._coap)
+        if self._port is None:  # port 0: the kernel chose a free one; record it as ours
+            self._port = port_owner.claim(s.run_dir, self.coap_port, deployment)
         log.info("CoAP ingest listening on udp %s:%d (POST /ev)", s.coap_host, self.coap_port)
 
-    def _start_web(self) -> None:
+    def _bind_web(self) -> None:
         s = self.settings
         app = create_app(self.sessions, self.writer_sessions, s, metrics=self.metrics)
-        self._http = create_server(app, host=s.http_host,
-                                   port=s.http_port, threads=4)
+        try:
+            self._http = create_server(app, host=s.http_host, port=s.http_port, threads=4)
+        except OSError as err:
+            if err.errno != errno.EADDRINUSE:
+                raise
+            raise ConfigError(f"tcp port {s.http_port} on {s.http_host} is in use (is "
+                              "`replenish run` already running here?): stop it, or set "
+                              "REPLENISH_HTTP_PORT / --http-port") from None
         self.http_port = int(self._http.effective_port)  # the real one when asked for 0
+
+    def _serve_web(self) -> None:
+        s = self.settings
         self._http_thread = threading.Thread(target=self._http.run, name="http", daemon=True)
         self._http_thread.start()
         log.info("web app listening on http://%s:%d/ (API under /api/v1)",
                  s.http_host, self.http_port)
 
     async def stop(self) -> None:
+        """Stop every part that started, each within STOP_GRACE_S."""
         if self._coap is not None:
-            await self._coap.shutdown()
+            try:
+                await asyncio.wait_for(self._coap.shutdown(), STOP_GRACE_S)
+            except asyncio.TimeoutError:
+                log.warning("CoAP server did not shut down within %.0f s", STOP_GRACE_S)
+            self._coap = None
         if self._http is not None:
             self._stop_http()
-        if "worker" in self.roles:
-            self.order_worker.stop()
-        if "ingest" in self.roles:
+        if "worker" in self._started:
+            self._stop_worker()
+        if "ingest" in self._started:
             self.pipeline.stop()
+        self._started.clear()
+        if self._port is not None:
+            self._port.release()
+            self._port = None
         self.engine.dispose()
 
+    def _stop_worker(self) -> None:
+        """The order worker stops after its round; a round stuck in an outbound call
+        (a merchant or household webhook that never answers) is not waited for. Its
+        thread is a daemon, and the outbox item it holds is delivered again after its
+        lease, with the same idempotency key: nothing is lost or done twice."""
+        stopper = threading.Thread(target=self.order_worker.stop, name="stop-worker",
+                                   daemon=True)
+        stopper.start()
+        stopper.join(STOP_GRACE_S)
+        if stopper.is_alive():
+            log.warning("order worker still busy after %.0f s (an outbound call that does "
+                        "not answer?): not waiting for it; its outbox item is retried "
+                        "after its lease", STOP_GRACE_S)
 
     def _collect(self):
         """Scrape time: what this process's CoAP ingest shed and refused, what waits for
@@ -164,10 +244,22 @@ class Backend:
     def _stop_http(self) -> None:
         """Close waitress from its own loop thread: closing its sockets from here lets
         that thread select() on a closed descriptor (EBADF)."""
-        server = self._http
+        server, self._http = self._http, None
+        if self._http_thread is None:  # bound, never served: nothing else uses it
+            wasyncore.close_all(server._map)
+            return
         server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
-        self._http_thread.join(timeout=30)
-        self._http = None
+        self._http_thread.join(timeout=STOP_GRACE_S)
+
+
+def deployment_of(db_url: str) -> str:
+    """What names a deployment: its database (SQLite: the file's real path; otherwise
+    the URL without its password)."""
+    from sqlalchemy.engine import make_url
+
+    if (path := sqlite_path(db_url)) is not None:
+        return f"sqlite:///{path.resolve()}"
+    return make_url(db_url).render_as_string(hide_password=True)
 
 
 def check_merchant_url(settings: Settings) -> None:
@@ -228,10 +320,24 @@ async def serve_forever(settings: Settings, roles: tuple[str, ...] = ROLES,
     try:
         await stopping.wait()
         log.info("stopping")
+        _exit_after(STOP_DEADLINE_S)
     finally:
         await extra.stop()
         await backend.stop()
     log.info("stopped")
+
+
+def _exit_after(seconds: float) -> None:
+    """The last resort of a bounded stop: exit the process `seconds` from now if it is
+    still there (a daemon timer: it never holds the process up itself)."""
+    def exit_now():
+        log.error("still not stopped %.0f s after the signal: exiting now", seconds)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()
 
 
 class IngestSiblings:
@@ -269,7 +375,7 @@ class IngestSiblings:
                 proc.terminate()
         for proc in list(self._procs):
             try:
-                await asyncio.wait_for(proc.wait(), 30)
+                await asyncio.wait_for(proc.wait(), STOP_DEADLINE_S)
             except asyncio.TimeoutError:
                 proc.kill()
         for watcher in self._watchers:

@@ -9,11 +9,12 @@ from pathlib import Path
 import click
 
 from backend.accounts import devices
+from backend.accounts.kek_guard import open_keyring
 from backend.accounts.keys import load_keyring
 from backend.config import Settings
 from backend.errors import ReplenishError
 from backend.fleet.cli import release
-from backend.storage.db import transaction
+from backend.storage.db import make_engine, make_sessionmaker, transaction
 from provisioning import releases
 from provisioning.firmware_build import FIRMWARE_DIR
 
@@ -33,45 +34,115 @@ def _board(board: str) -> dict:
         raise ReplenishError(f"board profile refused: {err}") from err
 
 
+def _keyring(settings: Settings, create: bool = False):
+    """The KEK checked against the database's stored keys; a new one (`create`) only
+    for a database that holds none (backend/accounts/kek_guard.py)."""
+    engine = make_engine(settings.db_url)
+    try:
+        return open_keyring(settings, make_sessionmaker(engine), create=create)
+    finally:
+        engine.dispose()
+
+
 @click.group()
 def provision():
     """Manufacturer tooling."""
 
 
+def _known_models() -> dict[str, list[str]]:
+    """{model: [boards]} from the board profiles in hardware/boards."""
+    from hardware.validate import ProfileError, all_boards, load_board
+
+    models: dict[str, list[str]] = {}
+    for path in all_boards():
+        try:
+            models.setdefault(load_board(path)["model"], []).append(path.stem)
+        except ProfileError:
+            continue  # `replenish provision validate-board` reports it
+    return models
+
+
+def _check_model(model: str) -> None:
+    models = _known_models()
+    if model not in models:
+        raise ReplenishError(f"unknown model {model!r}: the board profiles in hardware/boards "
+                             f"define {', '.join(sorted(models))}")
+
+
+def _built_firmware():
+    """Compile the firmware once: the version and digest the batch records are those of
+    the tree its devices' bundles are built from (provisioning/bundle.py)."""
+    import tempfile
+
+    from provisioning.batch import Firmware
+    from provisioning.bundle import firmware_digest
+    from provisioning.firmware_build import BuildError, build_firmware, firmware_version
+
+    with tempfile.TemporaryDirectory(prefix="replenish-fw-") as tmp:
+        try:
+            files = build_firmware(Path(tmp) / "fw")
+        except BuildError as err:
+            raise ReplenishError(f"firmware does not compile: {err}") from err
+    return Firmware(firmware_version(), firmware_digest(files))
+
+
 @provision.command()
-@click.option("--model", required=True, help="Device model, e.g. button.")
+@click.option("--model", required=True, help="Device model, as the board profiles in "
+              "hardware/boards define it (e.g. button, scale).")
 @click.option("--count", type=click.IntRange(1, 100000), required=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Folder for the manifest and one bundle per device.")
+              help="New (or empty) folder for the manifest, labels and one folder per "
+              "device; an existing batch is never written over.")
 @click.option("--name", help="Batch name (unique); default: model and a random suffix.")
-@click.option("--coap-host", default="127.0.0.1", show_default=True,
-              help="Server address written into each bundle.")
-@click.option("--coap-port", type=int, default=5683, show_default=True)
+@click.option("--coap-host", help="Server address written into each device. Default: "
+              "REPLENISH_PUBLIC_COAP, else 127.0.0.1 (with a warning).")
+@click.option("--coap-port", type=click.IntRange(1, 65535), help="Default: "
+              "REPLENISH_PUBLIC_COAP's port, else REPLENISH_COAP_PORT.")
 @click.option("--board", help="Board profile (hardware/boards/<board>.json) recorded "
               "with the batch; validated, and its model must match --model.")
-@click.option("--claim-url-base", default="http://127.0.0.1:8000/claim/", show_default=True,
-              help="QR codes on the labels hold this followed by the claim code.")
+@click.option("--claim-url-base", help="QR codes on the labels hold this followed by the "
+              "claim code. Default: REPLENISH_PUBLIC_URL + /claim/, else this host's web "
+              "address (with a warning).")
 @click.option("--release-key", help="Manufacturer release public key (hex, from "
               "`replenish release keygen`): devices install only releases it signed.")
 @click.pass_obj
 def batch(settings: Settings, model, count, out, name, coap_host, coap_port, board,
           claim_url_base, release_key):
     """Create COUNT devices with unique ids, keys, claim codes and labels."""
-    from provisioning.batch import provision_batch
+    from provisioning import addresses
+    from provisioning.batch import discard, provision_batch, refuse_existing
+    from provisioning.labels import PER_SHEET
 
+    _check_model(model)
     if board:
         profile = _board(board)
         if profile["model"] != model:
             raise ReplenishError(f"board {board} is a {profile['model']!r}, not {model!r}")
-    keyring = load_keyring(settings, create=True)
-    with transaction(settings.db_url) as session, click.progressbar(
-            length=count, label="provisioning", file=sys.stderr) as bar:
-        made = provision_batch(session, keyring, model=model, count=count, out=out,
-                               name=name, coap_host=coap_host, coap_port=coap_port,
-                               progress=bar.update, board=board,
-                               claim_url_base=claim_url_base, release_key=release_key)
-    click.echo(f"{len(made)} devices; manifest: {out / 'manifest.csv'}; "
-               f"labels: {out / 'labels.svg'}")
+    where = addresses.targets(settings, coap_host, coap_port, claim_url_base)
+    refuse_existing(out)  # before anything is built or written
+    for warning in where.loopback_warnings():
+        click.echo(f"warning: {warning}", err=True)
+    firmware = _built_firmware()
+    keyring = _keyring(settings, create=True)
+    made = None
+    try:
+        with transaction(settings.db_url) as session, click.progressbar(
+                length=count, label="provisioning", file=sys.stderr) as bar:
+            made = provision_batch(session, keyring, model=model, count=count, out=out,
+                                   name=name, coap_host=where.coap_host,
+                                   coap_port=where.coap_port, progress=bar.update,
+                                   board=board, firmware=firmware,
+                                   claim_url_base=where.claim_url_base,
+                                   release_key=release_key)
+    except BaseException:
+        if made is not None:  # written, but the commit failed: those devices do not exist
+            discard(out)
+        raise
+    sheets = -(-count // PER_SHEET)
+    click.echo(f"{len(made)} devices (firmware {firmware.version}, "
+               f"{firmware.sha256[:16]}) pointing at {where.coap_host}:{where.coap_port}; "
+               f"manifest: {out / 'manifest.csv'}; labels: {sheets} A4 sheet"
+               f"{'s' if sheets != 1 else ''}, {out / 'labels-0001.svg'}…")
     for device in made:
         click.echo(f"{device.serial}  {device.device_id}  claim code {device.claim_code}")
 
@@ -171,7 +242,7 @@ def _new_key(settings: Settings, device: str, bundle_dir: Path, store) -> str:
         # Written inside the transaction: if the file cannot be written, nothing changes.
         write_bundle(bundle_dir, found.device_id, key, identity["model"],
                      identity["coap_host"], identity["coap_port"], identity["setup_secret"],
-                     identity.get("release_key"))
+                     identity.get("release_key"), identity["fw"])
         return found.device_id
 
 

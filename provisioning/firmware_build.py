@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,16 @@ def compile_module(source: Path, rel: str, output: Path) -> None:
         capture_output=True, text=True, timeout=_TIMEOUT_S)
     if done.returncode != 0:
         raise BuildError(f"{rel}: {done.stderr.strip() or done.stdout.strip()}")
+
+
+def firmware_version(firmware_dir: Path = FIRMWARE_DIR) -> str:
+    """The version the firmware reports (`VERSION` in replenish/__init__.py), read from
+    the sources rather than written a second time here."""
+    source = (Path(firmware_dir) / "replenish" / "__init__.py").read_text()
+    match = re.search(r'^VERSION = "([^"]+)"$', source, re.M)
+    if match is None:
+        raise BuildError(f"no VERSION = \"...\" in {firmware_dir}/replenish/__init__.py")
+    return match.group(1)
 
 
 def build_firmware(out_dir: Path, firmware_dir: Path = FIRMWARE_DIR) -> dict[str, str]:

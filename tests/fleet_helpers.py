@@ -16,7 +16,7 @@ from backend.accounts import devices, households
 from backend.runtime import Backend
 from devtools.mpy import FIRMWARE, micropython_binary
 from provisioning import releases
-from provisioning.batch import ProvisionedDevice, provision_batch
+from provisioning.batch import Firmware, ProvisionedDevice, provision_batch
 
 FAST_ACK_MS = 300
 _LINE = re.compile(r"^(STATUS|OTA) (\S+)?(.*)$")
@@ -38,7 +38,10 @@ def make_fleet(backend: Backend, out: Path, count: int = 1) -> Fleet:
         made = provision_batch(session, backend.keyring, model="button", count=count,
                                out=out, coap_host="127.0.0.1", coap_port=backend.coap_port,
                                name=name, labels=False,
-                               release_key=releases.public_key_hex(key))
+                               release_key=releases.public_key_hex(key),
+                               # A fleet in the field on an older firmware: the tests'
+                               # releases (0.2.0 and up) are updates for it.
+                               firmware=Firmware("0.1.0"))
         household, _token = households.create(session, "Fleet household")
         household.max_orders_per_day = None
         household.hold_window_s = 0

@@ -180,7 +180,7 @@ def _write_owner_only(path: Path, text: str, exclusive: bool = True) -> None:
 
 def create_kek_file(path: Path) -> None:
     """Write a fresh random KEK readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     _write_owner_only(path, secrets.token_hex(KEK_BYTES) + "\n")
     log.warning("created a new key-encryption key at %s: back it up, device keys "
                 "cannot be recovered without it", path)

@@ -8,8 +8,14 @@ the same message, so neither the answer nor its timing tells which emails exist.
 
 Throttling (table auth_throttle) counts failures per key — "login:<email>",
 "login-from:<source address>", "claim:<household id>" — in a 15-minute window; the
-5th failure locks the key for 15 minutes (HTTP 429 with the time to retry). Keys live
-in the database, so every web process shares them.
+limit-th failure locks the key for 15 minutes (HTTP 429 with the time to retry). Keys
+live in the database, so every web process shares them. The limit is per kind of key
+(`LIMITS`): 5 for an account and a household's claims, but 100 for an address — many
+people can share one (a household's or an office's NAT, a mobile carrier's CGNAT, a
+proxy without REPLENISH_BEHIND_PROXY), and five mistakes among them used to lock
+every one of them out; the per-account limit is what stops guessing one password.
+Registration counts every attempt from an address ("register-from:<source>", 10 per
+15 minutes), whatever its outcome: creating accounts is what is limited.
 
 A failure must be recorded even though the request fails. Use `attempt(sessions)`: it
 commits on success, and on a ReplenishError rolls back everything the block did except
@@ -41,7 +47,11 @@ PASSWORD_MIN = 10
 PASSWORD_MAX = 1024  # scrypt takes any length; a cap keeps a request cheap to refuse
 EMAIL_MAX = 254
 NAME_MAX = 200
-MAX_FAILURES = 5
+MAX_FAILURES = 5  # per account (login:<email>) and per household's claims
+ADDRESS_MAX_FAILURES = 100  # per source address: NAT puts many people behind one
+REGISTRATIONS_PER_ADDRESS = 10  # attempts per WINDOW from one source address
+LIMITS = {"login": MAX_FAILURES, "claim": MAX_FAILURES,
+          "login-from": ADDRESS_MAX_FAILURES, "register-from": REGISTRATIONS_PER_ADDRESS}
 WINDOW = timedelta(minutes=15)
 LOCKOUT = timedelta(minutes=15)
 _HASH_METHOD = "scrypt"  # werkzeug's default today; named so a change of default shows
@@ -103,8 +113,14 @@ def _create_user(session: Session, email: str, password: str, role: str,
 
 # -- accounts -----------------------------------------------------------------------
 
-def register(session: Session, email: str, password: str, household_name: str) -> User:
-    """A new household and its first member (role "household")."""
+def register(session: Session, email: str, password: str, household_name: str,
+             source: str | None = None) -> User:
+    """A new household and its first member (role "household"). With `source` (the
+    client address; use `attempt()`), every attempt counts toward that address's limit."""
+    if source is not None:
+        key = f"register-from:{source}"
+        throttle(session, key)
+        record_failure(session, key)  # an attempt, whatever comes of it
     name = (household_name or "").strip()
     if not name:
         raise ReplenishError("give your household a name (for example 'Our flat')")
@@ -118,6 +134,49 @@ def register(session: Session, email: str, password: str, household_name: str) -
     session.add(household)
     session.flush()
     return _create_user(session, email, password, "household", household.id)
+
+
+def change_password(session: Session, user: User, current: str, new: str,
+                    keep_token_id: int | None = None) -> None:
+    """The user's own change: the current password first (a wrong one counts toward the
+    account's lockout, as at log-in; use `attempt()`), then the new one. The user's
+    other API tokens and every web session are revoked: whoever knew the old password
+    is out."""
+    from sqlalchemy import delete
+
+    from backend.storage.models import ApiToken, WebSession
+
+    key = f"login:{user.email}"
+    throttle(session, key)
+    if not check_password_hash(user.password_hash, current or ""):
+        record_failure(session, key)
+        raise Unauthorized("the current password is wrong")
+    _check_password(new)
+    user.password_hash = hash_password(new)
+    session.execute(delete(ApiToken).where(ApiToken.user_id == user.id,
+                                           ApiToken.id != (keep_token_id or 0)))
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    log.info("user %d changed their password; other tokens and sessions revoked", user.id)
+
+
+def reset_password(session: Session, email: str, password: str) -> User:
+    """An operator's reset (command line): the new password, the account's lockout
+    lifted, and every API token and web session of the user revoked."""
+    from sqlalchemy import delete
+
+    from backend.storage.models import ApiToken, WebSession
+
+    user = session.scalars(select(User).where(User.email == normalize_email(email))
+                           ).one_or_none()
+    if user is None:
+        raise ReplenishError(f"no account with the email {normalize_email(email)!r}")
+    user.password_hash = hash_password(_check_password(password))
+    record_success(session, f"login:{user.email}")
+    session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+    session.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    log.warning("password of user %d reset by an operator; tokens and sessions revoked",
+                user.id)
+    return user
 
 
 def create_operator(session: Session, email: str, password: str) -> User:
@@ -184,9 +243,13 @@ def throttle(session: Session, key: str, now: datetime | None = None) -> None:
         raise Locked.until(row.locked_until, now)
 
 
+def limit_of(key: str) -> int:
+    return LIMITS.get(key.split(":", 1)[0], MAX_FAILURES)
+
+
 def record_failure(session: Session, key: str, now: datetime | None = None) -> int:
-    """Count one failure; the MAX_FAILURES-th within WINDOW locks the key for LOCKOUT.
-    Returns the failures counted in the current window."""
+    """Count one failure; the limit-th (`LIMITS`) within WINDOW locks the key for
+    LOCKOUT. Returns the failures counted in the current window."""
     now = now or utcnow()
     row = session.get(AuthThrottle, key, with_for_update=True)  # PostgreSQL: row lock
     if row is None:
@@ -195,7 +258,7 @@ def record_failure(session: Session, key: str, now: datetime | None = None) -> i
     if now - row.window_start > WINDOW or (row.locked_until and row.locked_until <= now):
         row.failures, row.window_start, row.locked_until = 0, now, None
     row.failures += 1
-    if row.failures >= MAX_FAILURES:
+    if row.failures >= limit_of(key):
         row.locked_until = now + LOCKOUT
         log.warning("%s locked for %d minutes after %d failures", key.split(":")[0],
                     LOCKOUT.seconds // 60, row.failures)

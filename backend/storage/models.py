@@ -99,6 +99,8 @@ class ApiToken(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), index=True)
     token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Refused from then on (REPLENISH_API_TOKEN_DAYS after issue; backend/accounts/tokens.py).
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class Batch(Base):

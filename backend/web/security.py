@@ -48,7 +48,7 @@ def secret_key(settings: Settings) -> str:
         return settings.web_secret_key
     path: Path = settings.data_dir / SECRET_FILE
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
             _write_owner_only(path, secrets.token_hex(32) + "\n")
             log.info("created the web session key at %s", path)

@@ -124,7 +124,7 @@ def test_provision_batch_with_a_used_name_fails_and_creates_nothing(cli, tmp_pat
     assert same.returncode == 1
     assert manifest(tmp_path / "first") == before
     assert sorted(p.name for p in (tmp_path / "first").iterdir()) == sorted(
-        [r["serial"] for r in before] + ["labels.svg", "manifest.csv", "manifest.json"])
+        [r["serial"] for r in before] + ["labels-0001.svg", "manifest.csv", "manifest.json"])
 
 
 def test_household_claim_and_configure(cli, tmp_path):

@@ -16,6 +16,7 @@ from backend.storage.db import utcnow
 from backend.storage.models import ApiToken, Device, Household, Notification, Product, User
 from backend.web.api.common import (
     ID,
+    Forbidden,
     db,
     household_required,
     iso,
@@ -46,6 +47,13 @@ LOGIN = Body({
     "password": Field(str, "The account's password.", required=True, min_length=1,
                       max_length=accounts.PASSWORD_MAX, write_only=True),
 }, example={"email": "sam@example.org", "password": "a long passphrase"})
+PASSWORD_CHANGE = Body({
+    "current_password": Field(str, "The password in use now.", required=True, min_length=1,
+                              max_length=accounts.PASSWORD_MAX, write_only=True),
+    "new_password": Field(str, f"At least {accounts.PASSWORD_MIN} characters.",
+                          required=True, min_length=accounts.PASSWORD_MIN,
+                          max_length=accounts.PASSWORD_MAX, write_only=True),
+}, example={"current_password": "a long passphrase", "new_password": "another passphrase"})
 SETTINGS = Body({
     "hold_window_s": Field(int, "Seconds a new order waits, cancellable, before it is "
                            "placed; 0 places it at once.", minimum=0,
@@ -98,10 +106,10 @@ def household_json(household: Household) -> dict:
 @bp.post("/accounts")
 def register():
     data = REGISTER.parse()
-    with writing() as session:
+    with accounts.attempt(current_app.config["WRITER_SESSIONS"]) as session:
         user = accounts.register(session, data["email"], data["password"],
-                                 data["household_name"])
-        token = tokens.issue_for_user(session, user)
+                                 data["household_name"], request.remote_addr or "unknown")
+        token = tokens.issue_for_user(session, user, _token_days())
         answer = {"token": token, "user": user_json(user),
                   "household": household_json(session.get(Household, user.household_id))}
     return answer, 201
@@ -113,8 +121,49 @@ def log_in():
     with accounts.attempt(current_app.config["WRITER_SESSIONS"]) as session:
         user = accounts.authenticate(session, data["email"], data["password"],
                                      request.remote_addr or "unknown")
-        answer = {"token": tokens.issue_for_user(session, user), "user": user_json(user)}
+        answer = {"token": tokens.issue_for_user(session, user, _token_days()),
+                  "user": user_json(user)}
     return answer, 201
+
+
+def _token_days() -> float:
+    return current_app.config["SETTINGS"].api_token_days
+
+
+def token_json(token: ApiToken) -> dict:
+    return {"id": token.id, "created_at": iso(token.created_at),
+            "expires_at": iso(token.expires_at) if token.expires_at else None,
+            "current": token.id == g.token.id}
+
+
+@bp.get("/tokens")
+@token_required
+def list_tokens():
+    return {"items": [token_json(t) for t in tokens.held_with(db(), g.token)]}
+
+
+@bp.delete("/tokens/<int:token_id>")
+@token_required
+def revoke_token(token_id: int):
+    if token_id > INT32_MAX:
+        raise NotFound(f"no token {token_id} of yours")
+    with writing() as session:
+        tokens.revoke(session, g.token, token_id)
+    return "", 204
+
+
+@bp.post("/account/password")
+@token_required
+def change_password():
+    if g.user is None:
+        raise Forbidden("a household's command-line token has no password to change: "
+                        "log in (POST /tokens) and use that token")
+    data = PASSWORD_CHANGE.parse()
+    with accounts.attempt(current_app.config["WRITER_SESSIONS"]) as session:
+        accounts.change_password(session, session.get(User, g.user.id),
+                                 data["current_password"], data["new_password"],
+                                 keep_token_id=g.token.id)
+    return "", 204
 
 
 @bp.get("/tokens/current")
@@ -122,7 +171,8 @@ def log_in():
 def whoami():
     return {"role": g.role, "user": user_json(g.user),
             "household_id": g.household.id if g.household else None,
-            "created_at": iso(g.token.created_at)}
+            "created_at": iso(g.token.created_at),
+            "expires_at": iso(g.token.expires_at) if g.token.expires_at else None}
 
 
 @bp.delete("/tokens/current")

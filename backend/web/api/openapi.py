@@ -71,7 +71,11 @@ SCHEMAS = {
     "NewAccount": _obj({"token": STR, "user": _ref("User"), "household": _ref("Household")}),
     "CurrentToken": _obj({"role": {"enum": list(accounts.ROLES)},
                           "user": {"oneOf": [_ref("User"), {"type": "null"}]},
-                          "household_id": _null("integer"), "created_at": TIME}),
+                          "household_id": _null("integer"), "created_at": TIME,
+                          "expires_at": TIME_OR_NULL}),
+    "Tokens": _obj({"items": {"type": "array", "items": _obj({
+        "id": INT, "created_at": TIME, "expires_at": TIME_OR_NULL,
+        "current": {"type": "boolean", "description": "The token of this request."}})}}),
     "Household": _obj({"id": INT, "name": STR, "hold_window_s": INT,
                        "allow_multiple_open": BOOL, "max_orders_per_day": _null("integer"),
                        "monthly_limit_cents": _null("integer"),
@@ -255,16 +259,36 @@ PATHS = {
         public=True)},
     "/accounts": {"post": _op(
         "Register a household and its first member", "accounts",
-        {"201": ("NewAccount", "Registered; the token is shown only now.")}, "400 409 415",
-        body=household.REGISTER, public=True)},
-    "/tokens": {"post": _op(
+        {"201": ("NewAccount", "Registered; the token is shown only now.")},
+        "400 409 415 429", body=household.REGISTER, public=True,
+        description=f"At most {accounts.REGISTRATIONS_PER_ADDRESS} attempts per "
+        f"{accounts.WINDOW.seconds // 60} minutes from one address: then 429 with "
+        "Retry-After.")},
+    "/tokens": {"get": _op(
+        "The unexpired tokens of this token's owner", "accounts",
+        {"200": ("Tokens", "Oldest first; `current` marks the one in use.")},
+        description="A user's tokens, or a household's command-line tokens. Each "
+        "expires REPLENISH_API_TOKEN_DAYS (default 90) days after it was issued."),
+        "post": _op(
         "Log in: a new token for an email and password", "accounts",
         {"201": ("NewToken", "Logged in; the token is shown only now.")},
         "400 401 415 429", body=household.LOGIN, public=True,
         description=f"After {accounts.MAX_FAILURES} failures within "
-        f"{accounts.WINDOW.seconds // 60} minutes for an email (or from one address) "
-        f"log-in is locked for {accounts.LOCKOUT.seconds // 60} minutes: 429 with "
-        "Retry-After.")},
+        f"{accounts.WINDOW.seconds // 60} minutes for an email (or "
+        f"{accounts.ADDRESS_MAX_FAILURES} from one address, which many people may share "
+        f"behind NAT) log-in is locked for {accounts.LOCKOUT.seconds // 60} minutes: 429 "
+        "with Retry-After.")},
+    "/tokens/{token_id}": {"delete": _op(
+        "Revoke one of your tokens", "accounts",
+        {"204": (None, "Revoked; that token no longer works.")}, "404",
+        params=[_id("token_id", "token")])},
+    "/account/password": {"post": _op(
+        "Change the password of the token's user", "accounts",
+        {"204": (None, "Changed; the user's other tokens and web sessions are revoked, "
+                       "this token keeps working.")}, "400 401 403 415 429",
+        body=household.PASSWORD_CHANGE,
+        description="A wrong current password counts toward the account's lockout, as "
+        "at log-in. A household's command-line token has no user: 403.")},
     "/tokens/current": {
         "get": _op("The token in use: its role and user", "accounts",
                    {"200": ("CurrentToken", "The token's owner.")}),

@@ -16,6 +16,7 @@ from datetime import timedelta
 from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
 from sqlalchemy import delete
 
+from backend.accounts import tokens
 from backend.accounts import users as accounts
 from backend.errors import ReplenishError
 from backend.storage.db import utcnow
@@ -84,9 +85,9 @@ def register():
     try:
         if form.get("password", "") != form.get("password_again", ""):
             raise ReplenishError("the two passwords differ: type the same one twice")
-        with writing() as s:
+        with accounts.attempt(current_app.config["WRITER_SESSIONS"]) as s:
             user = accounts.register(s, form.get("email", ""), form.get("password", ""),
-                                     form.get("household_name", ""))
+                                     form.get("household_name", ""), _source())
     except ReplenishError as err:
         return form_error("auth/register.html", err, email=form.get("email", ""),
                           household_name=form.get("household_name", ""))
@@ -121,6 +122,43 @@ def logout():
     log.info("user %d logged out", g.user.id)
     session.clear()
     return redirect(url_for("pages.auth.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+def change_password():
+    """The user's own password change: every session (this one too) and every API token
+    of the user end; this browser gets a fresh session at once."""
+    if request.method == "GET":
+        return render_template("auth/password.html")
+    form = request.form
+    try:
+        if form.get("new_password", "") != form.get("new_password_again", ""):
+            raise ReplenishError("the two new passwords differ: type the same one twice")
+        with accounts.attempt(current_app.config["WRITER_SESSIONS"]) as s:
+            user = s.get(User, g.user.id)
+            accounts.change_password(s, user, form.get("current_password", ""),
+                                     form.get("new_password", ""))
+    except ReplenishError as err:
+        return form_error("auth/password.html", err)
+    _start_session(user)
+    return render_template("auth/password.html", changed=True)
+
+
+@bp.get("/account/tokens")
+@login_required
+def api_tokens():
+    """The user's API tokens (from the JSON API's log-in): when they expire; revoke."""
+    return render_template("auth/tokens.html", tokens=tokens.of_user(db(), g.user.id),
+                           revoked=request.args.get("revoked"))
+
+
+@bp.post("/account/tokens/<int(max=2147483647):token_id>/revoke")
+@login_required
+def revoke_api_token(token_id: int):
+    with writing() as s:
+        tokens.revoke_of_user(s, g.user.id, token_id)  # NotFound for anyone else's
+    return redirect(url_for("pages.auth.api_tokens", revoked=token_id))
 
 
 @bp.get("/")

@@ -97,12 +97,42 @@ def test_five_failures_lock_the_email_and_success_resets(sessions):
         assert session.get(AuthThrottle, "login:ann@example.org") is None
 
 
-def test_one_source_is_locked_across_emails(sessions):
+def test_one_source_is_locked_across_emails_only_at_its_much_higher_limit(sessions):
+    """Many people share an address behind NAT: five mistakes among them lock no one
+    else out; the address's own limit is twenty times the account's."""
+    assert accounts.ADDRESS_MAX_FAILURES >= 20 * accounts.MAX_FAILURES
+    _register(sessions)
     for n in range(accounts.MAX_FAILURES):
         with pytest.raises(Unauthorized):
             _login(sessions, f"user{n}@example.org", "whatever12345", source="127.0.0.5")
-    with pytest.raises(Locked):
+    assert _login(sessions, "ann@example.org", PASSWORD, source="127.0.0.5")
+    with sessions() as session, session.begin():  # the rest of the address's allowance
+        used = session.get(AuthThrottle, "login-from:127.0.0.5").failures
+        for _ in range(accounts.ADDRESS_MAX_FAILURES - used - 1):
+            accounts.record_failure(session, "login-from:127.0.0.5")
+    with pytest.raises(Unauthorized):
         _login(sessions, "someone@example.org", "whatever12345", source="127.0.0.5")
+    with pytest.raises(Locked):
+        _login(sessions, "ann@example.org", PASSWORD, source="127.0.0.5")
+    assert _login(sessions, "ann@example.org", PASSWORD, source="127.0.0.6")
+
+
+def test_registration_is_limited_per_address_whatever_the_outcome(sessions):
+    def register(n, source="127.0.0.7", password=PASSWORD):
+        with accounts.attempt(sessions) as session:
+            return accounts.register(session, f"u{n}@example.org", password, "Flat", source)
+
+    for n in range(accounts.REGISTRATIONS_PER_ADDRESS - 2):
+        register(n)
+    with pytest.raises(ReplenishError, match="at least 10 characters"):
+        register("bad", password="short")  # a refused attempt counts too
+    register("last")
+    with pytest.raises(Locked, match="try again after"):
+        register("one-more")
+    register("elsewhere", source="127.0.0.8")
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(User)) == \
+            accounts.REGISTRATIONS_PER_ADDRESS
 
 
 def test_failures_outside_the_window_start_over(sessions):
@@ -153,3 +183,31 @@ def test_create_operator_command(settings):
         assert (user.email, user.role, user.household_id) == ("ops@example.org", "operator",
                                                               None)
     engine.dispose()
+
+
+def test_operator_resets_a_password_from_the_command_line(settings, sessions):
+    user = _register(sessions)
+    with sessions() as session, session.begin():
+        old_token = tokens.issue_for_user(session, session.get(User, user.id))
+    for _ in range(accounts.MAX_FAILURES):
+        with pytest.raises(Unauthorized):
+            _login(sessions, "ann@example.org", "forgotten password")
+    env = {"REPLENISH_DATA_DIR": str(settings.data_dir), "DATABASE_URL": settings.db_url,
+           "REPLENISH_NEW_PASSWORD": "a brand new password", "PATH": "/usr/bin:/bin"}
+
+    def reset(email):
+        return subprocess.run([sys.executable, "-m", "backend.cli", "user", "reset-password",
+                               email], capture_output=True, text=True, env=env, timeout=120)
+
+    done = reset("ANN@example.org")
+    assert done.returncode == 0, done.stderr
+    assert f"user {user.id} (ann@example.org): new password set" in done.stdout
+    assert "a brand new password" not in done.stdout + done.stderr
+    assert _login(sessions, "ann@example.org", "a brand new password")  # lockout lifted
+    with pytest.raises(Unauthorized):
+        _login(sessions, "ann@example.org", PASSWORD)
+    with sessions() as session, pytest.raises(Unauthorized):
+        tokens.authenticate(session, old_token)  # revoked with the old password
+    nobody = reset("nobody@example.org")
+    assert nobody.returncode == 1 and "no account with the email" in nobody.stderr
+    assert "Traceback" not in nobody.stderr

@@ -270,3 +270,56 @@ def test_operator_fleet_filters_batches_and_revoke(world):
     # The household sees its device revoked.
     assert call(world, "GET", f"/devices/{other_device}", world.other.token).get_json()[
         "status"] == "revoked"
+
+
+def test_tokens_expire_and_their_owner_lists_and_revokes_them(world):
+    from backend.storage.models import ApiToken
+
+    owner, stranger = world.owner.token, world.stranger.token
+    second = call(world, "POST", "/tokens", body={"email": world.owner.email,
+                                                  "password": PASSWORD}).get_json()["token"]
+    me = call(world, "GET", "/tokens/current", second).get_json()
+    assert me["expires_at"] > me["created_at"]
+    listed = call(world, "GET", "/tokens", second).get_json()["items"]
+    assert len(listed) == 2 and [t["current"] for t in listed] == [False, True]
+    assert all(t["expires_at"] for t in listed)
+    theirs = call(world, "GET", "/tokens", stranger).get_json()["items"]
+    assert len(theirs) == 1 and theirs[0]["id"] not in {t["id"] for t in listed}
+
+    # Someone else's token: not found, and it keeps working.
+    assert_error(call(world, "DELETE", f"/tokens/{theirs[0]['id']}", owner), 404, "NotFound")
+    assert call(world, "GET", "/tokens/current", stranger).status_code == 200
+    # One's own other token: revoked.
+    assert call(world, "DELETE", f"/tokens/{listed[0]['id']}", second).status_code == 204
+    assert_error(call(world, "GET", "/devices", owner), 401, "Unauthorized")
+    assert call(world, "GET", "/devices", second).status_code == 200
+
+    # Expired: refused with what to do.
+    with world.sessions() as session, session.begin():
+        row = session.get(ApiToken, listed[1]["id"])
+        row.expires_at = utcnow() - timedelta(seconds=1)
+    assert_error(call(world, "GET", "/devices", second), 401, "Unauthorized",
+                 "API token expired: log in again")
+
+
+def test_a_user_changes_their_password_and_the_old_one_is_out(world):
+    email = world.owner.email
+    other = call(world, "POST", "/tokens", body={"email": email, "password": PASSWORD}
+                 ).get_json()["token"]
+    wrong = call(world, "POST", "/account/password", world.owner.token,
+                 {"current_password": "not it at all", "new_password": "a new passphrase"})
+    assert_error(wrong, 401, "Unauthorized", "the current password is wrong")
+    with world.sessions() as session:  # counted as a failed log-in of that account
+        assert session.get(AuthThrottle, f"login:{email}").failures == 1
+    assert_error(call(world, "POST", "/account/password", world.owner.token,
+                      {"current_password": PASSWORD, "new_password": "short"}),
+                 400, "BadRequest")
+    done = call(world, "POST", "/account/password", world.owner.token,
+                {"current_password": PASSWORD, "new_password": "a new passphrase"})
+    assert done.status_code == 204
+    assert call(world, "GET", "/devices", world.owner.token).status_code == 200  # kept
+    assert_error(call(world, "GET", "/devices", other), 401, "Unauthorized")  # revoked
+    assert_error(call(world, "POST", "/tokens", body={"email": email, "password": PASSWORD}),
+                 401, "Unauthorized")
+    assert call(world, "POST", "/tokens", body={
+        "email": email, "password": "a new passphrase"}).status_code == 201

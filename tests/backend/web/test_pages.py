@@ -473,6 +473,8 @@ ID_ROUTES = {
         "test_operator_rollouts_pause_and_resume",
     "/claim/<code>": "test_claim_from_the_qr_url_goes_through_login",
     "/operator/catalogue/<sku>": "test_households_never_reach_the_catalogue_pages",
+    "/account/tokens/<int(max=2147483647):token_id>/revoke":
+        "test_api_tokens_page_lists_and_revokes_only_ones_own",
 }
 
 
@@ -649,6 +651,65 @@ def test_odd_input_is_refused_in_words_never_a_server_error(app):
         "email": "a\x01b@example.org", "password": PASSWORD, "password_again": PASSWORD,
         "household_name": "Flat", "csrf_token": csrf(fresh, "/register")})
     assert response.status_code == 400 and "email" in text(response)
+
+
+def test_a_user_changes_their_password_on_a_page(app):
+    browser, elsewhere = app.client(), app.client()
+    email = register(browser)
+    login(elsewhere, email)
+    assert elsewhere.get("/devices").status_code == 200
+    wrong = browser.post("/account/password", data={
+        "current_password": "not it at all", "new_password": "a new passphrase",
+        "new_password_again": "a new passphrase", "csrf_token": csrf(browser, "/account/password")})
+    assert wrong.status_code == 401 and "the current password is wrong" in wrong.get_data(
+        as_text=True)
+    done = browser.post("/account/password", data={
+        "current_password": PASSWORD, "new_password": "a new passphrase",
+        "new_password_again": "a new passphrase", "csrf_token": csrf(browser, "/account/password")})
+    assert done.status_code == 200 and "Password changed" in done.get_data(as_text=True)
+    assert browser.get("/devices").status_code == 200, "this browser stays logged in"
+    assert elsewhere.get("/devices").status_code == 302, "the other session ended"
+    assert login(elsewhere, email).status_code == 401
+    assert login(elsewhere, email, "a new passphrase").status_code == 302
+
+
+def test_api_tokens_page_lists_and_revokes_only_ones_own(app):
+    from sqlalchemy import select as _select
+
+    from backend.accounts import tokens
+    from backend.storage.models import User
+
+    mine, theirs = app.client(), app.client()
+    email, other = register(mine), register(theirs)
+    with app.writer() as session, session.begin():
+        me = session.scalars(_select(User).where(User.email == email)).one()
+        them = session.scalars(_select(User).where(User.email == other)).one()
+        kept, dropped = (tokens.issue_for_user(session, me) for _ in range(2))
+        their_token = tokens.issue_for_user(session, them)
+    with app.sessions() as session:
+        ids = [t.id for t in tokens.of_user(session, me.id)]
+        their_id = tokens.of_user(session, them.id)[0].id
+    page = mine.get("/account/tokens").get_data(as_text=True)
+    assert all(f"#{i}<" in page for i in ids) and f"#{their_id}<" not in page
+    assert "Expires" in page
+
+    # Someone else's token: 404, and it still works.
+    refused = mine.post(f"/account/tokens/{their_id}/revoke",
+                        data={"csrf_token": csrf(mine, "/account/tokens")})
+    assert refused.status_code == 404
+    with app.sessions() as session:
+        assert tokens.authenticate(session, their_token).user.id == them.id
+    # One's own: revoked.
+    done = mine.post(f"/account/tokens/{ids[1]}/revoke",
+                     data={"csrf_token": csrf(mine, "/account/tokens")})
+    assert done.status_code == 302
+    assert f"Token {ids[1]} is revoked" in mine.get(done.headers["Location"]).get_data(
+        as_text=True)
+    with app.sessions() as session:
+        assert [t.id for t in tokens.of_user(session, me.id)] == [ids[0]]
+        assert tokens.authenticate(session, kept).user.id == me.id
+        with pytest.raises(Exception, match="invalid API token"):
+            tokens.authenticate(session, dropped)
 
 
 def test_operator_rollouts_pause_and_resume(app):
