@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: run test demo bench install clean vectors firmware lint bench-firmware faults
+.PHONY: run test demo bench install clean vectors firmware lint bench-firmware faults mutate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,18 @@ faults: $(INSTALLED)
 # Firmware figures per press on the unix port: CPU time, peak heap, flash writes.
 bench-firmware: $(INSTALLED)
 	$(BIN)/python -m devtools.firmware_bench
+
+# Mutation testing of the core modules (cosmic-ray), not part of `make test`; prints per
+# module mutants, killed, survived, timed out and where survivors are, then one JSON line.
+# MUTATE_ARGS="--module fw_counter" for one module, "--estimate" for counts and time only.
+# docs/testing.md.
+MUTATE_INSTALLED := $(VENV)/.installed-mutate
+$(MUTATE_INSTALLED): pyproject.toml | $(INSTALLED)
+	$(BIN)/pip install --quiet -e '.[test,mutate]'
+	touch $@
+
+mutate: $(MUTATE_INSTALLED)
+	$(BIN)/python -m devtools.mutate $(MUTATE_ARGS)
 
 vectors: $(INSTALLED)
 	$(BIN)/python devtools/make_vectors.py > docs/vectors/protocol-v1.json

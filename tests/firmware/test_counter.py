@@ -156,3 +156,52 @@ c = SeqCounter(flash)      # restart: never back to <= 501
 print(c.next())
 """)
     assert out == ["1", "501", "1", "502", "533"]
+
+
+def test_record_format_generations_and_counts(tmp_path):
+    """What the records hold (docs/protocol.md: alternate slots, generation + 1 per
+    write), the writes count, `reserved`, and a read error taken as a missing record."""
+    out = run(tmp_path, r"""
+from replenish.counter import encode_record
+import hashlib, struct
+flash = Flash()
+c = SeqCounter(flash)
+seen = []
+for i in range(97):
+    c.next()
+    seen.append((decode_record(flash.files.get("seq.a")), decode_record(flash.files.get("seq.b"))))
+print(seen[0], seen[32], seen[64], c.writes, c.reserved, flash.writes)
+# a record with a good checksum but another magic is not ours
+body = struct.pack(">4sIQ", b"XSQ1", 9, 5000)
+print(decode_record(body + hashlib.sha256(body).digest()[:4]))
+print(decode_record(encode_record(4, 128) + b"\x00"), decode_record(encode_record(4, 128)[:19]))
+
+class Broken(Flash):
+    def read(self, name):
+        raise OSError(5)
+b = Broken()
+print(SeqCounter(b).next(), decode_record(b.files["seq.a"]))
+""")
+    assert out == ["((1,", "32),", "None)", "((1,", "32),", "(2,", "64))", "((3,", "96),", "(2,",
+                   "64))", "4", "128", "4", "None", "None", "None", "1", "(1,", "32)"]
+
+
+def test_resync_to_odd_and_even_numbers_and_to_the_next_one(tmp_path):
+    """resync to exactly the number next() would give, and to odd and even numbers:
+    never a number the server has, and a restart continues past the reservation."""
+    out = run(tmp_path, r"""
+flash = Flash()
+c = SeqCounter(flash)
+c.next()
+c.resync(c.peek())          # the server has what next() would give: skip it
+print(c.next())
+c.resync(501)               # odd
+print(c.next(), c.reserved)
+c = SeqCounter(flash)       # restart
+print(c.next())
+c.resync(c.peek() + 9)      # even target, odd next: the reservation is odd
+print(c.next(), c.reserved)
+c = SeqCounter(flash)
+print(c.next())
+""")
+    assert out == ["3", "502", "533", "534", "545", "565", "566"]
