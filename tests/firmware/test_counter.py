@@ -171,9 +171,10 @@ for i in range(97):
     c.next()
     seen.append((decode_record(flash.files.get("seq.a")), decode_record(flash.files.get("seq.b"))))
 print(seen[0], seen[32], seen[64], c.writes, c.reserved, flash.writes)
-# a record with a good checksum but another magic is not ours
-body = struct.pack(">4sIQ", b"XSQ1", 9, 5000)
-print(decode_record(body + hashlib.sha256(body).digest()[:4]))
+# a record with a good checksum but another magic (above or below ours) is not ours
+for magic in (b"XSQ1", b"ASQ1"):
+    body = struct.pack(">4sIQ", magic, 9, 5000)
+    print(decode_record(body + hashlib.sha256(body).digest()[:4]))
 print(decode_record(encode_record(4, 128) + b"\x00"), decode_record(encode_record(4, 128)[:19]))
 
 class Broken(Flash):
@@ -183,7 +184,8 @@ b = Broken()
 print(SeqCounter(b).next(), decode_record(b.files["seq.a"]))
 """)
     assert out == ["((1,", "32),", "None)", "((1,", "32),", "(2,", "64))", "((3,", "96),", "(2,",
-                   "64))", "4", "128", "4", "None", "None", "None", "1", "(1,", "32)"]
+                   "64))", "4", "128", "4", "None", "None", "None", "None", "1", "(1,",
+                   "32)"]
 
 
 def test_resync_to_odd_and_even_numbers_and_to_the_next_one(tmp_path):

@@ -74,3 +74,63 @@ print("OK")
 def test_decoders_refuse_garbage(tmp_path):
     result = run_snippet(CBOR_GARBAGE, tmp_path)
     assert result.stdout.strip() == "OK"
+
+
+COSE_ENVELOPES = r"""
+from replenish import cbor, cose
+P, T = b"\xa1\x01\x05", bytes(32)
+def env(*items, tag=17):
+    return cbor.encode(cbor.Tag(tag, list(items)) if tag is not None else list(items))
+cases = [
+    ("untagged", env(P, {}, b"x", T, tag=None)),
+    ("tag 16", env(P, {}, b"x", T, tag=16)),
+    ("tag 18", env(P, {}, b"x", T, tag=18)),
+    ("tag on a map", cbor.encode(cbor.Tag(17, {1: 2}))),
+    ("3 items", env(P, {}, b"x")),
+    ("5 items", env(P, {}, b"x", T, b"")),
+    ("protected int", env(1, {}, b"x", T)),
+    ("payload int", env(P, {}, 1, T)),
+    ("unprotected list", env(P, [], b"x", T)),
+    ("tag int", env(P, {}, b"x", 1)),
+    ("protected not CBOR", env(b"\xff", {}, b"x", T)),
+    ("protected a list", env(cbor.encode([1, 5]), {}, b"x", T)),
+    ("alg 4", env(cbor.encode({1: 4}), {}, b"x", T)),
+    ("alg 6", env(cbor.encode({1: 6}), {}, b"x", T)),
+    ("no alg", env(b"", {}, b"x", T)),
+    ("tag 31 bytes", env(P, {}, b"x", bytes(31))),
+    ("tag 33 bytes", env(P, {}, b"x", bytes(33))),
+]
+for name, raw in cases:
+    try:
+        cose.parse(raw)
+        print("ACCEPTED", name)
+    except cose.Malformed as err:
+        print("%s: %s" % (name, err))
+print(len(cose.parse(env(P, {}, b"x", T))))
+"""
+
+
+def test_every_malformed_envelope_is_refused_with_its_reason(tmp_path):
+    """Each envelope check of firmware/replenish/cose.py on its own (one thing wrong
+    at a time, on both sides of each number), refused as Malformed with its reason."""
+    lines = run_snippet(COSE_ENVELOPES, tmp_path).stdout.strip().splitlines()
+    assert lines == [
+        "untagged: not a tagged COSE_Mac0",
+        "tag 16: not a tagged COSE_Mac0",
+        "tag 18: not a tagged COSE_Mac0",
+        "tag on a map: COSE_Mac0 must be a 4-element array",
+        "3 items: COSE_Mac0 must be a 4-element array",
+        "5 items: COSE_Mac0 must be a 4-element array",
+        "protected int: protected header and payload must be byte strings",
+        "payload int: protected header and payload must be byte strings",
+        "unprotected list: unprotected header must be a map and tag a byte string",
+        "tag int: unprotected header must be a map and tag a byte string",
+        "protected not CBOR: protected header is not CBOR",
+        "protected a list: algorithm must be HMAC 256/256 (5)",
+        "alg 4: algorithm must be HMAC 256/256 (5)",
+        "alg 6: algorithm must be HMAC 256/256 (5)",
+        "no alg: algorithm must be HMAC 256/256 (5)",
+        "tag 31 bytes: tag must be 32 bytes",
+        "tag 33 bytes: tag must be 32 bytes",
+        "4",
+    ]
