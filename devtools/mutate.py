@@ -52,7 +52,7 @@ MODULES: dict[str, Target] = {
                      "tests/backend/ingest/test_ingest.py tests/backend/orders/test_worker.py "
                      "-k 'not postgresql'"),
     "policies": Target("backend/orders/policies.py",
-                       "tests/backend/orders/test_worker.py -k 'not postgresql'"),
+                       "tests/backend/orders/test_policies.py -k 'not postgresql'"),
     "lifecycle": Target("backend/orders/lifecycle.py",
                         "tests/backend/orders/test_lifecycle.py -k 'not postgresql'"),
     "outbox": Target("backend/orders/outbox.py",
