@@ -70,6 +70,21 @@ def _household(session, home, **limits) -> Household:
     return household
 
 
+def test_open_order_and_limits_look_at_this_device_and_household_only(sessions, home):
+    """A second household with a second device (higher ids) and its own orders."""
+    with sessions() as session, session.begin():
+        other = household_with_device(session, "policies-2", "00112233445566cc")
+        add(session, other, slot=0, total=900)
+        assert policies.open_order(session, home[1], 0) is None
+        household = _household(session, home, max_orders_per_day=1, monthly_limit_cents=100)
+        assert policies.blocked(session, household, 100, NOW) is None
+        add(session, home, slot=0, total=50)
+        assert policies.open_order(session, other[1], 0).household_id == other[0]
+        assert policies.blocked(session, household, 1, NOW) is policies.Blocked.DAILY_LIMIT
+    # docs/protocol.md, answer key 6: 1 daily limit, 2 monthly limit
+    assert (int(policies.Blocked.DAILY_LIMIT), int(policies.Blocked.MONTHLY_LIMIT)) == (1, 2)
+
+
 def test_no_limits_block_nothing(sessions, home):
     with sessions() as session, session.begin():
         for _ in range(3):
@@ -97,7 +112,7 @@ def test_monthly_limit_sums_this_calendar_month_and_the_new_order(sessions, home
     with sessions() as session, session.begin():
         household = _household(session, home, monthly_limit_cents=1000)
         month_start = NOW.replace(day=1, hour=0, minute=0, second=0)
-        add(session, home, total=500, created=month_start - timedelta(seconds=1))  # last month
+        add(session, home, total=400, created=month_start - timedelta(seconds=1))  # last month
         add(session, home, total=300, created=month_start)  # counted: the month's first second
         add(session, home, total=900, state=State.CANCELLED, created=NOW)
         add(session, home, total=900, state=State.FAILED, created=NOW)
@@ -113,5 +128,6 @@ def test_monthly_limit_sums_this_calendar_month_and_the_new_order(sessions, home
 def test_monthly_limit_with_no_orders_this_month(sessions, home):
     with sessions() as session, session.begin():
         household = _household(session, home, monthly_limit_cents=1000)
+        assert policies.blocked(session, household, 999, NOW) is None
         assert policies.blocked(session, household, 1000, NOW) is None
         assert policies.blocked(session, household, 1001, NOW) is policies.Blocked.MONTHLY_LIMIT
