@@ -81,6 +81,8 @@ def test_open_order_and_limits_look_at_this_device_and_household_only(sessions, 
         add(session, home, slot=0, total=50)
         assert policies.open_order(session, other[1], 0).household_id == other[0]
         assert policies.blocked(session, household, 1, NOW) is policies.Blocked.DAILY_LIMIT
+        theirs = _household(session, other, max_orders_per_day=2)  # their one order only
+        assert policies.blocked(session, theirs, 1, NOW) is None
     # docs/protocol.md, answer key 6: 1 daily limit, 2 monthly limit
     assert (int(policies.Blocked.DAILY_LIMIT), int(policies.Blocked.MONTHLY_LIMIT)) == (1, 2)
 
