@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
 .PHONY: run test demo bench install clean vectors firmware lint bench-firmware faults \
-	firmware-sim
+	firmware-sim mutate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,17 @@ bench-firmware: $(INSTALLED)
 # tests/firmware/sim runs a short form inside `make test`. docs/firmware.md.
 firmware-sim: $(INSTALLED)
 	$(BIN)/python -m devtools.esp32sim $(SIM_ARGS)
+# Mutation testing of the core modules (cosmic-ray), not part of `make test`; prints per
+# module mutants, killed, survived, timed out and where survivors are, then one JSON line.
+# MUTATE_ARGS="--module fw_counter" for one module, "--estimate" for counts and time only.
+# docs/testing.md.
+MUTATE_INSTALLED := $(VENV)/.installed-mutate
+$(MUTATE_INSTALLED): pyproject.toml | $(INSTALLED)
+	$(BIN)/pip install --quiet -e '.[test,mutate]'
+	touch $@
+
+mutate: $(MUTATE_INSTALLED)
+	$(BIN)/python -m devtools.mutate $(MUTATE_ARGS)
 
 vectors: $(INSTALLED)
 	$(BIN)/python devtools/make_vectors.py > docs/vectors/protocol-v1.json

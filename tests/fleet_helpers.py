@@ -31,8 +31,9 @@ class Fleet:
     household_id: int
 
 
-def make_fleet(backend: Backend, out: Path, count: int = 1) -> Fleet:
-    key = Ed25519PrivateKey.generate()
+def make_fleet(backend: Backend, out: Path, count: int = 1,
+               key: Ed25519PrivateKey | None = None) -> Fleet:
+    key = key or Ed25519PrivateKey.generate()
     name = f"fleet-{secrets.token_hex(3)}"
     with backend.writer_sessions() as session, session.begin():
         made = provision_batch(session, backend.keyring, model="button", count=count,

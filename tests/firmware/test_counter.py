@@ -8,14 +8,25 @@ from replenish.counter import SeqCounter, decode_record
 class PowerCut(Exception):
     pass
 
+MODES = ("none", "half", "garbage", "flipped", "after", "mixed8", "mixedhalf")
+
 class Flash:
-    # Dict-backed storage that can tear the k-th write (counting from 1) in one of
-    # several ways: nothing written, half written, garbage, or written then "cut".
+    # Dict-backed storage that can tear the k-th write (counting from 1):
+    #   none       nothing written (the old content stays)
+    #   half       the first half written, the record cut short
+    #   garbage    zeros of the right length
+    #   after      written in full, then the power went
+    # and tears that keep the length and the magic, so that only the checksum can tell:
+    #   flipped    one bit of the body flipped (the byte before the checksum)
+    #   mixed8     the first 8 bytes new (magic, generation or position), the rest
+    #              still the old record there (or erased, 0xff, where there was none)
+    #   mixedhalf  the first half new, the rest old (or erased)
     def __init__(self):
         self.files = {}
         self.writes = 0
         self.cut_at = None
         self.mode = None
+        self.did_cut = False
 
     def read(self, name):
         return self.files.get(name)
@@ -23,14 +34,23 @@ class Flash:
     def write(self, name, data):
         self.writes += 1
         if self.writes == self.cut_at:
+            self.did_cut = True
+            data = bytes(data)
+            old = self.files.get(name)
+            if old is None or len(old) != len(data):
+                old = b"\xff" * len(data)
             if self.mode == "half":
-                self.files[name] = bytes(data[:len(data) // 2])
+                self.files[name] = data[:len(data) // 2]
             elif self.mode == "garbage":
                 self.files[name] = bytes(len(data))
             elif self.mode == "flipped":
-                self.files[name] = bytes(data[:-1]) + bytes([data[-1] ^ 1])
+                self.files[name] = data[:-5] + bytes([data[-5] ^ 1]) + data[-4:]
             elif self.mode == "after":
-                self.files[name] = bytes(data)
+                self.files[name] = data
+            elif self.mode == "mixed8":
+                self.files[name] = data[:8] + old[8:]
+            elif self.mode == "mixedhalf":
+                self.files[name] = data[:len(data) // 2] + old[len(data) // 2:]
             raise PowerCut()
         self.files[name] = bytes(data)
 """
@@ -65,33 +85,41 @@ print(flash.writes - w)
 
 
 def test_power_cut_at_every_write_never_reuses(tmp_path):
+    """A life of 300 numbers with restarts, cut at each of its flash writes (counted
+    from an uncut run of the same life) in every tear mode; each case did cut."""
     out = run(tmp_path, r"""
+def life(flash):
+    used = []
+    c = SeqCounter(flash)
+    while len(used) < 300:
+        try:
+            used.append(c.next())
+        except PowerCut:
+            c = SeqCounter(flash)  # restart after the cut
+        if len(used) % 23 == 22:
+            c = SeqCounter(flash)  # ordinary restarts too
+    return used
+
+uncut = Flash()
+life(uncut)
 cases = 0
-for mode in ("none", "half", "garbage", "flipped", "after"):
-    for cut in range(1, 9):
+for mode in MODES:
+    for cut in range(1, uncut.writes + 1):
         flash = Flash()
         flash.cut_at, flash.mode = cut, mode
-        used = []
-        c = SeqCounter(flash)
-        boots = 0
-        while len(used) < 150:
-            try:
-                used.append(c.next())
-            except PowerCut:
-                boots += 1
-                c = SeqCounter(flash)  # restart after the cut
-            if len(used) % 23 == 22:
-                c = SeqCounter(flash)  # ordinary restarts too
-                boots += 1
+        used = life(flash)
+        assert flash.did_cut, (mode, cut)
         assert len(used) == len(set(used)), (mode, cut, used)
         assert used == sorted(used), (mode, cut)
         # both records never torn at once: at least one decodes
         valid = [decode_record(flash.files.get(n)) for n in ("seq.a", "seq.b")]
         assert any(valid), (mode, cut)
         cases += 1
-print(cases)
+print(uncut.writes, cases)
 """)
-    assert out == ["40"]
+    writes, cases = int(out[0]), int(out[1])
+    assert writes >= 8  # both records rewritten several times
+    assert cases == 7 * writes
 
 
 def test_torn_record_is_ignored_and_other_record_used(tmp_path):
@@ -128,3 +156,54 @@ c = SeqCounter(flash)      # restart: never back to <= 501
 print(c.next())
 """)
     assert out == ["1", "501", "1", "502", "533"]
+
+
+def test_record_format_generations_and_counts(tmp_path):
+    """What the records hold (docs/protocol.md: alternate slots, generation + 1 per
+    write), the writes count, `reserved`, and a read error taken as a missing record."""
+    out = run(tmp_path, r"""
+from replenish.counter import encode_record
+import hashlib, struct
+flash = Flash()
+c = SeqCounter(flash)
+seen = []
+for i in range(97):
+    c.next()
+    seen.append((decode_record(flash.files.get("seq.a")), decode_record(flash.files.get("seq.b"))))
+print(seen[0], seen[32], seen[64], c.writes, c.reserved, flash.writes)
+# a record with a good checksum but another magic (above or below ours) is not ours
+for magic in (b"XSQ1", b"ASQ1"):
+    body = struct.pack(">4sIQ", magic, 9, 5000)
+    print(decode_record(body + hashlib.sha256(body).digest()[:4]))
+print(decode_record(encode_record(4, 128) + b"\x00"), decode_record(encode_record(4, 128)[:19]))
+
+class Broken(Flash):
+    def read(self, name):
+        raise OSError(5)
+b = Broken()
+print(SeqCounter(b).next(), decode_record(b.files["seq.a"]))
+""")
+    assert out == ["((1,", "32),", "None)", "((1,", "32),", "(2,", "64))", "((3,", "96),", "(2,",
+                   "64))", "4", "128", "4", "None", "None", "None", "None", "1", "(1,",
+                   "32)"]
+
+
+def test_resync_to_odd_and_even_numbers_and_to_the_next_one(tmp_path):
+    """resync to exactly the number next() would give, and to odd and even numbers:
+    never a number the server has, and a restart continues past the reservation."""
+    out = run(tmp_path, r"""
+flash = Flash()
+c = SeqCounter(flash)
+c.next()
+c.resync(c.peek())          # the server has what next() would give: skip it
+print(c.next())
+c.resync(501)               # odd
+print(c.next(), c.reserved)
+c = SeqCounter(flash)       # restart
+print(c.next())
+c.resync(c.peek() + 9)      # even target, odd next: the reservation is odd
+print(c.next(), c.reserved)
+c = SeqCounter(flash)
+print(c.next())
+""")
+    assert out == ["3", "502", "533", "534", "545", "565", "566"]

@@ -101,13 +101,16 @@ def life(flash, log):
         q.delivered(head[0])
     q.commit()
 
+uncut = Flash()
+life(uncut, {"used": [], "kept": [], "wire": []})
 cases = 0
-for mode in ("none", "half", "garbage", "flipped", "after"):
-    for cut in range(1, 40):
+for mode in MODES:
+    for cut in range(1, uncut.writes + 1):   # every write this life makes
         flash = Flash()
         flash.cut_at, flash.mode = cut, mode
         log = {"used": [], "kept": [], "wire": []}
         life(flash, log)
+        assert flash.did_cut, ("no cut", mode, cut)
         used = log["used"]
         assert len(used) == len(set(used)), ("reused", mode, cut)
         fresh = []
@@ -124,9 +127,11 @@ for mode in ("none", "half", "garbage", "flipped", "after"):
         for seq in fresh:
             assert sum(1 for s, _ in log["wire"] if s == seq) <= 2, ("resent", mode, cut)
         cases += 1
-print(cases)
+print(uncut.writes, cases)
 """)
-    assert out == [str(5 * 39)]
+    writes, cases = int(out[0]), int(out[1])
+    assert writes >= 30  # counter, page and head writes of the whole life
+    assert cases == 7 * writes
 
 
 def test_head_in_rtc_memory_costs_no_flash_write(tmp_path):
@@ -192,3 +197,103 @@ sender.flush()
 print(len(peer.events))                                   # reported once, not again
 """)
     assert out == ["2", "None", "[700,", "600,", "None]", "3", "2", "True", "3"]
+
+
+def test_records_commits_and_restarts_in_detail(tmp_path):
+    """What the head and page records hold (docs/firmware.md), what commit() returns,
+    RTC memory merged field by field, and restarts over torn or unreadable pages."""
+    out = run(tmp_path, r"""
+from replenish.queue import decode_head, decode_page, encode_head, encode_page, MAX_EVENT_BYTES
+def show(*values):
+    print(repr(values).replace(" ", ""))
+
+# page and head records round-trip, and are refused one byte short or long
+page = encode_page(2, 3, 70000, 123456, 9, b"event")
+show(decode_page(page), decode_page(page[:-1]), decode_page(page + b"\0"))
+head = encode_head(5, 70001, 4, 3)
+show(decode_head(head), decode_head(head[:-1]), decode_head(head + b"\0"))
+
+flash = Flash()
+q = Queue(flash)                                  # default capacity 16
+for seq in range(1, 18):
+    q.push(1, 0, seq, b"p%d" % seq)
+show(len(q), q.dropped, q.capacity)
+q.push(1, 0, 18, bytes(MAX_EVENT_BYTES))          # the largest event is kept
+try:
+    q.push(1, 0, 19, bytes(MAX_EVENT_BYTES + 1))
+except ValueError:
+    show("too large")
+show(q.commit())                                  # dropped changed: a head write
+show(q.commit())                                  # nothing changed: no write
+first, second = q.entries()[0], q.entries()[1]
+q.delivered(second)                               # not the oldest: ignored
+show(len(q), q.oldest()[0].seq)
+q.delivered(first)
+q.note_reported(2)
+q.note_reported(1)                                # lower: ignored
+show(q.reported, q.commit())
+show(decode_head(flash.files["qh.a"]), decode_head(flash.files["qh.b"]))
+q = Queue(flash)                                  # restart: the newer head wins
+show(len(q), q.dropped, q.reported, q.oldest()[0].seq)
+
+# RTC memory: each field is the larger of RTC and flash
+class Rtc:
+    def __init__(self, data=None):
+        self.data = data
+    def read(self):
+        return self.data
+    def write(self, data):
+        self.data = bytes(data)
+f2 = Flash()
+q = Queue(f2, 4)
+for seq in (1, 2, 3):
+    q.push(2, 0, seq, b"l%d" % seq)
+q.commit()
+show(Queue(f2, 4, rtc=Rtc(encode_head(0, 2, 7, 5))).entries()[0].seq,
+     Queue(f2, 4, rtc=Rtc(encode_head(0, 2, 7, 5))).dropped,
+     Queue(f2, 4, rtc=Rtc(encode_head(0, 2, 7, 5))).reported)
+r = Rtc()
+q = Queue(f2, 4, rtc=r)
+q.delivered(q.oldest()[0])
+show(q.commit(), decode_head(r.data), q.commit())
+
+# a torn first page: the pages after it are still read
+f3 = Flash()
+q = Queue(f3, 4)
+for seq in (1, 2, 3):
+    q.push(1, 0, seq, b"e%d" % seq)
+f3.files["q.0"] = bytes(len(f3.files["q.0"]))
+show([e.seq for e in Queue(f3, 4).entries()])
+# a page that goes bad after the start is skipped when its turn comes
+q = Queue(f3, 4)
+f3.files["q.1"] = f3.files["q.2"]                 # position no longer the one expected
+show(q.oldest()[0].seq)
+
+class Unreadable(Flash):
+    def read(self, name):
+        if name == "q.1":
+            raise OSError(5)
+        return Flash.read(self, name)
+f4 = Unreadable()
+q = Queue(f4, 4)
+for seq in (1, 2, 3):
+    q.push(1, 0, seq, b"u%d" % seq)
+show([e.seq for e in Queue(f4, 4).entries()])
+""")
+    assert out == [
+        "((2,3,70000,123456,9,b'event'),None,None)",
+        "((5,70001,4,3),None,None)",
+        "(16,1,16)",
+        "('toolarge',)",
+        "(True,)",
+        "(False,)",
+        "(16,3)",
+        "(2,True)",
+        "((1,2,2,0),(2,3,2,2))",
+        "(15,2,2,4)",
+        "(3,7,5)",
+        "(True,(0,1,0,0),False)",
+        "([2,3],)",
+        "(3,)",
+        "([1,3],)",
+    ]

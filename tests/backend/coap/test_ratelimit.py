@@ -70,18 +70,24 @@ class Peer:
                     self.sock.sendto(coapwire.encode_empty_ack(msg.mid), self.server)
                 return msg, total
 
-    def collect(self, quiet_s: float) -> list[coapwire.Parsed]:
-        """Every non-empty answer until nothing came for `quiet_s` (bounded)."""
+    def answers_to(self, datagrams: list[bytes], timeout_s: float = 30) -> list[coapwire.Parsed]:
+        """The answer to each of `datagrams` (by token; a repeated one counted once),
+        waiting until every one has come (bounded: `timeout_s` per receive)."""
+        pending = {coapwire.parse(d).token for d in datagrams}
         out = []
-        self.sock.settimeout(quiet_s)
+        self.sock.settimeout(timeout_s)
         for _ in range(100_000):
-            try:
-                msg = coapwire.parse(self.sock.recv(4096))
-            except socket.timeout:
-                break
-            if msg.code != coapwire.EMPTY:
+            if not pending:
+                return out
+            msg = coapwire.parse(self.sock.recv(4096))
+            if msg.code == coapwire.EMPTY:
+                continue
+            if msg.type == coapwire.CON:
+                self.sock.sendto(coapwire.encode_empty_ack(msg.mid), self.server)
+            if msg.token in pending:
+                pending.discard(msg.token)
                 out.append(msg)
-        return out
+        raise AssertionError(f"{len(pending)} requests never answered")
 
     def exchange(self, payload: bytes, prefix: bytes = PREFIX):
         return self.answer(self.post(payload, prefix))
@@ -152,12 +158,15 @@ def test_a_flooding_source_is_limited_and_other_devices_are_served(limited, sett
     flooder = Peer(backend.coap_port, "127.0.0.9")
     try:
         started = time.monotonic()
-        for n in range(200):  # malformed events: each would be a 4.00 from the writer
-            flooder.post(b"\xa0" * 20)
-            if n % 20 == 19:
-                time.sleep(0.01)  # paced, so the kernel drops none of it
+        answers, window = [], []
+        for _ in range(200):  # malformed events: each would be a 4.00 from the writer
+            window.append(flooder.post(b"\xa0" * 20))
+            if len(window) == 20:  # 20 at a time, each answered before the next 20:
+                answers += flooder.answers_to(window)  # the kernel drops none of them
+                window = []
+        assert len(answers) == 200
         codes = {}
-        for msg in flooder.collect(quiet_s=3.0):
+        for msg in answers:
             codes[msg.code] = codes.get(msg.code, 0) + 1
             if msg.code == UNAVAILABLE:
                 assert msg.max_age >= 1, msg.payload

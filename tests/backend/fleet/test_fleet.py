@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import random
 import re
 import secrets
 from types import SimpleNamespace
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
 from backend.fleet import offers as fleet
@@ -97,15 +100,49 @@ def test_rollout_share_over_a_simulated_fleet():
         model="button", batch_id=3, device_id=i))} != quarter  # salted per release
 
 
-def test_staged_rollout_offers_exactly_the_targeted_devices(backend, tmp_path):
-    made = make_fleet(backend, tmp_path / "bundles", count=6)
-    # The backend offers from 2400 mV; the devices, at 2500 mV, start no download below
-    # their own safe level (ota.MIN_BATTERY_MV): offers are seen, nothing installs.
-    release_id = publish(made, TINY, "0.2.0", build=2, percent=50, min_battery_mv=2400)
-    with backend.sessions() as session:
-        release = session.get(Release, release_id)
-        expected = {d.device_id for d in made.devices if fleet.targets(release, session.scalars(
-            select(Device).where(Device.device_id == d.device_id)).one())}
+def independent_bucket(release_id: int, device_id: str) -> int:
+    """The rollout bucket as docs/fleet.md states it, written here from the spec and not
+    taken from backend.fleet: SHA-256 of "replenish-rollout:<release>:<device id>", its
+    first 8 bytes big-endian, modulo 10,000; a device is in at percent p when its bucket
+    is below 100 p."""
+    digest = hashlib.sha256(f"replenish-rollout:{release_id}:{device_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 10_000
+
+
+def seeded_ids(release_id: int, percent: int, inside: int, outside: int) -> list[bytes]:
+    """Device ids from a seeded generator: `inside` in the rollout and `outside` not,
+    by the independent computation (so the test never checks an empty or a full set)."""
+    rng = random.Random(19)
+    chosen_in, chosen_out = [], []
+    while len(chosen_in) < inside or len(chosen_out) < outside:
+        candidate = rng.randbytes(8)
+        into = independent_bucket(release_id, candidate.hex()) < percent * 100
+        group, wanted = (chosen_in, inside) if into else (chosen_out, outside)
+        if len(group) < wanted:
+            group.append(candidate)
+    return chosen_in + chosen_out
+
+
+def test_staged_rollout_offers_exactly_the_targeted_devices(backend, tmp_path, monkeypatch):
+    """At 50 %, three seeded device ids inside the rollout and three outside it: exactly
+    the three inside are offered the release."""
+    from provisioning import batch as batch_module
+
+    key = Ed25519PrivateKey.generate()
+    with backend.writer_sessions() as session, session.begin():
+        # The backend offers from 2400 mV; the devices, at 2500 mV, start no download
+        # below their own safe level (ota.MIN_BATTERY_MV): offers are seen, none installs.
+        release_id = release_signing.publish(session, key, model="button", version="0.2.0",
+                                             files=TINY, build=2, percent=50,
+                                             min_battery_mv=2400).id
+    ids = seeded_ids(release_id, 50, inside=3, outside=3)
+    expected = {i.hex() for i in ids[:3]}
+    queue = list(ids)
+    monkeypatch.setattr(batch_module, "secrets", SimpleNamespace(
+        token_hex=secrets.token_hex,
+        token_bytes=lambda n: queue.pop(0) if n == 8 else secrets.token_bytes(n)))
+    made = make_fleet(backend, tmp_path / "bundles", count=6, key=key)
+    assert {d.device_id for d in made.devices} == {i.hex() for i in ids}
     offered = set()
     for device in made.devices:
         done = run_device(device.bundle_dir, ["status"], env={"REPLENISH_BATTERY_MV": "2500"})

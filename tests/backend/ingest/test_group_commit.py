@@ -3,35 +3,68 @@
 import asyncio
 import logging
 import sqlite3
+import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from backend.ingest.pipeline import BatchWriter
+from backend.ingest.pipeline import BatchWriter, GroupCommitPipeline
 from backend.protocol import Result
+from backend.storage import db
 from backend.storage.models import Device, Event
 from tests.backend.ingest.test_ingest import press
 from tests.conftest import DATABASES, make_world
 
 
+def thread_in_begin(thread_id: int) -> bool:
+    """That thread is inside backend.storage.db's BEGIN (IMMEDIATE) right now: blocked
+    on the lock the test holds (read from its stack)."""
+    frame = sys._current_frames().get(thread_id)
+    while frame is not None:
+        if frame.f_code is db._sqlite_begin.__code__:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def process_in_busy_wait(pid: int) -> bool:
+    """The writer process sleeps in the kernel: with its batch taken (it waits on its
+    pipe otherwise, and runs no timers), that is SQLite's busy handler in BEGIN
+    IMMEDIATE (Linux /proc)."""
+    return "nanosleep" in Path(f"/proc/{pid}/wchan").read_text()
+
+
+@pytest.mark.parametrize("form", ["process", "thread"])
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # holds SQLite's lock
-def test_events_waiting_behind_a_commit_share_the_next_one(world, backend, tmp_path):
+def test_events_waiting_behind_a_commit_share_the_next_one(world, backend, tmp_path, form):
     """Group commit: while the writer waits for the database, arrivals queue up and
-    are then decided and committed together, each answered only after that commit."""
+    are then decided and committed together, each answered only after that commit.
+    The test waits (bounded) until the writer is seen blocked in BEGIN IMMEDIATE."""
     fleet = make_world(backend, tmp_path / "fleet", buttons=20)
     requests = [(button, press(button, 1)) for button in fleet.buttons]
+    if form == "thread":
+        pipeline = GroupCommitPipeline(backend.writer_sessions, backend.keyring)
+        pipeline.start()
+        blocked = lambda: thread_in_begin(pipeline._thread.ident)  # noqa: E731
+    else:
+        pipeline = backend.pipeline
+        blocked = lambda: (pipeline._inflight is not None  # noqa: E731
+                           and process_in_busy_wait(pipeline.pid))
     blocker = sqlite3.connect(world.settings.db_url.split("///", 1)[1], isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # the writer's next BEGIN IMMEDIATE must wait
-    batches_before = backend.pipeline.batches
+    batches_before = pipeline.batches
 
     async def submit_all():
-        tasks = [asyncio.ensure_future(backend.pipeline.submit(payload))
+        tasks = [asyncio.ensure_future(pipeline.submit(payload))
                  for _button, payload in requests]
-        for _ in range(500):  # bounded: until the writer holds a batch and waits
-            await asyncio.sleep(0.01)
-            if backend.pipeline.waiting() < len(tasks):
+        for _ in range(1000):  # bounded (5 s): until the writer waits in BEGIN IMMEDIATE
+            if pipeline.waiting() < len(tasks) and blocked():
                 break
-        await asyncio.sleep(0.2)  # the writer is now blocked in BEGIN IMMEDIATE
+            await asyncio.sleep(0.005)
+        assert blocked(), "the writer never reached BEGIN IMMEDIATE"
+        for _ in range(3):  # run what the writer handed this loop before its BEGIN
+            await asyncio.sleep(0)  # (an early answer: its future, then its task)
         assert not any(t.done() for t in tasks), "answered before its commit"
         blocker.execute("COMMIT")
         return await asyncio.wait_for(asyncio.gather(*tasks), 60)
@@ -40,8 +73,10 @@ def test_events_waiting_behind_a_commit_share_the_next_one(world, backend, tmp_p
         replies = asyncio.run(submit_all())
     finally:
         blocker.close()
+        if form == "thread":
+            pipeline.stop()
     assert [r.result for r in replies] == [Result.CREATED] * 20
-    assert backend.pipeline.batches - batches_before <= 2
+    assert pipeline.batches - batches_before <= 2
 
 
 @pytest.mark.parametrize("db_url", DATABASES, indirect=True)

@@ -82,6 +82,51 @@ def test_one_open_order_per_slot_unless_the_household_allows_more(backends):
         assert len(session.scalars(select(Order)).all()) == 2
 
 
+def _add_slot(backend, button, index, sku="DETERGENT-1L", quantity=1):
+    from backend.accounts import devices
+    from backend.storage.models import Device
+
+    with backend.writer_sessions() as session, session.begin():
+        device = session.scalars(select(Device).where(
+            Device.device_id == button.device_id)).one()
+        devices.configure_slot(session, device, index, sku, quantity)
+
+
+def test_one_open_order_per_slot_on_a_two_slot_device(backends):
+    """Slot 1 of a device orders while slot 0 has an open order; each slot's further
+    presses join that slot's order (over the batch path: each press its own batch)."""
+    backend, world = backends.start()
+    button = world.buttons[0]
+    _add_slot(backend, button, 1)
+    first0 = send_press(world, button, 1, slot=0)
+    first1 = send_press(world, button, 2, slot=1)
+    assert (first0.result, first1.result) == (Result.CREATED, Result.CREATED)
+    assert first1.order != first0.order
+    again0, again1 = send_press(world, button, 3, slot=0), send_press(world, button, 4, slot=1)
+    assert (again0.result, again0.order) == (Result.VALID, first0.order)
+    assert (again1.result, again1.order) == (Result.VALID, first1.order)
+    with backend.sessions() as session:
+        assert sorted((o.slot_index, o.id) for o in session.scalars(select(Order))) == [
+            (0, first0.order), (1, first1.order)]
+
+
+def test_one_open_order_per_slot_on_the_per_event_path(backends):
+    """The same rule through decide()'s per-event lookups (the savepoint fallback)."""
+    from backend.ingest.decide import decide
+
+    backend, world = backends.start()
+    button = world.buttons[0]
+    _add_slot(backend, button, 1)
+    results = []
+    for seq, slot in ((1, 0), (2, 1), (3, 0), (4, 1)):
+        with backend.writer_sessions() as session, session.begin():
+            reply = decide(session, backend.keyring, press(button, seq, slot=slot))
+            results.append(reply.result)
+    assert results == [Result.CREATED, Result.CREATED, Result.VALID, Result.VALID]
+    with backend.sessions() as session:
+        assert sorted(o.slot_index for o in session.scalars(select(Order))) == [0, 1]
+
+
 def test_daily_limit_blocks_the_order_and_tells_the_household(backends):
     backend, world = backends.start()
     set_household(backend, world, max_orders_per_day=1)

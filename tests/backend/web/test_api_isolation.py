@@ -53,6 +53,28 @@ BY_ID = {
 }
 
 
+def id_routes(app) -> set[tuple[str, str]]:
+    """(method, rule) of every API route that takes an id, read from the app's route map."""
+    return {(method, rule.rule) for rule in app.url_map.iter_rules()
+            if rule.endpoint.startswith("api.") and rule.arguments
+            for method in rule.methods - {"HEAD", "OPTIONS"}}
+
+
+def route_of(app, method: str, path: str) -> tuple[str, str]:
+    """The (method, rule) a request is routed to."""
+    rule, _args = app.url_map.bind("localhost").match(f"/api/v1{path}", method=method,
+                                                      return_rule=True)
+    return method, rule.rule
+
+
+def test_every_api_route_with_an_id_has_an_isolation_test(world):
+    """A new id route fails here until BY_ID or OPERATOR_ONLY aims at it."""
+    tested = {route_of(world.app, *BY_ID[name](world.owner)[:2]) for name in BY_ID}
+    tested |= {route_of(world.app, *OPERATOR_ONLY[name](world)) for name in OPERATOR_ONLY}
+    assert id_routes(world.app) - tested == set()
+    assert len(id_routes(world.app)) >= 11  # the map was read
+
+
 @pytest.mark.parametrize("endpoint", BY_ID)
 def test_another_household_gets_404_and_changes_nothing(world, endpoint):
     method, path, body = BY_ID[endpoint](world.owner)

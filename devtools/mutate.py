@@ -1,0 +1,218 @@
+"""`make mutate`: mutation testing of the core modules with cosmic-ray (docs/testing.md).
+
+For each module: a copy of the tracked tree in build/mutate/tree, a cosmic-ray session
+(build/mutate/<module>.sqlite), every mutant applied to the file *on disk* in that
+copy and the module's fast tests run against it. Firmware modules are mutated the same
+way, so the tests that drive the real MicroPython interpreter read the mutated source.
+Nothing in the work tree is touched.
+
+Output per module: mutants, killed, survived, timed out, and where each survivor is;
+then one JSON line {"mutants", "killed", "survived", "score"} over all modules run
+(score = killed / (mutants - incompetent); a timed-out mutant counts as killed, as
+cosmic-ray counts it, and is also shown apart).
+
+    python -m devtools.mutate                     # every module (long: see --estimate)
+    python -m devtools.mutate --module counter    # one (repeatable)
+    python -m devtools.mutate --estimate          # mutant counts x one test run, no mutants run
+    python -m devtools.mutate --list
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "build" / "mutate"
+TREE = OUT / "tree"
+# Without plugin autoload (hypothesis, schemathesis, playwright, xdist): pytest starts
+# in a fraction of a second instead of about three, which is most of a firmware run.
+_PYTEST = ("env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {python} -m pytest -x -q "
+           "-p no:cacheprovider {options}")
+
+
+@dataclass(frozen=True)
+class Target:
+    path: str  # the module, relative to the repository root
+    tests: str  # pytest arguments: the fast tests that cover it
+    conftest: bool = True  # False: the tests need none of tests/conftest.py's fixtures
+
+
+# The issue's core modules and the fast tests that cover each (SQLite only: the
+# PostgreSQL runs exercise the same lines).
+MODULES: dict[str, Target] = {
+    "decide": Target("backend/ingest/decide.py",
+                     "tests/backend/ingest/test_ingest.py tests/backend/orders/test_worker.py "
+                     "-k 'not postgresql'"),
+    "policies": Target("backend/orders/policies.py",
+                       "tests/backend/orders/test_policies.py -k 'not postgresql'"),
+    "lifecycle": Target("backend/orders/lifecycle.py",
+                        "tests/backend/orders/test_lifecycle.py -k 'not postgresql'"),
+    "outbox": Target("backend/orders/outbox.py",
+                     "tests/backend/orders/test_outbox.py -k 'not postgresql'"),
+    "keys": Target("backend/accounts/keys.py", "tests/backend/accounts/test_keys.py"),
+    "kek_rotation": Target("provisioning/kek_rotation.py",
+                           "tests/provisioning/test_keys.py -k 'kek and not postgresql'"),
+    "protocol": Target("backend/protocol.py",
+                       "tests/backend/test_vectors.py tests/backend/test_fuzz_protocol.py"),
+    "fw_counter": Target("firmware/replenish/counter.py", "tests/firmware/test_counter.py", conftest=False),
+    "fw_queue": Target("firmware/replenish/queue.py", "tests/firmware/test_queue.py", conftest=False),
+    "fw_cose": Target("firmware/replenish/cose.py",
+                      "tests/firmware/test_vectors.py tests/firmware/test_pycose.py", conftest=False),
+    "fw_protocol": Target("firmware/replenish/protocol.py", "tests/firmware/test_vectors.py", conftest=False),
+}
+
+
+def copy_tree() -> None:
+    """The tracked files (as in the work tree now, changes included) in TREE."""
+    if TREE.exists():
+        shutil.rmtree(TREE)
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                            "--exclude-standard"], cwd=ROOT, capture_output=True,
+                           check=True).stdout.split(b"\0")
+    for name in filter(None, files):
+        source = ROOT / name.decode()
+        if source.is_file():
+            target = TREE / name.decode()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
+def test_command(target: Target) -> str:
+    options = "" if target.conftest else "--noconftest"
+    return f"{_PYTEST.format(python=sys.executable, options=options)} {target.tests}"
+
+
+def baseline(target: Target) -> float:
+    """One run of the module's tests on the unmutated copy: they must pass; seconds."""
+    started = time.monotonic()
+    done = subprocess.run(shlex.split(test_command(target)), cwd=TREE, capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        sys.exit(f"the tests for {target.path} fail without any mutant:\n"
+                 f"{done.stdout[-3000:]}{done.stderr[-2000:]}")
+    return time.monotonic() - started
+
+
+def write_config(name: str, target: Target, timeout_s: float) -> Path:
+    config = OUT / f"{name}.toml"
+    command = test_command(target).replace("\\", "\\\\").replace('"', '\\"')
+    config.write_text(
+        "[cosmic-ray]\n"
+        f'module-path = "{target.path}"\n'
+        f"timeout = {timeout_s:.0f}\n"
+        "excluded-modules = []\n"
+        f'test-command = "{command}"\n\n'
+        "[cosmic-ray.distributor]\n"
+        'name = "local"\n')
+    return config
+
+
+def cosmic_ray(*args: str) -> None:
+    subprocess.run([str(Path(sys.executable).with_name("cosmic-ray")), *args], cwd=TREE,
+                   check=True)
+
+
+def init(name: str, target: Target, timeout_s: float) -> tuple[Path, Path]:
+    config = write_config(name, target, timeout_s)
+    session = OUT / f"{name}.sqlite"
+    session.unlink(missing_ok=True)
+    cosmic_ray("init", str(config), str(session))
+    return config, session
+
+
+def results(session: Path) -> dict:
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
+
+    out = {"mutants": 0, "killed": 0, "survived": 0, "timed_out": 0, "incompetent": 0,
+           "pending": 0, "survivors": []}
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        done = dict(db.results)
+        for item in db.work_items:
+            out["mutants"] += 1
+            result = done.get(item.job_id)
+            if result is None:
+                out["pending"] += 1
+                continue
+            if result.worker_outcome == WorkerOutcome.SKIPPED:
+                out["mutants"] -= 1  # filtered out (docs/testing.md): not a mutant run
+            elif result.test_outcome in (TestOutcome.INCOMPETENT, None):
+                out["incompetent"] += 1
+            elif result.test_outcome == TestOutcome.SURVIVED:
+                out["survived"] += 1
+                for m in item.mutations:
+                    out["survivors"].append(
+                        f"{m.module_path}:{m.start_pos[0]}:{m.start_pos[1]} "
+                        f"{m.operator_name.split('/')[-1]} #{m.occurrence}")
+            else:
+                out["killed"] += 1
+                out["timed_out"] += result.output == "timeout"
+    return out
+
+
+def score(killed: int, mutants: int, incompetent: int = 0) -> float:
+    counted = mutants - incompetent
+    return round(killed / counted, 3) if counted else 1.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make mutate", description=__doc__.split("\n")[0])
+    parser.add_argument("--module", action="append", choices=sorted(MODULES),
+                        help="only this module (repeatable); all by default")
+    parser.add_argument("--estimate", action="store_true",
+                        help="count mutants and time one test run per module; run none")
+    parser.add_argument("--list", action="store_true", help="the modules and their tests")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, target in MODULES.items():
+            print(f"{name:13} {target.path:34} {target.tests}")
+        return 0
+    names = args.module or list(MODULES)
+    OUT.mkdir(parents=True, exist_ok=True)
+    copy_tree()
+    total = {"mutants": 0, "killed": 0, "survived": 0, "incompetent": 0}
+    estimate_s = 0.0
+    for name in names:
+        target = MODULES[name]
+        test_s = baseline(target)
+        timeout_s = max(60.0, 5 * test_s)
+        _config, session = init(name, target, timeout_s)
+        if args.estimate:
+            found = results(session)["mutants"]
+            estimate_s += found * test_s
+            print(f"{name}: {target.path}: {found} mutants x {test_s:.1f} s "
+                  f"(one test run) = {found * test_s / 60:.1f} min at most", flush=True)
+            continue
+        started = time.monotonic()
+        cosmic_ray("exec", str(_config), str(session))
+        got = results(session)
+        minutes = (time.monotonic() - started) / 60
+        print(f"{name}: {target.path}: mutants {got['mutants']}, killed {got['killed']}, "
+              f"survived {got['survived']}, timed out {got['timed_out']}, "
+              f"incompetent {got['incompetent']}, score "
+              f"{score(got['killed'], got['mutants'], got['incompetent'])} "
+              f"({minutes:.1f} min)", flush=True)
+        for where in got["survivors"]:
+            print(f"  survived: {where}", flush=True)
+        for key in total:
+            total[key] += got[key]
+    if args.estimate:
+        print(f"estimate for {len(names)} modules: {estimate_s / 60:.0f} min at most "
+              "(each mutant runs the tests once; -x stops at the first failure)")
+        return 0
+    print(json.dumps({"mutants": total["mutants"], "killed": total["killed"],
+                      "survived": total["survived"],
+                      "score": score(total["killed"], total["mutants"], total["incompetent"])}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
