@@ -430,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="fleet day: seconds of each kind alone at saturation")
     p.add_argument("--fleet-max-rate", type=float, default=4000,
                    help="fleet day: events prepared per second of a saturation phase")
+    p.add_argument("--no-sync-cost", action="store_true",
+                   help="skip what synchronous=FULL costs a group commit (sync_cost.py)")
     p.add_argument("--quick", action="store_true",
                    help="the fleet day's short form: --fleet-only, 30,000 devices, 3 s "
                         "phases, 2 s per kind, no firmware")
@@ -438,6 +440,11 @@ def main(argv: list[str] | None = None) -> int:
         args.fleet_only = args.no_firmware = True
         args.fleet_devices = min(args.fleet_devices, 30_000)
         args.phase_s, args.fleet_kind_s, args.drain_s = 3.0, 2.0, 3.0
+    if not (args.no_sync_cost or args.fleet_only):
+        # What durable acknowledgements cost on this disk (one line, first).
+        from devtools.bench import sync_cost
+
+        sync_cost.main(["--commits", "300"])
     return asyncio.run(run(args))
 
 

@@ -70,6 +70,8 @@ class Sender:
     def __init__(self, identity, counter, client, queue, battery=None, led=None):
         self._kid = identity.device_id
         self.fw = identity.fw
+        # Named in "no answer" reasons: the operator sees which address was tried.
+        self._server = "%s:%d" % (identity.coap_host, identity.coap_port)
         self._mac = HmacSha256(identity.key)
         self._counter = counter
         self.client = client  # set later when the network comes up after a record()
@@ -111,7 +113,8 @@ class Sender:
             code, cf, body = self.client.request(
                 coap.POST, protocol.EVENT_PATH, event.cose, protocol.CONTENT_FORMAT)
         except (ClientError, OSError) as err:
-            return None, None, "no answer: %s" % err.__class__.__name__
+            return None, None, "no answer from %s: %s" % (self._server,
+                                                          err.__class__.__name__)
         max_age = getattr(self.client, "max_age", None)
         if code == protocol.UNAVAILABLE and max_age is not None:
             self._hold(max_age)

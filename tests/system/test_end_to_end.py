@@ -70,6 +70,15 @@ def test_firmware_with_no_backend_shows_error(tmp_path, world, backend):
     (copy / "identity.json").write_text(json.dumps(identity))
     reports = unix_device.run_commands(copy, ["press"], ack_timeout_ms=50)
     assert reports[0].pattern == "error" and reports[0].result is None
+    # The reason names the address it tried, so a wrong bundle is found at once.
+    import os
+    import subprocess
+
+    shown = subprocess.run(
+        [str(unix_device.micropython_binary()), str(unix_device.FIRMWARE_DIR / "main_unix.py"),
+         str(copy)], input="press\nquit\n", capture_output=True, text=True, timeout=120,
+        env={**os.environ, "REPLENISH_ACK_TIMEOUT_MS": "50"}).stdout
+    assert f"no answer from {identity['coap_host']}:{identity['coap_port']}" in shown, shown
 
 
 def test_make_demo_command_delivers_one_order_per_button():
