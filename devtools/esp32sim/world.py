@@ -87,17 +87,19 @@ class Backend_:
     def coap_port(self) -> int:
         return self.backend.coap_port
 
-    def provision(self, board: Path | dict, out: Path,
-                  release_key: str | None = None) -> tuple[ProvisionedDevice, dict]:
+    def provision(self, board: Path | dict, out: Path, release_key: str | None = None,
+                  firmware=None) -> tuple[ProvisionedDevice, dict]:
         """One device of the board's model, claimed by a household, slot 0 configured;
-        release_key: the manufacturer's Ed25519 public key (hex) for OTA updates."""
+        release_key: the manufacturer's Ed25519 public key (hex) for OTA updates;
+        firmware: the provisioning.batch.Firmware its batch records (default: today's)."""
         profile = board if isinstance(board, dict) else load_board(board)
         b = self.backend
         with b.writer_sessions() as session, session.begin():
             made = provision_batch(session, b.keyring, model=profile["model"], count=1,
                                    out=out, coap_host="127.0.0.1", coap_port=b.coap_port,
                                    name=f"sim-{secrets.token_hex(3)}", labels=False,
-                                   release_key=release_key)
+                                   release_key=release_key,
+                                   **({"firmware": firmware} if firmware else {}))
             household, _token = households.create(session, "Simulated household")
             household.hold_window_s = 0
             household.max_orders_per_day = None

@@ -14,6 +14,7 @@ from devtools.esp32sim import harness
 from devtools.esp32sim.life import wire_events
 from devtools.esp32sim.world import BOARDS, FIRMWARE, Backend_, build_flash
 from provisioning import releases
+from provisioning.batch import Firmware
 
 BOARD_NAMES = sorted(p.name for p in BOARDS.glob("*.json"))
 
@@ -25,8 +26,10 @@ def backend(tmp_path_factory):
 
 
 def _device(backend, tmp_path, key, board):
+    # A device in the field on an older firmware: the test's 0.2.0 release updates it.
     made, profile = backend.provision(BOARDS / board, tmp_path / "provision",
-                                      release_key=releases.public_key_hex(key))
+                                      release_key=releases.public_key_hex(key),
+                                      firmware=Firmware("0.1.0"))
     flash = build_flash(made.bundle_dir / "identity.json", BOARDS / board, tmp_path / "flash")
     if "hx711" in profile:
         (flash / "bundle" / "state").mkdir(parents=True, exist_ok=True)
