@@ -114,9 +114,10 @@ def live(board_path: Path, backend: Backend_, work: Path, rng: random.Random,
         levels = [e[2] for e in backend.events(dev.device_id) if e[1] == KIND_LEVEL]
         life.check(len(levels) >= 25 and levels[-1] is not None and levels[-1] < grams / 10,
                    f"level reports that reached the backend: {levels}")
-        # The backend forecasts on its own wall-clock receive times, and the simulation
-        # puts hours of falling weight into seconds: whether it orders is its call.
+        # Below the slot's floor (world.py) the backend orders: the scale reorders.
         life.sensor_ordered = any(o[2] == "sensor" for o in backend.orders(dev.device_id))
+        life.check(life.sensor_ordered, "the scale's level fell below its floor and "
+                                        "no sensor order was made")
     else:
         # 3b. press -> order; a second press -> already ordered
         script.press(t + 30)

@@ -105,7 +105,12 @@ class Backend_:
             household.max_orders_per_day = None
             claimed = devices.claim(session, household, made[0].claim_code)
             kind = "sensor" if "sensor" in profile else "button"
-            devices.configure_slot(session, claimed, 0, "DETERGENT-1L", 1, kind=kind)
+            # A sensor orders below its floor from day one (a fifth of its capacity):
+            # the forecast learns on the backend's wall clock, which the simulation's
+            # virtual hours do not move (backend/orders/sensors.py).
+            floor = profile["sensor"].get("capacity", 5000) // 5 if kind == "sensor" else None
+            devices.configure_slot(session, claimed, 0, "DETERGENT-1L", 1, kind=kind,
+                                   min_level=floor)
         return made[0], profile
 
     def events(self, device_id: str) -> list[tuple[int, int, int | None, int]]:
