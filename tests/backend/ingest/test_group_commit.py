@@ -58,7 +58,9 @@ def test_events_waiting_behind_a_commit_share_the_next_one(world, backend, tmp_p
     async def submit_all():
         tasks = [asyncio.ensure_future(pipeline.submit(payload))
                  for _button, payload in requests]
-        for _ in range(1000):  # bounded (5 s): until the writer waits in BEGIN IMMEDIATE
+        # bounded (30 s; a loaded CI host needed more than 5 once): until the writer
+        # waits in BEGIN IMMEDIATE
+        for _ in range(6000):
             if pipeline.waiting() < len(tasks) and blocked():
                 break
             await asyncio.sleep(0.005)
