@@ -25,8 +25,9 @@ class Replayed(Conflict):
     pass
 
 
-@bp.post("/callback")
-def callback():
+def _signed_body(what: str) -> bytes:
+    """The request's body, if the configured webhook merchant signed it (else 404 when
+    none is configured, 401 with a log line when the signature is wrong)."""
     settings = current_app.config["SETTINGS"]
     if not settings.merchant_secret:
         raise NotFound("no webhook merchant is configured")
@@ -34,8 +35,14 @@ def callback():
     try:
         signing.verify(settings.merchant_secret, request.headers, body)
     except signing.BadSignature as err:
-        log.warning("refused merchant callback: %s", err)
+        log.warning("refused %s: %s", what, err)
         raise
+    return body
+
+
+@bp.post("/callback")
+def callback():
+    body = _signed_body("merchant callback")
     try:
         event = json.loads(body)
         event_id, order_id, status = event["event_id"], int(event["order_id"]), event["status"]
@@ -65,15 +72,7 @@ def catalogue_update():
     """Prices and availability from the webhook merchant, signed like its callbacks:
     {"event_id", "products": [{"sku", "price_minor"?, "currency"?, "available"?}]}.
     A merchant prices the products operators listed; it cannot add any."""
-    settings = current_app.config["SETTINGS"]
-    if not settings.merchant_secret:
-        raise NotFound("no webhook merchant is configured")
-    body = request.get_data()
-    try:
-        signing.verify(settings.merchant_secret, request.headers, body)
-    except signing.BadSignature as err:
-        log.warning("refused merchant catalogue update: %s", err)
-        raise
+    body = _signed_body("merchant catalogue update")
     try:
         event = json.loads(body)
         event_id = str(event["event_id"])
