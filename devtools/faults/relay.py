@@ -24,6 +24,10 @@ class Faults:
     reorder: float = 0.1  # probability it is held back behind later ones
     delay_s: float = 0.03  # each datagram is delayed uniformly in [0, delay_s]
     reorder_delay_s: float = 0.15  # how long a reordered one is held back
+    # Faults dealt to the first datagrams in each direction before the dice take over
+    # ("drop", "duplicate" or "pass"), so a test can count on each kind happening at
+    # least once whatever the seed.
+    scripted: tuple[str, ...] = ()
 
 
 class LossyRelay:
@@ -92,11 +96,14 @@ class LossyRelay:
     def _forward(self, data: bytes, send, direction: str) -> None:
         """`send(data)` later, never, or twice, as the faults and the dice say."""
         f, rng = self.faults, self._rng
+        nth = self.stats[f"{direction}_in"]
         self.stats[f"{direction}_in"] += 1
-        if rng.random() < f.drop:
+        fate = f.scripted[nth] if nth < len(f.scripted) else None
+        if fate == "drop" or (fate is None and rng.random() < f.drop):
             self.stats[f"{direction}_dropped"] += 1
             return
-        copies = 2 if rng.random() < f.duplicate else 1
+        copies = 2 if fate == "duplicate" or (fate is None and rng.random() < f.duplicate) \
+            else 1
         self.stats[f"{direction}_duplicated"] += copies - 1
         for _ in range(copies):
             delay = rng.uniform(0, f.delay_s)

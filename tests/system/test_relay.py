@@ -44,7 +44,9 @@ def _counts(backend, device_id: str) -> tuple[int, int]:
 def test_firmware_presses_through_a_lossy_network_order_once(backend, tmp_path):
     seed = random.randrange(2**32)
     world = make_world(backend, tmp_path / "fleet", buttons=2, hold_window_s=3600)
-    faults = Faults(drop=0.3, duplicate=0.2, reorder=0.2)
+    # The first datagram each way is lost and the second arrives twice, whatever the seed
+    # (a press makes only a handful of datagrams: the dice alone sometimes deal no loss).
+    faults = Faults(drop=0.3, duplicate=0.2, reorder=0.2, scripted=("drop", "duplicate"))
     with LossyRelay(("127.0.0.1", backend.coap_port), faults, seed) as relay:
         for button in world.buttons:
             identity_file = button.bundle_dir / "identity.json"
