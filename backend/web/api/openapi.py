@@ -216,6 +216,12 @@ P_LIMIT = _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 
 P_CURSOR = _param("cursor", "query", {"type": "string", "pattern": "^[0-9]{1,10}$"},
                   "The next_cursor of the page before.")
 PAGED = [P_LIMIT, P_CURSOR]
+# The merchant's webhooks are signed instead of carrying a bearer token.
+MERCHANT_SIGNATURE = [
+    _param(signing.TIMESTAMP_HEADER, "header", {"type": "string"},
+           "Unix time the request was signed at.", required=True),
+    _param(signing.SIGNATURE_HEADER, "header", {"type": "string"},
+           "HMAC-SHA256 signature (docs/merchant-webhooks.md).", required=True)]
 
 
 def _id(name: str, what: str) -> dict:
@@ -430,11 +436,7 @@ PATHS = {
         "A webhook merchant's signed status callback", "merchant",
         {"200": ("CallbackResult", "Applied (changed is false if it changed nothing).")},
         "400 401 404 409", public=True,
-        params=[_param(signing.TIMESTAMP_HEADER, "header", {"type": "string"},
-                       "Unix time the request was signed at.", required=True),
-                _param(signing.SIGNATURE_HEADER, "header", {"type": "string"},
-                       "HMAC-SHA256 signature (docs/merchant-webhooks.md).",
-                       required=True)],
+        params=MERCHANT_SIGNATURE,
         description="For the merchant, not for households: signed with the merchant "
         "secret instead of a bearer token. 404 when no webhook merchant is configured. "
         "See docs/merchant-webhooks.md.",
@@ -446,11 +448,7 @@ PATHS = {
         "A webhook merchant's signed price and availability update", "merchant",
         {"200": ("CatalogueResult", "Applied to the products listed.")},
         "400 401 404 409", public=True,
-        params=[_param(signing.TIMESTAMP_HEADER, "header", {"type": "string"},
-                       "Unix time the request was signed at.", required=True),
-                _param(signing.SIGNATURE_HEADER, "header", {"type": "string"},
-                       "HMAC-SHA256 signature (docs/merchant-webhooks.md).",
-                       required=True)],
+        params=MERCHANT_SIGNATURE,
         description="For the merchant: signed with the merchant secret like its "
         "callbacks. It changes prices and availability of products operators listed, "
         "never adds one; unknown SKUs are listed back.",
