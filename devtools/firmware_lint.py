@@ -32,7 +32,7 @@ STUBS_OUT = ROOT / "build" / "mpy-stubs"
 CHIP_STUBS = Path(sys.prefix) / "chip-stubs"  # one --target folder per stub package
 # Unix-port-only files use the unix port's modules (sys.stdin, VfsPosix) that the
 # ESP32 stubs do not describe; manifest.py is read by MicroPython's build tool.
-EXCLUDE = ("main_unix.py", "hw/unix.py", "hw/sim.py", "manifest.py")
+EXCLUDE = ("main_unix.py", "hw/unix.py", "manifest.py")
 # board profile "mcu" -> the stub package of MicroPython's generic board for that chip
 PACKAGES = {
     "esp32": "micropython-esp32-esp32-generic-stubs",

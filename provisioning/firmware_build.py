@@ -24,7 +24,7 @@ from pathlib import Path
 FIRMWARE_DIR = Path(__file__).resolve().parents[1] / "firmware"
 SOURCE_ENTRY_POINTS = frozenset({"main.py", "boot.py"})
 # Runs only on the MicroPython unix port (tests, demo, fleet simulation).
-UNIX_ONLY = frozenset({"main_unix.py", "hw/unix.py", "hw/sim.py", "manifest.py"})
+UNIX_ONLY = frozenset({"main_unix.py", "hw/unix.py", "manifest.py"})
 _TIMEOUT_S = 60
 
 

@@ -89,17 +89,29 @@ class Rtc:
             f.write(data)
 
 
+def _simulated_silicon(name):
+    """A chip model from the ESP32 simulation (devtools/esp32sim/device/): one model of
+    each chip serves the simulated ESP32s and the unix port. It sits beside firmware/ in
+    the repository and never ships."""
+    import sys
+
+    here = __file__[:__file__.rfind("/")] if "/" in __file__ else "."
+    models = here + "/../../devtools/esp32sim/device"
+    if models not in sys.path:
+        sys.path.append(models)
+    return __import__(name)
+
+
 class SimulatedLoadCell:
     """A simulated HX711 under a simulated load (grams), for sensor boards on unix."""
 
     def __init__(self, offset=84000, counts_per_gram=420.0):
-        from hw import sim
-
-        self.clock = sim.Clock()
+        hx711_model = _simulated_silicon("hx711_model")
+        self.clock = hx711_model.Clock()
         self.load = 0.0
         self._offset = offset
         self._per_gram = counts_per_gram
-        self.chip = sim.Hx711(self.clock, self._source)
+        self.chip = hx711_model.Hx711(self.clock, self._source)
 
     def _source(self, gain):
         return int(self._offset + self.load * self._per_gram)

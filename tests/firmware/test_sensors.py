@@ -1,15 +1,17 @@
 """HX711 driver, cycle counter and the sensor policy on MicroPython, on simulated silicon."""
 
-from devtools.mpy import run_snippet
+from devtools.esp32sim.harness import DEVICE_DIR
+from devtools.mpy import FIRMWARE, run_snippet
 
 SIM = r"""
-from hw.sim import Clock, Hx711 as SimHx711, Pin
+from hx711_model import Clock, Hx711 as SimHx711, Pin
 from replenish.hx711 import HX711, NotReady
 """
 
 
 def run(tmp_path, body):
-    return run_snippet(SIM + body, tmp_path).stdout.split()
+    return run_snippet(SIM + body, tmp_path,
+                       micropypath=f"{FIRMWARE}:{DEVICE_DIR}").stdout.split()
 
 
 def test_hx711_reads_signed_values_with_datasheet_timing(tmp_path):

@@ -1,4 +1,5 @@
-"""A simulated HX711 load-cell ADC on a virtual clock (moved from firmware/hw/sim.py).
+"""A simulated HX711 load-cell ADC on a virtual clock (the only one: the unix port's
+simulated load cell, firmware/hw/unix.py, uses it too).
 
 The model follows the AVIA HX711 datasheet's timing: a conversion every 100 ms
 (10 SPS, RATE pin low), DOUT low when ready, data shifted out on SCK rising edges
