@@ -35,6 +35,22 @@ def process_in_busy_wait(pid: int) -> bool:
     return "nanosleep" in Path(f"/proc/{pid}/wchan").read_text()
 
 
+def _state(pipeline, tasks) -> str:
+    """What the pipeline, the writer and the backend's loop were doing (this wait ran out
+    twice on loaded CI hosts, with no log line: the next time says where things stood)."""
+    import traceback
+
+    answered = [t.result().result for t in tasks if t.done() and not t.exception()]
+    loop = getattr(pipeline, "_loop", None)  # the backend's loop, in its own thread
+    frame = sys._current_frames().get(getattr(loop, "_thread_id", None))
+    pid = getattr(pipeline, "pid", None)
+    wchan = Path(f"/proc/{pid}/wchan").read_text() if pid else "-"
+    return (f"waiting {pipeline.waiting()}, in flight "
+            f"{getattr(pipeline, '_inflight', None) is not None}, answered {answered}, "
+            f"writer wchan {wchan!r}; backend loop at:\n"
+            + "".join(traceback.format_stack(frame) if frame else ["?"]))
+
+
 @pytest.mark.parametrize("form", ["process", "thread"])
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # holds SQLite's lock
 def test_events_waiting_behind_a_commit_share_the_next_one(world, backend, tmp_path, form):
@@ -64,7 +80,8 @@ def test_events_waiting_behind_a_commit_share_the_next_one(world, backend, tmp_p
             if pipeline.waiting() < len(tasks) and blocked():
                 break
             await asyncio.sleep(0.005)
-        assert blocked(), "the writer never reached BEGIN IMMEDIATE"
+        assert blocked(), "the writer never reached BEGIN IMMEDIATE: " + _state(
+            pipeline, tasks)
         for _ in range(3):  # run what the writer handed this loop before its BEGIN
             await asyncio.sleep(0)  # (an early answer: its future, then its task)
         assert not any(t.done() for t in tasks), "answered before its commit"
