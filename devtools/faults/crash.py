@@ -116,6 +116,9 @@ def _run(config: CrashConfig, rng: random.Random, workdir: Path, db_url: str, lo
            "REPLENISH_MERCHANT_URL": merchant.url, "REPLENISH_MERCHANT_SECRET": secret,
            "REPLENISH_WEBHOOK_ALLOW_NETWORKS": "127.0.0.0/8",  # the merchant is on loopback
            "REPLENISH_WORKER_POLL_S": "0.2", "REPLENISH_OUTBOX_LEASE_S": str(config.lease_s),
+           # A call must end before its lease does (the worker warns otherwise: another
+           # worker could send it again meanwhile); the faulty merchant answers at once.
+           "REPLENISH_OUTBOUND_TIMEOUT_S": f"{config.lease_s / 2:g}",
            "PYTHONPATH": str(ROOT)}
     backend = BackendProcess(env, workdir / "backend.log")
     tally = Tally()
