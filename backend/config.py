@@ -189,6 +189,10 @@ class Settings:
     outbox_lease_s: float = env("REPLENISH_OUTBOX_LEASE_S", "an outbox item a worker took is "
                                 "its own this long; then another worker may take it",
                                 default=60.0)
+    consent_expire_s: float = env("REPLENISH_CONSENT_EXPIRE_S", "an order waiting for the "
+                                  "household's confirmation is cancelled after this long "
+                                  "(it would hold its slot's open order for ever)",
+                                  default=7 * 24 * 3600.0)
     low_battery_mv: int = env("REPLENISH_LOW_BATTERY_MV", "below this a device's battery is "
                               "reported low", default=2300)
     offline_after_s: float = env("REPLENISH_OFFLINE_AFTER_S", "a device silent this long is "

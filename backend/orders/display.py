@@ -148,3 +148,12 @@ def day(value: datetime | None, where: str | None = None, zone: str | None = Non
         return "—"
     local = value.replace(tzinfo=UTC).astimezone(timezone(zone))
     return _babel_date(local.date(), format="medium", locale=locale(where))
+
+
+def duration(days: float) -> str:
+    """A span in words, rounded as people say it: "5 hours", "1.5 days", "12 days"."""
+    if days < 1:
+        hours = round(days * 24)
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    rounded = round(days, 1) if days < 10 else round(days)
+    return f"{rounded:g} day{'s' if rounded != 1 else ''}"

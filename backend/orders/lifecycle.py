@@ -6,7 +6,7 @@ trail, with its side effects (notifications, fulfillment requests) in the same t
        └──▶ cancelled           └──▶ failed (declined, out of stock,     └──▶ failed
                                       merchant unreachable)                   (delivery)
     awaiting_consent ──household confirms──▶ confirmed
-       └──household declines──▶ cancelled
+       └──household declines (or the worker, after REPLENISH_CONSENT_EXPIRE_S)──▶ cancelled
 
 An order starts in awaiting_consent instead of pending when its price is above what the
 household confirmed for the slot or the product is unavailable (backend/orders/consent.py):

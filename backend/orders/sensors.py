@@ -122,7 +122,7 @@ def explain(estimate: forecast.Forecast, slot: Slot, product: Product | None,
         span_days = (history[-1].at - history[0].at).total_seconds() / 86400
         learning = (f"Still learning how fast it is used: {len(history)} "
                     f"reading{'s' if len(history) != 1 else ''} so far over "
-                    f"{_duration(span_days)}; a forecast needs {forecast.MIN_READINGS} "
+                    f"{display.duration(span_days)}; a forecast needs {forecast.MIN_READINGS} "
                     "over at least a day.")
         until = (f" Until then it orders when the level falls below {amt(slot.min_level)}."
                  if slot.min_level is not None else
@@ -144,24 +144,16 @@ def explain(estimate: forecast.Forecast, slot: Slot, product: Product | None,
     days_left = latest / estimate.rate_per_day
     point = estimate.lead_time_days + slot.safety_days
     text = (f"Using about {amt(estimate.rate_per_day)} a day, the {left} left last about "
-            f"{_duration(days_left)}")
+            f"{display.duration(days_left)}")
     if estimate.run_out_at is not None:
         text += f" (until about {display.day(estimate.run_out_at, where, zone)})"
-    text += (f". It reorders when {_duration(point)} are left: "
-             f"{_duration(estimate.lead_time_days)} for delivery and "
-             f"{_duration(slot.safety_days)} to spare")
+    text += (f". It reorders when {display.duration(point)} are left: "
+             f"{display.duration(estimate.lead_time_days)} for delivery and "
+             f"{display.duration(slot.safety_days)} to spare")
     text += ", which is now." if estimate.should_order else "."
     if "holding" in estimate.reason:
         text += " It waits for one more reading: the level just jumped up, maybe a refill."
     return text + knock + floor + target
-
-
-def _duration(days: float) -> str:
-    if days < 1:
-        hours = round(days * 24)
-        return f"{hours} hour{'s' if hours != 1 else ''}"
-    rounded = round(days, 1) if days < 10 else round(days)
-    return f"{rounded:g} day{'s' if rounded != 1 else ''}"
 
 
 def latest_reading(history: list[forecast.Reading]) -> forecast.Reading | None:

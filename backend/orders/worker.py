@@ -28,7 +28,7 @@ from backend.accounts import signing
 from backend.config import Settings
 from backend.metrics import Metrics
 from backend.orders import lifecycle as orders
-from backend.orders import notifications, outbox
+from backend.orders import display, notifications, outbox
 from backend.orders.fulfillment import (
     Fulfillment,
     MerchantUnreachable,
@@ -151,6 +151,7 @@ class OrderWorker:
         with self.metrics.worker_round_seconds.time():
             due = self._due()
             return ((self.release_holds() if due["holds"] else 0)
+                    + (self.expire_consent() if due["consent"] else 0)
                     + (self.deliver_outbox() if due["outbox"] else 0)
                     + (self.advance_simulator() if due["simulator"] else 0)
                     + (self.check_offline() if due["offline"] else 0))
@@ -161,6 +162,8 @@ class OrderWorker:
         probes = {
             "holds": select(Order.id).where(Order.state == State.PENDING,
                                             Order.hold_until <= now),
+            "consent": select(Order.id).where(Order.state == State.AWAITING_CONSENT,
+                                              Order.created_at <= self._unconfirmed_since(now)),
             "outbox": outbox.due_query(now),
             "simulator": select(SimOrder.order_id).where(
                 SimOrder.status.in_(SimulatedWarehouse.MOVING)),
@@ -186,6 +189,24 @@ class OrderWorker:
             return sum(orders.transition(session, order, State.CONFIRMED,
                                          actor=f"worker:{self.name}",
                                          reason="hold window over") for order in due)
+
+    def _unconfirmed_since(self, now):
+        return now - timedelta(seconds=self._settings.consent_expire_s)
+
+    def expire_consent(self) -> int:
+        """Orders the household neither confirmed nor declined in time are cancelled:
+        nothing was spent, and the slot can order again."""
+        waited = display.duration(self._settings.consent_expire_s / 86400)
+        with self._sessions() as session, session.begin():
+            due = session.scalars(
+                select(Order).where(Order.state == State.AWAITING_CONSENT,
+                                    Order.created_at <= self._unconfirmed_since(utcnow()))
+                .order_by(Order.id).with_for_update(skip_locked=True, key_share=True)
+            ).all()
+            return sum(orders.transition(session, order, State.CANCELLED,
+                                         actor=f"worker:{self.name}",
+                                         reason=f"not confirmed within {waited}")
+                       for order in due)
 
     def advance_simulator(self) -> int:
         with self._sessions() as session, session.begin():

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import secrets
 import urllib.request
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -15,6 +16,7 @@ from sqlalchemy import func, select
 from backend.accounts import signing, tokens
 from backend.accounts import users as accounts
 from backend.protocol import Result
+from backend.storage.db import utcnow
 from backend.storage.models import Order, OutboxItem, Product, Slot
 from devtools.net import api, coap_post, coap_post_all
 from tests.backend.ingest.test_ingest import answer_of, press
@@ -180,3 +182,29 @@ def test_a_merchant_price_rise_makes_the_next_press_wait(backends):
     request = press(button, 1)
     answer = answer_of(button, request, coap_post(world.event_url, request))
     assert answer.result is Result.CREATED and answer.state == "awaiting_consent"
+
+
+def test_an_order_never_confirmed_is_cancelled_after_a_week_and_frees_its_slot(world, backend):
+    """REPLENISH_CONSENT_EXPIRE_S (7 days): the household neither confirmed nor declined.
+    Left waiting, the order would hold its slot's one open order for ever."""
+    set_product(world, operator_token(backend), available=False)
+    answers = []
+    for button in world.buttons:
+        request = press(button, 1)
+        answers.append(answer_of(button, request, coap_post(world.event_url, request)))
+    assert [a.state for a in answers] == ["awaiting_consent"] * 2
+    stale, fresh = (a.order for a in answers)
+    with backend.writer_sessions() as session, session.begin():
+        for order_id, age in ((stale, timedelta(days=7, minutes=1)),
+                              (fresh, timedelta(days=6, hours=23))):
+            session.get(Order, order_id).created_at = utcnow() - age
+    before = notification_kinds(backend, world.household_id).count("order_cancelled")
+    assert backend.order_worker.run_once() == 1
+    assert path_of(backend, stale) == ["awaiting_consent", "cancelled"]
+    assert path_of(backend, fresh) == ["awaiting_consent"]
+    assert order_of(world, stale)["history"][-1]["reason"] == "not confirmed within 7 days"
+    assert notification_kinds(backend, world.household_id).count("order_cancelled") \
+        == before + 1
+    again = press(world.buttons[0], 2)
+    answer = answer_of(world.buttons[0], again, coap_post(world.event_url, again))
+    assert answer.result is Result.CREATED and answer.order not in (stale, fresh)
