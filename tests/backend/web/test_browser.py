@@ -72,9 +72,9 @@ def site(settings, tmp_path):
         yield backend, f"http://127.0.0.1:{backend.http_port}", made
 
 
-def firmware_lines(bundle: Path, commands: list[str]) -> list[str]:
+def firmware_lines(bundle: Path, commands: list[str], **env: str) -> list[str]:
     proc = popen_script(FIRMWARE / "main_unix.py", bundle,
-                        env={"REPLENISH_ACK_TIMEOUT_MS": "300"})
+                        env={"REPLENISH_ACK_TIMEOUT_MS": "300", **env})
     out, err = proc.communicate("".join(c + "\n" for c in commands) + "quit\n", timeout=120)
     assert proc.returncode == 0, err
     return out.splitlines()
@@ -178,6 +178,39 @@ def test_register_claim_configure_press_and_cancel(browser, site):
     page.wait_for_url(f"{base}/login")
     page.goto(f"{base}/orders")
     assert page.url == f"{base}/login"
+    context.close()
+
+
+def test_device_page_shows_battery_and_firmware_from_the_devices_status(browser, site):
+    """The real firmware sends a status heartbeat (its simulated battery and signal);
+    the household's pages show what it reported, at phone and desktop widths."""
+    backend, base, made = site
+    button = made[0]
+    context, page = new_page(browser, viewport=PHONE, is_mobile=True, has_touch=True)
+    register(page, base, "dee@example.org")
+    page.goto(f"{base}/claim/{button.claim_code}")
+    page.click("button:has-text('Add this device')")
+    page.wait_for_url(f"{base}/devices/{button.device_id}?claimed=1")
+    facts = page.locator("dl.facts")
+    assert "Not reported yet" in facts.locator(".battery-fact").inner_text()
+
+    lines = firmware_lines(button.bundle_dir, ["status"], REPLENISH_BATTERY_MV="2950",
+                           REPLENISH_RSSI_DBM="-61")
+    [status] = [line for line in lines if line.startswith("STATUS ")]
+    assert status.startswith("STATUS result=68 "), lines  # 2.04: recorded
+    firmware = status.split(" fw=")[1].split()[0]
+    for viewport, name in ((PHONE, "phone"), ({"width": 1280, "height": 800}, "desktop")):
+        page.set_viewport_size(viewport)
+        page.goto(f"{base}/devices/{button.device_id}")
+        assert facts.locator(".battery-fact").inner_text() == "Good · 2950 mV"
+        assert facts.locator(".firmware-fact").inner_text() == firmware
+        assert facts.locator(".status-fact").inner_text().endswith("· Wi-Fi good (-61 dBm)")
+        assert no_horizontal_scroll(page)
+        shot(page, f"09-device-status-{name}")
+        page.goto(f"{base}/devices")
+        card = page.locator(f"#device-{button.device_id}")
+        assert card.locator(".battery-fact").inner_text() == "Good · 2950 mV"
+        assert card.locator(".firmware-fact").inner_text() == firmware
     context.close()
 
 
