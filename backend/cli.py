@@ -152,14 +152,19 @@ def device_claim(settings: Settings, claim_code, household_id):
               show_default=True, help="sensor: order from level reports.")
 @click.option("--safety-days", type=click.FloatRange(0, 60), default=2.0, show_default=True,
               help="Sensor safety stock, in days of use.")
+@click.option("--min-level", type=click.IntRange(0), help="Sensor: order when the level "
+              "falls below this (in the product's unit), even before the forecast has data.")
+@click.option("--target-level", type=click.IntRange(1), help="Sensor: order whole packs up "
+              "to this level (in the product's unit) instead of --quantity.")
 @click.pass_obj
 def device_configure(settings: Settings, device_id, household_id, slot, product, quantity,
-                     kind, safety_days):
+                     kind, safety_days, min_level, target_level):
     """Choose what a device's slot reorders."""
     with db.transaction(settings.db_url) as session:
         owner = households.get(session, household_id)
         devices.configure_slot(session, devices.owned(session, owner, device_id),
-                               slot, product, quantity, kind=kind, safety_days=safety_days)
+                               slot, product, quantity, kind=kind, safety_days=safety_days,
+                               min_level=min_level, target_level=target_level)
     click.echo(f"device {device_id} slot {slot}: {quantity} x {product} ({kind})")
 
 

@@ -165,6 +165,24 @@ def offer(session: Session, device: Device, running: str | None,
     return None
 
 
+def _latest_status_ids(device_pks: list[int] | None = None):
+    """(device_pk, status_id) of each device's latest heartbeat, as a subquery."""
+    query = select(DeviceStatus.device_pk, func.max(DeviceStatus.id).label("status_id"))
+    if device_pks is not None:
+        query = query.where(DeviceStatus.device_pk.in_(device_pks))
+    return query.group_by(DeviceStatus.device_pk).subquery()
+
+
+def latest_statuses(session: Session, device_pks: list[int]) -> dict[int, DeviceStatus]:
+    """Each of these devices' latest heartbeat (devices that sent none are left out)."""
+    if not device_pks:
+        return {}
+    latest = _latest_status_ids(device_pks)
+    rows = session.scalars(select(DeviceStatus).join(
+        latest, DeviceStatus.id == latest.c.status_id))
+    return {row.device_pk: row for row in rows}
+
+
 def device_rows(session: Session, batch: str | None = None,
                 offline_after_s: float | None = None) -> list[dict]:
     """Each device with its latest heartbeat (`replenish fleet status`)."""
@@ -172,8 +190,7 @@ def device_rows(session: Session, batch: str | None = None,
 
     from backend.storage.models import Batch
 
-    latest = (select(DeviceStatus.device_pk, func.max(DeviceStatus.id).label("status_id"))
-              .group_by(DeviceStatus.device_pk).subquery())
+    latest = _latest_status_ids()
     query = (select(Device, DeviceStatus)
              .outerjoin(latest, latest.c.device_pk == Device.id)
              .outerjoin(DeviceStatus, DeviceStatus.id == latest.c.status_id)

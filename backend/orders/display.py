@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date as _babel_date
 from babel.dates import format_datetime as _babel_datetime
+from babel.dates import format_skeleton as _babel_skeleton
+from babel.dates import format_time as _babel_time
 from babel.numbers import format_currency, format_decimal, get_currency_precision
 
 DEFAULT_LOCALE = "en"
@@ -135,6 +137,22 @@ def when(value: datetime | None, where: str | None = None, zone: str | None = No
         return "—"
     local = value.replace(tzinfo=UTC).astimezone(timezone(zone))
     return _babel_datetime(local, format=form, locale=locale(where)) + f" {local.tzname()}"
+
+
+def skeleton(value: datetime, pattern: str, where: str | None = None) -> str:
+    """An aware time by a CLDR skeleton in the locale's order: "MMMd" is 'Dec 4' in
+    English, '4. Dez.' in German."""
+    return _babel_skeleton(pattern, value, tzinfo=value.tzinfo, locale=locale(where))
+
+
+def clock(value: datetime, form: str = "short", where: str | None = None) -> str:
+    """The time of day of an aware time as the locale writes it: '2:05 PM' in English,
+    '14:05' in German; "medium" adds the seconds."""
+    return _babel_time(value, format=form, tzinfo=value.tzinfo, locale=locale(where))
+
+
+def number(value: float, where: str | None = None) -> str:
+    return format_decimal(value, locale=locale(where))
 
 
 def local(value: datetime, zone: str | None = None) -> datetime:

@@ -17,6 +17,7 @@ from backend.storage.db import utcnow
 from backend.storage.models import Device, Event, Household, Product, Slot
 from backend.web.api.common import SLOT, db, household_required, iso, page, writing
 from backend.web.api.validation import INT32_MAX, Body, Field
+from backend.web.device_health import LOW, battery_reading
 
 bp = Blueprint("devices", __name__)
 
@@ -59,15 +60,16 @@ def device_state(device: Device) -> dict:
     """What a household or an operator sees of a device's health."""
     settings = current_app.config["SETTINGS"]
     silent_since = utcnow() - timedelta(seconds=settings.offline_after_s)
+    battery = battery_reading(device.battery_mv, settings.low_battery_mv)
     return {
         "last_seen_at": iso(device.last_seen_at),
         "battery_mv": device.battery_mv,
+        "battery": battery,
         "fw_version": device.fw_version,
         "dropped_events": device.dropped_events,
         # Never heard from is not offline: a new device simply has not been pressed yet.
         "offline": device.last_seen_at is not None and device.last_seen_at < silent_since,
-        "low_battery": device.battery_mv is not None
-        and device.battery_mv < settings.low_battery_mv,
+        "low_battery": battery == LOW,
     }
 
 

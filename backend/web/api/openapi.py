@@ -20,6 +20,7 @@ from backend.web.api import devices, household, operator
 from backend.web.api import orders as orders_api
 from backend.web.api.common import PAGE_DEFAULT, PAGE_MAX, SLOT_MAX
 from backend.web.api.validation import INT32_MAX, Field
+from backend.web import device_health as health
 
 
 def _ref(name: str) -> dict:
@@ -48,8 +49,11 @@ DEVICE_ID = {"type": "string", "pattern": "^[0-9a-f]{16}$",
 
 _STATE = {
     "last_seen_at": TIME_OR_NULL,
-    "battery_mv": _null("integer"),
-    "fw_version": _null("string"),
+    "battery_mv": _null("integer", description="As the device last reported it."),
+    "battery": _null("string", enum=[*health.READINGS, None],
+                     description="The battery in words: low below REPLENISH_LOW_BATTERY_MV, "
+                     f"getting low within {health.HEADS_UP_MV} mV of it; null until measured."),
+    "fw_version": _null("string", description="As the device last reported it."),
     "dropped_events": _null("integer", description="Events the device had to drop "
                             "(its queue was full), as it last reported."),
     "offline": {"type": "boolean", "description": "Seen once, then silent for longer "

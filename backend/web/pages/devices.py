@@ -17,6 +17,7 @@ from backend.errors import NotFound, ReplenishError
 from backend.orders import removal
 from backend.storage.db import utcnow
 from backend.storage.models import Device, Product
+from backend.web.device_health import LOW, battery_reading, health_of
 from backend.web.pages import (
     db,
     form_error,
@@ -48,7 +49,7 @@ def state_of(device: Device) -> DeviceState:
     limit = utcnow() - timedelta(seconds=settings.offline_after_s)
     active = device.status == "active"
     offline = device.last_seen_at is not None and device.last_seen_at < limit
-    low = device.battery_mv is not None and device.battery_mv < settings.low_battery_mv
+    low = battery_reading(device.battery_mv, settings.low_battery_mv) == LOW
     return DeviceState(never_seen=active and device.last_seen_at is None,
                        offline=active and offline, low_battery=low)
 
@@ -62,9 +63,14 @@ def catalogue() -> list[Product]:
     return list(db().scalars(select(Product).order_by(Product.name)))
 
 
+def health(devices: list[Device]) -> dict:
+    return health_of(db(), devices, current_app.config["SETTINGS"].low_battery_mv)
+
+
 def device_page(found: Device) -> dict:
     products = catalogue()
     return {"device": found, "state": state_of(found), "products": products,
+            "health": health([found])[found.id],
             "products_by_sku": {p.sku: p for p in products}, "household": my_household()}
 
 
@@ -74,6 +80,7 @@ def devices():
     page = paginate(select(Device).where(Device.household_id == g.user.household_id)
                     .options(selectinload(Device.slots)).order_by(Device.id))
     return render_template("household/devices.html", page=page, state_of=state_of,
+                           health=health(page.items),
                            products_by_sku={p.sku: p for p in catalogue()},
                            removed=request.args.get("removed"))
 

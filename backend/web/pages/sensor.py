@@ -39,10 +39,10 @@ def slot(device_id: str, index: int):
         .order_by(Order.id.desc()).limit(RECENT_ORDERS)))
     product = db().get(Product, found.product_sku)
     unit = product.unit if product else ""
+    where, zone = locale_and_zone()
     chart = level_chart(readings, estimate,
                         [OrderMark(o.id, o.created_at, o.state) for o in reversed(rows)],
-                        now, unit) if found.kind == "sensor" else None
-    where, zone = locale_and_zone()
+                        now, unit, zone, where) if found.kind == "sensor" else None
     return render_template("household/slot.html", device=device, slot=found, product=product,
                            unit=unit, estimate=estimate, chart=chart, orders=rows,
                            readings=readings[-10:][::-1],

@@ -72,9 +72,9 @@ def site(settings, tmp_path):
         yield backend, f"http://127.0.0.1:{backend.http_port}", made
 
 
-def firmware_lines(bundle: Path, commands: list[str]) -> list[str]:
+def firmware_lines(bundle: Path, commands: list[str], **env: str) -> list[str]:
     proc = popen_script(FIRMWARE / "main_unix.py", bundle,
-                        env={"REPLENISH_ACK_TIMEOUT_MS": "300"})
+                        env={"REPLENISH_ACK_TIMEOUT_MS": "300", **env})
     out, err = proc.communicate("".join(c + "\n" for c in commands) + "quit\n", timeout=120)
     assert proc.returncode == 0, err
     return out.splitlines()
@@ -178,6 +178,39 @@ def test_register_claim_configure_press_and_cancel(browser, site):
     page.wait_for_url(f"{base}/login")
     page.goto(f"{base}/orders")
     assert page.url == f"{base}/login"
+    context.close()
+
+
+def test_device_page_shows_battery_and_firmware_from_the_devices_status(browser, site):
+    """The real firmware sends a status heartbeat (its simulated battery and signal);
+    the household's pages show what it reported, at phone and desktop widths."""
+    backend, base, made = site
+    button = made[0]
+    context, page = new_page(browser, viewport=PHONE, is_mobile=True, has_touch=True)
+    register(page, base, "dee@example.org")
+    page.goto(f"{base}/claim/{button.claim_code}")
+    page.click("button:has-text('Add this device')")
+    page.wait_for_url(f"{base}/devices/{button.device_id}?claimed=1")
+    facts = page.locator("dl.facts")
+    assert "Not reported yet" in facts.locator(".battery-fact").inner_text()
+
+    lines = firmware_lines(button.bundle_dir, ["status"], REPLENISH_BATTERY_MV="2950",
+                           REPLENISH_RSSI_DBM="-61")
+    [status] = [line for line in lines if line.startswith("STATUS ")]
+    assert status.startswith("STATUS result=68 "), lines  # 2.04: recorded
+    firmware = status.split(" fw=")[1].split()[0]
+    for viewport, name in ((PHONE, "phone"), ({"width": 1280, "height": 800}, "desktop")):
+        page.set_viewport_size(viewport)
+        page.goto(f"{base}/devices/{button.device_id}")
+        assert facts.locator(".battery-fact").inner_text() == "Good · 2950 mV"
+        assert facts.locator(".firmware-fact").inner_text() == firmware
+        assert facts.locator(".status-fact").inner_text().endswith("· Wi-Fi good (-61 dBm)")
+        assert no_horizontal_scroll(page)
+        shot(page, f"14-device-status-{name}")
+        page.goto(f"{base}/devices")
+        card = page.locator(f"#device-{button.device_id}")
+        assert card.locator(".battery-fact").inner_text() == "Good · 2950 mV"
+        assert card.locator(".firmware-fact").inner_text() == firmware
     context.close()
 
 
@@ -404,4 +437,80 @@ def test_consent_price_raised_press_waits_confirm_delivers_and_decline(browser, 
     shot(page, f"19-consent-declined-{width}")
     with backend.sessions() as session:
         assert session.get(Order, declined).state == "cancelled"
+    tab.close()
+
+
+# Level histories from a minute to two months: (name, readings, time between them).
+CHART_SPANS = [("minute", 8, timedelta(seconds=8)), ("hour", 12, timedelta(minutes=5)),
+               ("day", 12, timedelta(hours=2)), ("fortnight", 28, timedelta(hours=12)),
+               ("two-months", 58, timedelta(days=1))]
+# Every text of the chart, as the browser drew it: its box and the SVG's, in CSS px.
+LABEL_BOXES = """svg => {
+  const box = e => { const r = e.getBoundingClientRect();
+                     return [r.left, r.top, r.right, r.bottom]; };
+  return {svg: box(svg), labels: [...svg.querySelectorAll('text')].map(
+    t => ({text: t.textContent, cls: t.getAttribute('class'), box: box(t)}))};
+}"""
+
+
+def overlapping(labels: list[dict], slack: float = 0.5) -> list[tuple[str, str]]:
+    pairs = []
+    for i, a in enumerate(labels):
+        for b in labels[i + 1:]:
+            (a0, a1, a2, a3), (b0, b1, b2, b3) = a["box"], b["box"]
+            if min(a2, b2) - max(a0, b0) > slack and min(a3, b3) - max(a1, b1) > slack:
+                pairs.append((a["text"], b["text"]))
+    return pairs
+
+
+def outside(labels: list[dict], svg: list[float], slack: float = 0.5) -> list[str]:
+    return [label["text"] for label in labels
+            if label["box"][0] < svg[0] - slack or label["box"][1] < svg[1] - slack
+            or label["box"][2] > svg[2] + slack or label["box"][3] > svg[3] + slack]
+
+
+def test_chart_labels_never_overlap_at_any_span_or_width(browser, site):
+    """The sensor chart's texts (times, levels, reorder point, orders, run-out) as
+    Chromium lays them out at 390 and 1280 px, for histories from a minute to two
+    months: no two boxes overlap, all inside the chart."""
+    from backend.orders import lifecycle
+
+    backend, base, made = site
+    sensor = made[2]
+    with backend.writer_sessions() as session, session.begin():  # made as a scale
+        session.scalars(select(Device).where(Device.device_id == sensor.device_id)
+                        ).one().model = "scale"
+    tab, page = new_page(browser, viewport=DESKTOP)
+    register(page, base, "eve@example.org")
+    claim_and_configure(page, base, sensor)
+    with backend.writer_sessions() as session, session.begin():
+        device = session.scalars(select(Device)
+                                 .where(Device.device_id == sensor.device_id)).one()
+        for _ in range(2):  # two order marks at the same time: their labels compete
+            lifecycle.create(session, actor="test", hold_window_s=900,
+                             household_id=device.household_id, device_pk=device.id,
+                             slot_index=0, product_sku="DETERGENT-1L", quantity=1)
+        device_pk = device.id
+    measured = 0
+    for name, count, step in CHART_SPANS:
+        now = utcnow()
+        with backend.writer_sessions() as session, session.begin():
+            session.execute(Event.__table__.delete().where(Event.device_pk == device_pk))
+            for n in range(count):  # falling from 900 towards 100, the last just now
+                session.add(Event(device_pk=device_pk, seq=10**12 + n, kind=int(Kind.LEVEL),
+                                  slot=0, remaining=900 - 700 * n // count,
+                                  tag=secrets.token_bytes(32),
+                                  received_at=now - step * (count - 1 - n), result=68))
+        for viewport in (NARROW, DESKTOP):
+            page.set_viewport_size(viewport)
+            page.goto(f"{base}/devices/{sensor.device_id}/slots/0")
+            drawn = page.locator("svg.chart").evaluate(LABEL_BOXES)
+            labels = drawn["labels"]
+            assert sum(label["cls"] == "time-label" for label in labels) >= 2, (name, labels)
+            assert overlapping(labels) == [], (name, viewport["width"])
+            assert outside(labels, drawn["svg"]) == [], (name, viewport["width"])
+            assert no_horizontal_scroll(page)
+            shot(page, f"13-chart-{name}-{viewport['width']}")
+            measured += 1
+    assert measured == 2 * len(CHART_SPANS)
     tab.close()

@@ -111,3 +111,59 @@ def test_sensor_page_shows_history_forecast_and_orders(app):
                          quantity=1))
     assert "<svg" not in text(client.get(f"/devices/{device_id}/slots/1"))
     assert client.get(f"/devices/{device_id}/slots/5").status_code == 404
+
+
+def drawn(svg, cls: str) -> list[tuple[float, str]]:
+    return [(float(t.get("x")), t.text) for t in svg.iter(f"{SVG}text") if t.get("class") == cls]
+
+
+def plot_width(svg) -> tuple[float, float]:
+    axis = svg.find(f".//{SVG}g[@class='axis']/{SVG}line")
+    return float(axis.get("x1")), float(axis.get("x2"))
+
+
+def test_eight_readings_within_a_minute_fill_the_time_axis():
+    """Not stretched over hours of empty axis: the readings span most of the plot and
+    the time labels count seconds."""
+    now = datetime(2026, 11, 20, 12, 0, 57)
+    readings = [Reading(now - timedelta(seconds=57 - 8 * i), 900 - 20 * i) for i in range(8)]
+    svg = ET.fromstring(str(level_chart(readings, estimate(readings, now, lead_time_days=2),
+                                        [], now, "ml")))
+    xs = [float(c.get("cx")) for c in svg.findall(f".//{SVG}circle[@class='reading']")]
+    x0, x1 = plot_width(svg)
+    assert (max(xs) - min(xs)) / (x1 - x0) > 0.85
+    labels = [text for _, text in drawn(svg, "time-label")]
+    assert len(labels) >= 3 and all(text.count(":") == 2 for text in labels), labels
+    assert [text for _, text in drawn(svg, "time-caption")] == ["Nov 20, 2026"]
+
+
+SPANS = {"minute": timedelta(minutes=1), "hour": timedelta(hours=1),
+         "day": timedelta(days=1), "fortnight": timedelta(days=14),
+         "two months": timedelta(days=60)}
+
+
+@pytest.mark.parametrize("span", SPANS.values(), ids=SPANS.keys())
+def test_time_labels_are_few_round_and_evenly_spaced(span):
+    now = datetime(2026, 11, 20, 12, 0, 7)
+    readings = [Reading(now - span + span * i / 9, 900 - 50 * i) for i in range(10)]
+    # A flat-ish end: no run-out date stretches the axis past now.
+    svg = ET.fromstring(str(level_chart(readings, estimate([], now, lead_time_days=2), [],
+                                        now, "ml", zone="Asia/Kolkata", where="en_GB")))
+    labels = drawn(svg, "time-label")
+    assert 3 <= len(labels) <= 8, labels
+    xs = [x for x, _ in labels]
+    steps = [b - a for a, b in zip(xs, xs[1:])]
+    assert min(steps) > 0 and max(steps) / min(steps) < 1.12, labels  # months vary a little
+    x0, x1 = plot_width(svg)
+    assert (xs[-1] - xs[0]) / (x1 - x0) > 0.5, labels  # the labels cover the axis
+    if span == timedelta(days=1):  # whole hours in the household's zone (UTC+05:30)
+        assert all(re.fullmatch(r"\d\d:00|\d+ \w+", text) for _, text in labels), labels
+
+
+def test_labels_follow_the_households_locale():
+    now = datetime(2026, 11, 20, 12)
+    readings = falling(now, days=6)
+    svg = ET.fromstring(str(level_chart(readings, estimate(readings, now, lead_time_days=2),
+                                        [], now, "ml", zone="Europe/Berlin", where="de_DE")))
+    assert any(text.endswith("Nov.") for _, text in drawn(svg, "time-label"))
+    assert "1.000 ml" in [text for _, text in drawn(svg, "level-label")]
