@@ -63,8 +63,7 @@ class Target:
 # PostgreSQL runs exercise the same lines).
 MODULES: dict[str, Target] = {
     "decide": Target("backend/ingest/decide.py",
-                     "tests/backend/ingest/test_ingest.py tests/backend/orders/test_worker.py "
-                     "-k 'not postgresql'"),
+                     "tests/backend/ingest/test_decide.py -k 'not postgresql'"),
     "policies": Target("backend/orders/policies.py",
                        "tests/backend/orders/test_policies.py -k 'not postgresql'"),
     "lifecycle": Target("backend/orders/lifecycle.py",

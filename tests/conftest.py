@@ -14,6 +14,7 @@ import pytest
 
 from backend.accounts import devices, households
 from backend.config import Settings, SimulatorSettings
+from backend.storage import db
 from backend.storage.models import Batch, Device
 from tests import migrated
 
@@ -62,6 +63,15 @@ def settings(tmp_path, db_url) -> Settings:
         kek_hex=secrets.token_hex(32),
         simulator=SimulatorSettings(step_s=0.2, poll_s=0.05),
     )
+
+
+@pytest.fixture
+def sessions(settings):
+    """Sessions on the test's database, for tests that call the backend's functions
+    directly (no backend started)."""
+    engine = db.make_engine(settings.db_url)
+    yield db.make_sessionmaker(engine)
+    engine.dispose()
 
 
 class BackendThread:
