@@ -113,6 +113,7 @@ def test_a_press_creates_an_order_and_records_everything_the_event_said(
     assert (device.last_seq, device.battery_mv, device.fw_version, device.dropped_events,
             device.offline_notified) == (1, LOW_MV + 500, "0.3.1", 4, False)
     assert device.last_seen_at is not None
+    assert rows(sessions, Notification, Notification.kind == "low_battery") == []
 
 
 def test_without_qty_the_slot_quantity_and_a_hold_window_leaves_it_pending(
@@ -172,6 +173,9 @@ def test_a_level_below_the_floor_orders_once_and_only_on_a_sensor_slot(
         request = event(key, seq, kind=Kind.LEVEL, slot=slot, remaining=remaining)
         return answer(key, request, send(sessions, keyring, request))
 
+    with sessions() as session, session.begin():  # a floor it would cross on a sensor
+        devices.configure_slot(session, session.get(Device, home[1]), 0, "DETERGENT-1L", 2,
+                               min_level=500)
     assert level(1, 0, 10).result is Result.CHANGED  # a button slot never orders on levels
     assert level(2, 1, 1500).result is Result.CHANGED
     assert level(3, 1, 100).result is Result.CHANGED  # one knock below the floor: no order
@@ -227,11 +231,19 @@ def test_a_retransmission_gets_the_same_answer_and_changes_nothing(sessions, key
 
 def test_an_old_or_equal_seq_with_another_tag_is_a_conflict_with_the_last_seq(
         sessions, keyring, key, home):
-    send(sessions, keyring, event(key, 5))
-    for seq in (5, 4):
-        request = event(key, seq, slot=1)
-        assert answer(key, request, send(sessions, keyring, request)) == protocol.Answer(
-            seq=seq, result=Result.CONFLICT, last_seq=5)
+    first = event(key, 5)
+    send(sessions, keyring, first)
+    tag = protocol.parse_signed_event(first).tag
+    # Same seq, other content: one replay whose tag sorts below the stored one and one
+    # above (only equal tags are a retransmission).
+    replays = [event(key, 5, slot=n) for n in range(1, 40)]
+    below = next(r for r in replays if protocol.parse_signed_event(r).tag < tag)
+    above = next(r for r in replays if protocol.parse_signed_event(r).tag > tag)
+    for request in (below, above, event(key, 4, slot=1)):
+        seq = protocol.parse_signed_event(request)  # the answer echoes the seq sent
+        expected = protocol.Answer(seq=protocol.decode_event(seq.payload).seq,
+                                   result=Result.CONFLICT, last_seq=5)
+        assert answer(key, request, send(sessions, keyring, request)) == expected
     never_seen = event(key, 3)  # below last_seq, no earlier event with this seq
     assert answer(key, never_seen, send(sessions, keyring, never_seen)).result \
         is Result.CONFLICT
@@ -312,15 +324,19 @@ def test_low_battery_is_told_once_and_again_after_new_batteries(sessions, keyrin
         notes = rows(sessions, Notification, Notification.kind == "low_battery")
         return len(notes), device_row(sessions).low_battery_notified
 
-    assert status(1, LOW_MV) == (0, False)  # at the threshold: not low yet
-    assert status(2, LOW_MV - 1) == (1, True)
+    assert status(1, LOW_MV + 300) == (0, False)
+    assert status(2, LOW_MV) == (0, False)  # at the threshold: not low yet
+    assert status(3, LOW_MV - 1) == (1, True)
     note = rows(sessions, Notification, Notification.kind == "low_battery")[0]
     assert (note.household_id, note.device_pk) == (home[0], home[1])
     assert note.message == f"decide-00001: battery low ({LOW_MV - 1} mV), replace it soon."
-    assert status(3, LOW_MV - 50) == (1, True)  # told once
-    assert status(4, LOW_MV + 199) == (1, True)  # within the hysteresis: not reset
-    assert status(5, LOW_MV + 200) == (1, False)  # new batteries
-    assert status(6, LOW_MV - 1) == (2, True)
-    send(sessions, keyring, event(key, 7, kind=Kind.STATUS, battery_mv=LOW_MV),
-         IngestConfig(low_battery_mv=LOW_MV + 1))
-    assert len(rows(sessions, Notification, Notification.kind == "low_battery")) == 2
+    assert status(4, LOW_MV - 50) == (1, True)  # told once
+    assert status(5, LOW_MV + 199) == (1, True)  # within the hysteresis: not reset
+    assert status(6, LOW_MV + 200) == (1, False)  # new batteries
+    assert status(7, LOW_MV - 1) == (2, True)
+    assert status(8, LOW_MV + 250) == (2, False)
+    assert status(9, LOW_MV - 1) == (3, True)
+    # Low under a configured threshold of LOW_MV + 1000 (the default would reset it).
+    send(sessions, keyring, event(key, 10, kind=Kind.STATUS, battery_mv=LOW_MV + 300),
+         IngestConfig(low_battery_mv=LOW_MV + 1000))
+    assert device_row(sessions).low_battery_notified is True
