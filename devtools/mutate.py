@@ -69,6 +69,7 @@ MODULES: dict[str, Target] = {
     "lifecycle": Target("backend/orders/lifecycle.py",
                         "tests/backend/orders/test_lifecycle.py -k 'not postgresql'"),
     "outbox": Target("backend/orders/outbox.py",
+                     "tests/backend/orders/test_outbox_rules.py "
                      "tests/backend/orders/test_outbox.py -k 'not postgresql'"),
     "keys": Target("backend/accounts/keys.py", "tests/backend/accounts/test_keys.py"),
     "kek_rotation": Target("provisioning/kek_rotation.py",
