@@ -67,6 +67,7 @@ MODULES: dict[str, Target] = {
     "policies": Target("backend/orders/policies.py",
                        "tests/backend/orders/test_policies.py -k 'not postgresql'"),
     "lifecycle": Target("backend/orders/lifecycle.py",
+                        "tests/backend/orders/test_lifecycle_effects.py "
                         "tests/backend/orders/test_lifecycle.py -k 'not postgresql'"),
     "outbox": Target("backend/orders/outbox.py",
                      "tests/backend/orders/test_outbox_rules.py "
