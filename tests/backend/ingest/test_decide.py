@@ -5,6 +5,7 @@ the module; the same rules over real CoAP are in test_ingest.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 
 import pytest
@@ -340,3 +341,11 @@ def test_low_battery_is_told_once_and_again_after_new_batteries(sessions, keyrin
     send(sessions, keyring, event(key, 10, kind=Kind.STATUS, battery_mv=LOW_MV + 300),
          IngestConfig(low_battery_mv=LOW_MV + 1000))
     assert device_row(sessions).low_battery_notified is True
+
+
+def test_the_ingest_config_cannot_be_changed_by_one_decision(db_url):
+    """One IngestConfig serves every decision of a writer: none may alter it."""
+    config = IngestConfig(low_battery_mv=LOW_MV)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.low_battery_mv = 0
+    assert config == IngestConfig() and hash(config) == hash(IngestConfig())

@@ -88,7 +88,8 @@ def test_a_hold_window_leaves_the_order_pending_until_its_end(sessions, home):
 def test_without_a_hold_window_it_is_confirmed_and_sent_at_once(sessions, home):
     order_id = create(sessions, home, hold_window_s=0)
     order = order_row(sessions, order_id)
-    assert (order.state, order.hold_until) == ("confirmed", order.created_at)
+    assert (order.state, order.hold_until, order.failure_reason) == (
+        "confirmed", order.created_at, None)
     assert steps(sessions, order_id) == [(None, "pending", "test:create", None),
                                          ("pending", "confirmed", "test:create",
                                           "no hold window")]
@@ -145,11 +146,16 @@ def test_each_step_writes_its_time_reason_and_notification(sessions, home):
     assert len(outbox_items(sessions)) == 1, "only confirming sends to the merchant"
 
 
-def test_a_placed_order_records_when(sessions, home):
+def test_a_negative_hold_window_is_no_hold_window(sessions, home):
+    assert order_row(sessions, create(sessions, home, hold_window_s=-1)).state == "confirmed"
+
+
+def test_a_placed_order_records_when_and_no_failure_whatever_the_reason(sessions, home):
     order_id = create(sessions, home, hold_window_s=0)
-    assert move(sessions, order_id, State.PLACED)
+    assert move(sessions, order_id, State.PLACED, reason="merchant ref 42")
     placed = order_row(sessions, order_id)
     assert placed.placed_at == placed.updated_at
+    assert placed.failure_reason is None
     assert len(notes(sessions)) == 1, "placing tells nobody (confirming did)"
 
 
@@ -184,6 +190,7 @@ def test_the_household_cancels_or_declines_while_it_may(sessions, home, start, r
         orders.cancel_by_household(session, session.get(Order, order_id), home[0])
     assert steps(sessions, order_id)[-1] == (start, "cancelled", f"household:{home[0]}",
                                              reason)
+    assert order_row(sessions, order_id).failure_reason is None
     assert notes(sessions)[-1][1:3] == (
         "order_cancelled", f"Order {order_id}: {line(order)} was cancelled.")
 
@@ -204,3 +211,23 @@ def test_the_household_cannot_cancel_once_confirmed_or_when_it_changed(sessions,
         with stale.begin(), pytest.raises(IllegalTransition, match="changed meanwhile"):
             orders.cancel_by_household(stale, old, home[0])
     assert [to for _, to, _, _ in steps(sessions, pending)] == ["pending"]
+
+
+def test_a_step_changes_only_its_order_and_only_from_the_state_read(sessions, home):
+    """Three orders in the same state: the middle one moves, the others stay. A stale
+    copy ("confirmed") of an order moved on to "placed" (a state that sorts after it)
+    cannot fail it."""
+    first, second, third = (create(sessions, home, hold_window_s=0) for _ in range(3))
+    assert move(sessions, second, State.PLACED)
+    assert [order_row(sessions, o).state for o in (first, second, third)] == [
+        "confirmed", "placed", "confirmed"]
+    second = third
+    with sessions() as stale:
+        with stale.begin():
+            old = stale.get(Order, second)
+        assert move(sessions, second, State.PLACED)
+        with stale.begin():
+            assert orders.transition(stale, old, State.FAILED, actor="test:late",
+                                     reason="merchant_unreachable") is False
+    assert order_row(sessions, second).state == "placed"
+    assert [to for _, to, _, _ in steps(sessions, second)][-1] == "placed"

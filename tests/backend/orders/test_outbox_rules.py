@@ -97,6 +97,12 @@ def test_an_item_is_due_from_its_next_attempt_time_and_only_while_pending(sessio
         assert list(session.scalars(outbox.due_query(at))) == []  # leased now
 
 
+def test_a_claim_takes_ten_items_unless_told(sessions):
+    ids = put(sessions, *"abcdefghijk")
+    assert [c.id for c in claim(sessions)] == ids[:10]
+    assert [c.id for c in claim(sessions)] == ids[10:]
+
+
 def test_kinds_and_other_than_choose_what_is_claimed(sessions):
     ids = put(sessions, "a", "b", "c")
     assert [c.id for c in claim(sessions, kinds=("b",))] == [ids[1]]
@@ -136,6 +142,11 @@ def test_defer_gives_the_item_back_untried(sessions):
     assert (before + timedelta(seconds=5) <= back.next_attempt_at
             <= utcnow() + timedelta(seconds=5))
     claim(sessions, "w1", now=back.next_attempt_at)
+    set_item(sessions, only, attempts=3)  # three attempts counted, the last untried
+    with sessions() as session, session.begin():
+        assert outbox.defer(session, only, "w1", 0)
+    assert item(sessions, only).attempts == 2
+    claim(sessions, "w1", now=utcnow())
     set_item(sessions, only, attempts=0)
     with sessions() as session, session.begin():
         assert outbox.defer(session, only, "w1", 0)
