@@ -115,7 +115,10 @@ def test_only_the_holder_completes_and_a_done_item_is_not_due(sessions):
     (only,) = put(sessions, "a")
     claim(sessions, "w1")
     with sessions() as session, session.begin():
-        assert outbox.complete(session, only, "w2") is False
+        for other in ("w0", "w2"):  # names sorting before and after the holder's
+            assert outbox.complete(session, only, other) is False
+            assert outbox.defer(session, only, other, 5) is False
+            assert outbox.retry_later(session, only, other, "boom") == "lost"
         assert outbox.complete(session, only + 1, "w1") is False
     before = utcnow()
     with sessions() as session, session.begin():
@@ -190,3 +193,26 @@ def test_depth_counts_what_is_not_done_by_kind_and_status(sessions):
         dead_at = session.get(OutboxItem, ids[2]).created_at
     assert rows == [("a", "pending", 2, oldest), ("b", "dead", 1, dead_at)]
     assert json.loads(item(sessions, ids[0]).payload) == {"a": ["a"], "n": 0}
+
+
+def test_an_item_past_its_last_attempt_dies_at_the_next_failure(sessions):
+    """A worker that died holding the last attempt: the item is claimed once more when
+    the lease runs out (attempt 9); its failure must still kill it."""
+    (only,) = put(sessions, "a")
+    for _ in range(outbox.MAX_ATTEMPTS + 1):
+        (got,) = claim(sessions, "w1", now=utcnow() + timedelta(days=1), lease_s=0)
+    assert got.attempts == outbox.MAX_ATTEMPTS + 1
+    with sessions() as session, session.begin():
+        assert outbox.retry_later(session, only, "w1", "down") == "dead"
+
+
+def test_a_claim_reports_the_counted_attempt_even_with_the_row_loaded(sessions):
+    (only,) = put(sessions, "a")
+    with sessions() as session, session.begin():
+        loaded = session.get(OutboxItem, only)  # held: it stays in the identity map
+        assert loaded.attempts == 0
+        (got,) = outbox.claim(session, "w1")
+        assert loaded.attempts == 1
+    assert got.attempts == 1
+    with pytest.raises(AttributeError):  # frozen: a handler cannot alter what it got
+        got.attempts = 0
