@@ -40,6 +40,7 @@ from types import SimpleNamespace
 
 from devtools.mutate_skip import ANNOTATION, skip_annotation_mutants
 from devtools.mutate_workers import HttpWorkers
+from tests.migrated import SHARED_SQLITE_TEMPLATE
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "mutate"
@@ -47,8 +48,11 @@ TREE = OUT / "tree"
 # Without plugin autoload (hypothesis, schemathesis, playwright, xdist): pytest starts
 # in a fraction of a second instead of about three, which is most of a firmware run.
 # --basetemp relative to the worker's tree: parallel workers never share temporary dirs.
-_PYTEST = ("env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {python} -m pytest -x -q "
-           "-p no:cacheprovider --basetemp=.pytest-tmp {options}")
+# The SQLite schema is migrated once per run (TEMPLATE) and copied by each test process
+# (tests/migrated.py): no migration imports a mutated module.
+_PYTEST = ("env PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 {template_env}={template} {python} -m pytest "
+           "-x -q -p no:cacheprovider --basetemp=.pytest-tmp {options}")
+TEMPLATE = OUT / "template.db"
 BUDGET_MIN = 30  # issue 19: the whole run on this machine
 
 
@@ -108,12 +112,18 @@ def copy_tree(workers: int) -> list[Path]:
                            invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
     for tree in trees[1:]:
         shutil.copytree(TREE, tree, symlinks=True)
+    TEMPLATE.unlink(missing_ok=True)
+    subprocess.run([sys.executable, "-c", "import sys; from backend.storage import db; "
+                    "db.upgrade(f'sqlite:///{sys.argv[1]}')", str(TEMPLATE)], cwd=TREE,
+                   check=True)
     return trees
 
 
 def test_command(target: Target) -> str:
     options = "" if target.conftest else "--noconftest"
-    return f"{_PYTEST.format(python=sys.executable, options=options)} {target.tests}"
+    pytest = _PYTEST.format(python=sys.executable, options=options,
+                            template_env=SHARED_SQLITE_TEMPLATE, template=TEMPLATE)
+    return f"{pytest} {target.tests}"
 
 
 def baseline(target: Target) -> float:
