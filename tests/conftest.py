@@ -8,15 +8,20 @@ import secrets
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from backend.accounts import devices, households
 from backend.config import Settings, SimulatorSettings
-from backend.runtime import Backend
+from backend.storage import db
 from backend.storage.models import Batch, Device
-from provisioning.batch import ProvisionedDevice, provision_batch
 from tests import migrated
+
+if TYPE_CHECKING:  # imported where used: tests that start no backend load neither
+    # (aiocoap, Flask: about a second of each `make mutate` test run)
+    from backend.runtime import Backend
+    from provisioning.batch import ProvisionedDevice
 
 DATABASES = ["sqlite", "postgresql"]
 
@@ -60,10 +65,21 @@ def settings(tmp_path, db_url) -> Settings:
     )
 
 
+@pytest.fixture
+def sessions(settings):
+    """Sessions on the test's database, for tests that call the backend's functions
+    directly (no backend started)."""
+    engine = db.make_engine(settings.db_url)
+    yield db.make_sessionmaker(engine)
+    engine.dispose()
+
+
 class BackendThread:
     """The real backend on its own event loop in a thread, as `replenish run` has it."""
 
     def __init__(self, settings: Settings):
+        from backend.runtime import Backend
+
         self.backend = Backend(settings)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -108,6 +124,8 @@ class World:
 
 
 def make_world(backend: Backend, out: Path, buttons: int = 2, hold_window_s: int = 0) -> World:
+    from provisioning.batch import provision_batch
+
     s = backend.settings.with_(coap_port=backend.coap_port, http_port=backend.http_port)
     with backend.writer_sessions() as session, session.begin():
         made = provision_batch(session, backend.keyring, model="button", count=buttons + 1,

@@ -36,8 +36,15 @@ def migrate(url: str) -> None:
     db.upgrade(url)
 
 
+# A template migrated once for many test processes (`make mutate` runs one per mutant,
+# and migrating was a third of a fast selection's run); nothing checks it is at head.
+SHARED_SQLITE_TEMPLATE = "REPLENISH_TEST_SQLITE_TEMPLATE"
+
+
 def _sqlite() -> Path:
     global _sqlite_template
+    if _sqlite_template is None and os.environ.get(SHARED_SQLITE_TEMPLATE):
+        _sqlite_template = Path(os.environ[SHARED_SQLITE_TEMPLATE])
     if _sqlite_template is None:
         path = Path(tempfile.mkdtemp(prefix="replenish-template-")) / "head.db"
         db.upgrade(f"sqlite:///{path}")

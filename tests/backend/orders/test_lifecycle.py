@@ -11,7 +11,6 @@ from sqlalchemy import func, select, update
 from backend.errors import Conflict
 from backend.orders import lifecycle as orders
 from backend.orders.lifecycle import ALLOWED, OPEN_STATES, IllegalTransition, State
-from backend.storage import db
 from backend.storage.models import Order, OrderTransition
 from tests.conftest import DATABASES, household_with_device
 
@@ -19,13 +18,6 @@ on_every_database = pytest.mark.parametrize("db_url", DATABASES, indirect=True)
 
 LEGAL = [(a, b) for a, nexts in ALLOWED.items() for b in sorted(nexts)]
 ILLEGAL = [(a, b) for a, b in itertools.product(State, State) if b not in ALLOWED[a]]
-
-
-@pytest.fixture
-def sessions(settings):
-    engine = db.make_engine(settings.db_url)
-    yield db.make_sessionmaker(engine)
-    engine.dispose()
 
 
 @pytest.fixture

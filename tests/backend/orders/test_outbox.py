@@ -111,6 +111,16 @@ def test_backoff_is_exponential_with_full_jitter():
     assert max(outbox.backoff_s(30, rng) for _ in range(500)) <= outbox.MAX_DELAY_S
 
 
+def test_backoff_grows_from_one_second_to_the_cap():
+    class Top:  # the largest draw: the bound itself
+        def uniform(self, low, high):
+            assert low == 0
+            return high
+
+    assert [outbox.backoff_s(n, Top()) for n in (0, 1, 2, 8, 9)] == [1, 2, 4, 256, 300]
+    assert outbox.MAX_DELAY_S == 300
+
+
 class _Hook(BaseHTTPRequestHandler):
     received: list = []
 

@@ -13,20 +13,12 @@ from sqlalchemy import update
 from backend.orders import lifecycle as orders
 from backend.orders import policies
 from backend.orders.lifecycle import OPEN_STATES, State
-from backend.storage import db
 from backend.storage.models import Household, Order
 from tests.conftest import DATABASES, household_with_device
 
 pytestmark = pytest.mark.parametrize("db_url", DATABASES, indirect=True)
 
 NOW = datetime(2026, 3, 15, 12, 0, 0)
-
-
-@pytest.fixture
-def sessions(settings):
-    engine = db.make_engine(settings.db_url)
-    yield db.make_sessionmaker(engine)
-    engine.dispose()
 
 
 @pytest.fixture
