@@ -157,6 +157,8 @@ def explain(estimate: forecast.Forecast, slot: Slot, product: Product | None,
 
 
 def _duration(days: float) -> str:
+    if days * 24 < 0.5:  # "over 0 hours" read as if nothing had been measured
+        return "less than an hour"
     if days < 1:
         hours = round(days * 24)
         return f"{hours} hour{'s' if hours != 1 else ''}"
