@@ -170,6 +170,8 @@ def day(value: datetime | None, where: str | None = None, zone: str | None = Non
 
 def duration(days: float) -> str:
     """A span in words, rounded as people say it: "5 hours", "1.5 days", "12 days"."""
+    if days * 24 < 0.5:  # "over 0 hours" read as if nothing had been measured
+        return "less than an hour"
     if days < 1:
         hours = round(days * 24)
         return f"{hours} hour{'s' if hours != 1 else ''}"

@@ -424,3 +424,16 @@ def test_simulated_weeks(seed: int) -> None:
                      if T0 + timedelta(days=30) <= now < home.deliveries[1]]
     assert len(after_holiday) > 80
     assert all(f.rate_per_day == pytest.approx(RATE, rel=0.15) for f in after_holiday)
+
+
+def test_a_new_sensors_explanation_never_says_over_0_hours():
+    """Eight readings within a minute are 'less than an hour' of data, not '0 hours'."""
+    from types import SimpleNamespace
+
+    from backend.orders import sensors
+
+    now = datetime(2026, 11, 20, 12)
+    readings = [Reading(now - timedelta(seconds=60 - 8 * i), 900 - 5 * i) for i in range(8)]
+    slot = SimpleNamespace(min_level=None, target_level=None)
+    text = sensors.explain(estimate(readings, now, lead_time_days=2), slot, None, readings)
+    assert "8 readings so far over less than an hour;" in text, text

@@ -341,6 +341,15 @@ def test_operator_fleet_and_revoke(browser, site):
     last = page.locator("thead th").last.bounding_box()
     assert last["x"] + last["width"] <= 1280
     shot(page, "11-operator-fleet-desktop")
+    # The catalogue too: each row's price form on one line, its Save button in view.
+    page.goto(f"{base}/operator/catalogue")
+    box = page.locator(".scroll").evaluate("e => [e.scrollWidth, e.clientWidth]")
+    assert box[0] <= box[1], box
+    save = page.locator("table.catalogue button[type=submit]").last.bounding_box()
+    assert save["x"] + save["width"] <= 1280
+    page.set_viewport_size(NARROW)
+    assert no_horizontal_scroll(page)  # the table scrolls inside its box
+    page.set_viewport_size({"width": 1280, "height": 800})
     from provisioning import releases as release_signing
 
     with backend.writer_sessions() as session, session.begin():

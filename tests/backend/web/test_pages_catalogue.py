@@ -121,6 +121,10 @@ def test_device_page_forms_fit_the_model_and_a_device_can_be_removed(app):
     page = text(member.get(f"/devices/{scale}"))
     assert page.count('<form method="post" action="/devices/' + scale + '/slots"') == 2
     assert "Slot 1" in page and "orders below 200 g" in page
+    # Each slot's floor and refill fields name its product's unit.
+    assert "Order when below (g, empty: only the forecast)" in page
+    assert "Order when below (ml, empty: only the forecast)" in page
+    assert "Refill up to (ml, empty: the packs above)" in page
     # A price changed since the page was shown: nothing is saved, the page says so.
     stale = member.post(f"/devices/{scale}/slots", data={
         "slot": "0", "product_sku": "COFFEE-BEANS-1KG|1799", "quantity": "1",
