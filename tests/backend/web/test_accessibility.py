@@ -95,28 +95,78 @@ def test_no_serious_or_critical_violation_on_any_page(browser, lived_in, axe_js)
     page.fill("input[name=password]", PASSWORD)
     page.click("main button[type=submit]")
     for path in ("/operator/fleet", "/operator/batches", "/operator/releases",
+                 "/operator/catalogue",
                  f"/operator/devices/{made[1].device_id}/revoke"):
         check(page, path)
     tab.close()
     assert found == {}
 
 
-def test_claim_and_configure_by_keyboard_alone(browser, lived_in):
+def tab_to(page, test_js: str, presses: int = 40) -> None:
+    """Tab (bounded) until the focused element passes `test_js` (an expression on `e`)."""
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate(f"(e => !!({test_js}))(document.activeElement)"):
+            return
+    raise AssertionError(f"Tab never reached {test_js}")
+
+
+def test_claim_configure_confirm_and_cancel_by_keyboard_alone(browser, lived_in):
+    """The household's main flows with the keyboard only: claim a device, choose what it
+    orders, confirm an order that waits for consent, cancel one in its hold window."""
+    from backend.orders import catalogue
+    from backend.storage.models import Device, Order, Slot
+
     backend, base, made = lived_in
     tab, page = new_page(browser)
     register(page, base, "keys@example.org")
+    device = made[0].device_id
     page.goto(f"{base}/devices/claim")
-    page.keyboard.press("Tab")
-    for _ in range(30):  # Tab until the code field has the focus
-        if page.evaluate("document.activeElement.name") == "code":
-            break
-        page.keyboard.press("Tab")
+    tab_to(page, "e.name === 'code'")
     page.keyboard.type(made[0].claim_code)
     page.keyboard.press("Enter")  # submits the form
-    page.wait_for_url(f"{base}/devices/{made[0].device_id}*")
-    with backend.sessions() as session:
-        from backend.storage.models import Device
+    page.wait_for_url(f"{base}/devices/{device}*")
 
-        assert session.scalars(select(Device.household_id).where(
-            Device.device_id == made[0].device_id)).one() is not None
+    tab_to(page, "e.name === 'product_sku'")
+    page.keyboard.press("ArrowDown")  # the next product in the list
+    chosen = page.evaluate("document.activeElement.value").split("|")[0]  # sku|price shown
+    tab_to(page, "e.name === 'quantity'")
+    page.keyboard.press("Control+A")
+    page.keyboard.type("3")
+    tab_to(page, "e.tagName === 'BUTTON' && e.textContent.includes('Save')")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    with backend.sessions() as session:
+        pk = session.scalars(select(Device.id).where(Device.device_id == device)).one()
+        slot = session.scalars(select(Slot).where(Slot.device_pk == pk)).one()
+        assert (slot.product_sku, slot.quantity) == (chosen, 3)
+        household_id = session.get(Device, pk).household_id
+
+    with backend.writer_sessions() as session, session.begin():
+        product = catalogue.get(session, chosen)
+        waiting = orders.create(session, actor=f"device:{device}", hold_window_s=900,
+                                household_id=household_id, device_pk=pk, slot_index=0,
+                                product_sku=chosen, quantity=1,
+                                unit_price_cents=product.price_cents,
+                                currency=product.currency,
+                                confirmed_price_minor=product.price_cents - 1,
+                                consent_reason="price_increased").id
+        pending = orders.create(session, actor=f"device:{device}", hold_window_s=900,
+                                household_id=household_id, device_pk=pk, slot_index=0,
+                                product_sku=chosen, quantity=1).id
+    page.goto(f"{base}/orders/{waiting}")
+    tab_to(page, f"e.textContent.startsWith('Confirm order {waiting}')")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.goto(f"{base}/orders/{pending}")
+    tab_to(page, f"e.textContent.startsWith('Cancel order {pending}')")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    with backend.sessions() as session:
+        steps = {order_id: [(t.to_state, t.actor.split(":")[0])
+                            for t in session.get(Order, order_id).history]
+                 for order_id in (waiting, pending)}
+    # (the worker may already have sent the confirmed one on to the merchant)
+    assert steps[waiting][:2] == [("awaiting_consent", "device"), ("confirmed", "household")]
+    assert steps[pending] == [("pending", "device"), ("cancelled", "household")]
     tab.close()
