@@ -1,7 +1,7 @@
 """The servers under test, each in its own process so its CPU time is its own.
 
     python -m devtools.bench.server bare              (stock aiocoap, one resource doing nothing)
-    python -m devtools.bench.server bare-event-path   (the same with /ev's two aiocoap settings)
+    python -m devtools.bench.server bare-event-path   (the same with /ev's three aiocoap settings)
     python -m devtools.bench.server ingest --db-url URL --data-dir DIR   (REPLENISH_KEK in env)
 
 Prints one JSON line `{"port": N}` once it answers, then serves until stdin closes.
