@@ -18,9 +18,9 @@ from waitress.server import create_server
 
 from backend.accounts.kek_guard import open_keyring
 from backend.coap import port_owner
+from backend.coap.event_path import LeanContext
 from backend.coap.ratelimit import limiter_for
 from backend.coap.server import OverloadGuard, OverloadPolicy, build_site
-from backend.coap.event_path import LeanContext
 from backend.coap.unparsable import QuietUnparsable
 from backend.config import Settings
 from backend.errors import ConfigError

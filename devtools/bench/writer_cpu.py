@@ -7,7 +7,8 @@ batches of B pre-encoded events (each from a different device) and measures this
 process's CPU time (`time.process_time`) per event: for the mix and for each kind
 alone. CPU time, unlike a rate, hardly depends on what else runs on the machine. On
 PostgreSQL the CPU of PostgreSQL's own processes (the postmaster's process tree) is
-reported apart and in the total. `--profile` writes a cProfile (CPU time) of the mix's batches.
+reported apart and in the total. `--profile` writes a cProfile (CPU time) of the mix's
+batches.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import aiocoap
 import aiocoap.resource as resource
 
 from backend.coap.event_path import LeanContext
+from backend.runtime import bound_udp_port
 
 
 class Answers(resource.Resource):
@@ -31,8 +32,6 @@ async def _post_both() -> tuple[aiocoap.Message, aiocoap.Message]:
                                                      transports=["udp6"])
     client = await aiocoap.Context.create_client_context()
     try:
-        from backend.runtime import bound_udp_port
-
         base = f"coap://127.0.0.1:{bound_udp_port(server)}"
         answers = []
         for path in ("ok", "bug"):
