@@ -18,6 +18,7 @@ from waitress.server import create_server
 
 from backend.accounts.kek_guard import open_keyring
 from backend.coap import port_owner
+from backend.coap.event_path import LeanContext
 from backend.coap.ratelimit import limiter_for
 from backend.coap.server import OverloadGuard, OverloadPolicy, build_site
 from backend.coap.unparsable import QuietUnparsable
@@ -137,7 +138,7 @@ class Backend:
         self.overload = OverloadGuard(self.pipeline, OverloadPolicy(
             max_waiting=s.overload_max_waiting, retry_after_s=s.overload_retry_s))
         try:
-            self._coap = await aiocoap.Context.create_server_context(
+            self._coap = await LeanContext.create_server_context(
                 build_site(self.pipeline, self.sessions, self.keyring, self.overload,
                            self.limiter, s.discovery_from),
                 bind=(s.coap_host, s.coap_port), transports=["udp6"])

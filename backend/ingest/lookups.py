@@ -91,10 +91,11 @@ class BatchLookups(Lookups):
 
     For a fleet's day (issue 18) it also holds, per batch: the products and their
     learned lead times, the level history of the batch's sensors (one query; plus the
-    batch's own earlier reports), the active releases per model; heartbeats' status rows
-    and new orders' first audit rows go in with one executemany each at `flush`, and a
-    new order is one driver-level INSERT. tests/backend/ingest/test_batch_paths.py holds
-    all of it to what the per-event path writes.
+    batch's own earlier reports), the active releases per model (read only for a model
+    that has one); heartbeats' status rows and new orders' first audit rows go in with
+    one executemany each at `flush`, and a new order is one driver-level INSERT.
+    tests/backend/ingest/test_batch_paths.py holds all of it to what the per-event
+    path writes.
     """
 
     def __init__(self, session: Session, requests: list[bytes],
@@ -128,6 +129,7 @@ class BatchLookups(Lookups):
         self._history: dict | None = None  # read at the batch's first level report
         self._levels: dict[tuple[int, int], list] = {}  # the batch's own, not inserted yet
         self._models: dict[str, list] = {}
+        self._active_models: set[str] | None = None  # read at the batch's first heartbeat
         self._status_rows: list[dict] = []
         self._transitions: list[dict] = []
         self._new_orders: list[dict] = []
@@ -191,8 +193,11 @@ class BatchLookups(Lookups):
                               releases=self._releases)
 
     def _releases(self, session: Session, model: str):
+        if self._active_models is None:
+            self._active_models = self._sql.active_models(self._cursor)
         if model not in self._models:
-            self._models[model] = fleet.active_releases(session, model)
+            self._models[model] = (fleet.active_releases(session, model)
+                                   if model in self._active_models else [])
         return self._models[model]
 
     def create_order(self, session: Session, *, actor: str, hold_window_s: int,
