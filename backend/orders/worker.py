@@ -276,7 +276,8 @@ class OrderWorker:
             order = session.get(Order, item.payload["order_id"])
             adapter = self.adapter_for(order)
             request = PlaceRequest(order.id, order.product_sku, order.quantity,
-                                   order.household_id, item.idempotency_key, order.is_test)
+                                   order.household_id, item.idempotency_key, order.is_test,
+                                   order.unit_price_cents, order.currency)
             state = order.state
         if state != State.CONFIRMED:  # cancelled or already answered: nothing to send
             self._complete(item)

@@ -22,6 +22,10 @@ class PlaceRequest:
     household_id: int
     idempotency_key: str
     is_test: bool
+    # What the household agreed to pay (the order's snapshot, minor units of `currency`):
+    # the merchant must not charge more (docs/merchant-webhooks.md).
+    unit_price_minor: int
+    currency: str | None
 
 
 @dataclass(frozen=True)

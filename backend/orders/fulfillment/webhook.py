@@ -39,6 +39,8 @@ class WebhookMerchant(Fulfillment):
             "idempotency_key": request.idempotency_key, "order_id": request.order_id,
             "sku": request.sku, "quantity": request.quantity,
             "household_id": request.household_id,
+            "unit_price_minor": request.unit_price_minor, "currency": request.currency,
+            "total_minor": request.unit_price_minor * request.quantity,
         }, sort_keys=True).encode()
         headers = {**signing.sign_headers(self._secret, body),
                    "Idempotency-Key": request.idempotency_key}

@@ -43,6 +43,12 @@ def test_order_goes_to_the_merchant_signed_and_callbacks_deliver_it(shop, mercha
     assert merchant.bad_signatures == 0
     (sent,) = merchant.orders.values()
     assert (sent["order_id"], sent["sku"], sent["quantity"]) == (order_id, "DETERGENT-1L", 2)
+    # The price the household agreed to (the order's snapshot), for the merchant to honour.
+    with backend.sessions() as session:
+        order = session.get(Order, order_id)
+        agreed = (order.unit_price_cents, order.currency, order.total_cents)
+    assert agreed[0] > 0 and agreed[2] == 2 * agreed[0]
+    assert (sent["unit_price_minor"], sent["currency"], sent["total_minor"]) == agreed
     with backend.sessions() as session:
         order = session.get(Order, order_id)
         assert (order.merchant, order.merchant_ref) == ("webhook", "M-1")

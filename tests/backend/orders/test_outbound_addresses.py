@@ -168,7 +168,7 @@ def test_a_merchant_redirect_is_not_followed(settings, sessions):
         worker = OrderWorker(sessions, replace(settings, merchant_url=redirect.url,
                                                merchant_secret="s", **LOOPBACK_ALLOWED))
         with pytest.raises(MerchantUnreachable, match="redirects are not followed"):
-            worker.merchant.place(PlaceRequest(1, "DETERGENT-1L", 1, 1, "k-1", False),
+            worker.merchant.place(PlaceRequest(1, "DETERGENT-1L", 1, 1, "k-1", False, 899, "EUR"),
                                   sessions)
     finally:
         redirect.close()

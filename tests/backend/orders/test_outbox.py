@@ -87,7 +87,8 @@ def test_a_worker_that_dies_mid_delivery_loses_nothing_and_doubles_nothing(setti
             (item,) = outbox.claim(session, doomed.name)
         # The doomed worker reaches the merchant, then dies before recording anything.
         doomed.merchant.place(PlaceRequest(order_id, "DETERGENT-1L", 1, 1,
-                                           item.idempotency_key, False), sessions)
+                                           item.idempotency_key, False, 899, "EUR"),
+                                sessions)
         assert survivor.deliver_outbox() == 0, "the lease still protects the item"
         with sessions() as session, session.begin():  # time passes: the lease runs out
             session.execute(update(OutboxItem).values(locked_until=utcnow()))
