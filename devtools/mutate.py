@@ -81,7 +81,9 @@ MODULES: dict[str, Target] = {
                            "tests/provisioning/test_keys.py -k 'kek and not postgresql'"),
     "protocol": Target("backend/protocol.py",
                        "tests/backend/test_vectors.py tests/backend/test_fuzz_protocol.py"),
-    "fw_counter": Target("firmware/replenish/counter.py", "tests/firmware/test_counter.py", conftest=False),
+    "fw_counter": Target("firmware/replenish/counter.py",
+                         "tests/firmware/test_counter.py tests/firmware/test_wake.py",
+                         conftest=False),  # test_wake: the counter across deep sleep (RTC)
     "fw_queue": Target("firmware/replenish/queue.py", "tests/firmware/test_queue.py", conftest=False),
     "fw_cose": Target("firmware/replenish/cose.py",
                       "tests/firmware/test_vectors.py tests/firmware/test_pycose.py", conftest=False),

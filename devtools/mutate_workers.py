@@ -30,12 +30,14 @@ class HttpWorkers:
         self.log_dir = log_dir
         self.urls: list[str] = []
         self._procs: list[subprocess.Popen] = []
+        self._logs: list = []
 
     def __enter__(self) -> HttpWorkers:
         command = str(Path(sys.executable).with_name("cosmic-ray"))
         for index, tree in enumerate(self.trees):
             port = _free_port()
             log = (self.log_dir / f"worker-{index}.log").open("w")
+            self._logs.append(log)
             self._procs.append(subprocess.Popen(
                 [command, "http-worker", "--port", str(port)], cwd=tree, stdout=log,
                 stderr=subprocess.STDOUT))
@@ -60,3 +62,6 @@ class HttpWorkers:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self._procs.clear()
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
