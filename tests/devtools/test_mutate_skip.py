@@ -7,11 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from devtools.mutate_skip import ANNOTATION, annotation_spans, skip_annotation_mutants
-
-pytest.importorskip("cosmic_ray")
 
 SOURCE = '''from __future__ import annotations
 
