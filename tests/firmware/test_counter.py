@@ -246,8 +246,17 @@ for bit in range(len(good) * 8):
     ignored += woken(bytes(bad)) == 33
 print(ignored)
 print(woken(good[:15]), woken(None))  # cut short; power cut: RTC memory empty
+print(woken(good + bytes(1)))  # too long
+
+# Records with a valid check: only one of this reservation's generation, for a number
+# it covers, is believed.
+import struct
+from replenish.counter import _rtc_check
+def record(generation, nxt):
+    return struct.pack(">IQI", generation, nxt, _rtc_check(generation, nxt))
+print(woken(record(1, 32)), woken(record(1, 34)), woken(record(2, 5)), woken(record(0, 5)))
 """)
-    assert out == ["1,2,3,4,5", "1", "6", "128", "33", "33"]
+    assert out == ["1,2,3,4,5", "1", "6", "128", "33", "33", "33", "32", "33", "33", "33"]
 
 
 def test_rtc_records_written_by_this_firmware_are_read_by_the_next(tmp_path):
@@ -258,7 +267,8 @@ def test_rtc_records_written_by_this_firmware_are_read_by_the_next(tmp_path):
 from replenish.counter import encode_record
 import binascii
 for reserved, record in ((32, "00000001000000000000000552535135"),
-                         (0x100000020, "00000001000000010000000552535134")):
+                         (0x100000020, "00000001000000010000000552535134"),
+                         (0xADACAEEF, "0000000100000000adacaecfffffffff")):  # check all ones
     flash = Flash()
     flash.files["seq.a"] = encode_record(1, reserved)
     rtc = Rtc(binascii.unhexlify(record))
@@ -266,4 +276,5 @@ for reserved, record in ((32, "00000001000000000000000552535135"),
     print(hex(n), binascii.hexlify(rtc.data).decode())  # and the record it leaves
 """)
     assert out == ["0x5", "00000001000000000000000652535136",
-                   "0x100000005", "00000001000000010000000652535137"]
+                   "0x100000005", "00000001000000010000000652535137",
+                   "0xadacaecf", "0000000100000000adacaed0ffffffe0"]
