@@ -255,8 +255,12 @@ from replenish.counter import _rtc_check
 def record(generation, nxt):
     return struct.pack(">IQI", generation, nxt, _rtc_check(generation, nxt))
 print(woken(record(1, 32)), woken(record(1, 34)), woken(record(2, 5)), woken(record(0, 5)))
+from replenish.counter import encode_record
+flash.files = {"seq.a": encode_record(1, 33)}  # an odd reservation (after a resync)
+print(woken(record(1, 33)))  # its last number
 """)
-    assert out == ["1,2,3,4,5", "1", "6", "128", "33", "33", "33", "32", "33", "33", "33"]
+    assert out == ["1,2,3,4,5", "1", "6", "128", "33", "33", "33", "32", "33", "33", "33",
+                   "33"]
 
 
 def test_rtc_records_written_by_this_firmware_are_read_by_the_next(tmp_path):
