@@ -317,6 +317,7 @@ show(encode_page(2, 3, 70000, 123456, 9, b"event") == page,
      encode_head(5, 70001, 4, 3) == head)
 show(decode_page(sealed(struct.pack(">2sBBIIIH", b"RQ", 1, 0, 0, 1, 0, 0))))  # empty event
 show(decode_page(sealed(struct.pack(">2sBBIIIH", b"XX", 1, 0, 0, 1, 0, 5) + b"event")),
+     decode_page(sealed(struct.pack(">2sBBIIIH", b"AA", 1, 0, 0, 1, 0, 5) + b"event")),
      decode_page(sealed(struct.pack(">2sBBIIIH", b"RQ", 1, 0, 0, 1, 0, 4) + b"event")),
      decode_page(sealed(struct.pack(">2sBBIIIH", b"RQ", 1, 0, 0, 1, 0, 6) + b"event")),
      decode_page(sealed(b"RQ")), decode_page(sealed(bytes(17))))
@@ -331,7 +332,7 @@ except ValueError:
     show(len(q))
 """)
     assert out == ["(True,True)", "((1,0,0,1,0,b''),)",
-                   "(None,None,None,None,None)", "(None,None,None,None)", "(1,)"]
+                   "(None,None,None,None,None,None)", "(None,None,None,None)", "(1,)"]
 
 
 def test_positions_only_grow_across_restarts_and_reused_pages(tmp_path):
