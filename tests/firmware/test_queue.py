@@ -363,9 +363,17 @@ q.push(0, 0, 2, b"b2")                      # a boot event (kind 0)
 q.push(1, 0, 3, b"p3")
 q.push(1, 0, 4, b"p4")                      # full: the boot event goes
 print(repr([e.seq for e in q.entries()]).replace(" ", ""))
+
+f3 = Flash()                                # a page found holding an older position
+q = Queue(f3, 4)
+for seq in (1, 2, 3):
+    q.push(1, 0, seq, b"e%d" % seq)
+q.delivered(q.oldest()[0])
+f3.files["q.1"] = f3.files["q.0"]
+print(repr(q.oldest()[0].seq))              # not the event that was delivered
 """)
     assert out == ["[(0,0),(1,1)]", "[(0,0),(1,1),(2,2)]", "[(0,0),(1,1),(2,2),(3,3)]",
-                   "[(2,2),(3,3),(4,0),(5,1)]", "[1,3,4]"]
+                   "[(2,2),(3,3),(4,0),(5,1)]", "[1,3,4]", "3"]
 
 
 def test_a_restart_takes_generation_dropped_and_reported_from_the_head(tmp_path):
