@@ -4,6 +4,7 @@ the fast selection `make mutate` runs for backend/protocol.py (with test_vectors
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 
@@ -102,6 +103,9 @@ def test_the_encoded_envelope_is_the_documented_one():
         {1: 5}, {4: KID}, {1: 7, 2: 1, 3: 0})
     assert len(tag) == 32
     assert protocol.PROTECTED_HMAC256 == protected
+    signed = protocol.parse_signed_event(protocol.encode_event(KEY, KID, event))
+    with pytest.raises(dataclasses.FrozenInstanceError):  # parsed parts stay as received
+        signed.tag = bytes(32)
     assert (protocol.CONTENT_FORMAT_COSE_MAC0, protocol.EVENT_PATH,
             protocol.MAX_PAYLOAD_BYTES, protocol.DEVICE_ID_BYTES, protocol.KEY_BYTES,
             protocol.TAG_BYTES) == (17, "ev", 512, 8, 32, 32)  # docs/protocol.md
@@ -221,6 +225,8 @@ def test_every_answer_field_round_trips_bound_to_the_request():
     assert obj.tag == 17 and obj.value[1] == {} and cbor2.loads(obj.value[0]) == {1: 5}
     decoded = protocol.decode_answer(KEY, TAG, data)
     assert decoded == answer and type(decoded.result) is Result
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decoded.seq = 10
     for key, tag in ((bytes(32), TAG), (KEY, bytes(32)), (KEY, b"")):
         with pytest.raises(MalformedEvent, match="^answer MAC does not verify$"):
             protocol.decode_answer(key, tag, data)
@@ -235,6 +241,8 @@ def _mac_answer(payload: bytes, protected: bytes = cbor2.dumps(ALG)) -> list:
     (b"\xd1", "^answer is not valid CBOR$"),
     (cbor2.dumps(_mac_answer(cbor2.dumps({1: 1, 2: 68}))), "not a tagged COSE_Mac0"),
     (cbor2.dumps(cbor2.CBORTag(18, _mac_answer(cbor2.dumps({1: 1, 2: 68})))),
+     "not a tagged COSE_Mac0"),
+    (cbor2.dumps(cbor2.CBORTag(16, _mac_answer(cbor2.dumps({1: 1, 2: 68})))),
      "not a tagged COSE_Mac0"),
     (cbor2.dumps(cbor2.CBORTag(17, {1: 2})), "not a tagged COSE_Mac0"),
     (cbor2.dumps(cbor2.CBORTag(17, _mac_answer(cbor2.dumps({1: 1}))[:3])),
