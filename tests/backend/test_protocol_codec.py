@@ -122,6 +122,8 @@ def test_every_event_field_round_trips_under_its_key():
     assert event.to_map() == expected
     decoded = protocol.decode_event(cbor2.dumps(expected))
     assert decoded == event and type(decoded.kind) is Kind
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decoded.seq = 2
     assert WireEvent(seq=1, kind=Kind.BOOT, slot=0).to_map() == {1: 1, 2: 0, 3: 0}
 
 
