@@ -12,14 +12,10 @@ import stat
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import select
 
 from backend.accounts.keys import Keyring, create_kek_file, kek_id, load_keyring
 from backend.config import Settings
 from backend.errors import ConfigError
-from backend.storage import db
-from backend.storage.models import Device
-from provisioning.batch import provision_batch
 
 DEVICE = "0123456789abcdef"
 OTHER_DEVICE = "fedcba9876543210"
@@ -138,6 +134,13 @@ def test_repr_shows_no_secret(tmp_path):
 
 
 def test_database_never_holds_a_plain_key(tmp_path):
+    # Imported here: the other tests (make mutate's selection) start in a fifth of the time.
+    from sqlalchemy import select
+
+    from backend.storage import db
+    from backend.storage.models import Device
+    from provisioning.batch import provision_batch
+
     url = f"sqlite:///{tmp_path / 'db' / 'replenish.db'}"
     db.upgrade(url)
     keyring = Keyring(secrets.token_bytes(32))
