@@ -254,11 +254,14 @@ def _mac_answer(payload: bytes, protected: bytes = cbor2.dumps(ALG)) -> list:
     (cbor2.dumps(cbor2.CBORTag(17, ["p", {}, b"", bytes(32)])), "not a tagged COSE_Mac0"),
     (cbor2.dumps(cbor2.CBORTag(17, [b"", {}, "p", bytes(32)])), "not a tagged COSE_Mac0"),
     (cbor2.dumps(cbor2.CBORTag(17, [b"", {}, b"", "t"])), "not a tagged COSE_Mac0"),
-    (cbor2.dumps(cbor2.CBORTag(17, _mac_answer(b"\xa1\x01"))), "^answer payload is not valid CBOR$"),
+    (cbor2.dumps(cbor2.CBORTag(17, _mac_answer(b"\xa1\x01"))),
+     "^answer payload is not valid CBOR$"),
     (cbor2.dumps(cbor2.CBORTag(17, _mac_answer(cbor2.dumps({2: 68})))), "missing or mistyped"),
     (cbor2.dumps(cbor2.CBORTag(17, _mac_answer(cbor2.dumps({1: 1})))), "missing or mistyped"),
-    (cbor2.dumps(cbor2.CBORTag(17, _mac_answer(cbor2.dumps({1: 1, 2: 66})))), "missing or mistyped"),
-    (cbor2.dumps(cbor2.CBORTag(17, _mac_answer(cbor2.dumps({1: 1, 2: "x"})))), "missing or mistyped"),
+    (cbor2.dumps(cbor2.CBORTag(17, _mac_answer(cbor2.dumps({1: 1, 2: 66})))),
+     "missing or mistyped"),
+    (cbor2.dumps(cbor2.CBORTag(17, _mac_answer(cbor2.dumps({1: 1, 2: "x"})))),
+     "missing or mistyped"),
     (cbor2.dumps(cbor2.CBORTag(17, _mac_answer(cbor2.dumps(5)))), "missing or mistyped"),
 ])
 def test_every_answer_fault_is_refused_with_its_reason(data, reason):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import sqlite3
 import stat
 
 import pytest
@@ -128,25 +129,33 @@ def test_an_empty_database_has_nothing_to_rewrap(url):
     assert rot.rewrap_all(url, keyring, progress=pytest.fail) == 0
 
 
-def rotate_key_during_the_update(monkeypatch, pk: int, wrapped_again, times: int) -> list:
-    """Just before the re-wrap's UPDATE of row `pk`, its key changes (a device key
-    rotation commits in between), at most `times` times; returns the list of changes."""
-    changes = []
+def before_each_statement(monkeypatch, hook) -> None:
+    """`hook(cursor, statement, parameters)` before every statement the rotation's own
+    engines run (db.make_engine wrapped)."""
     real = db.make_engine
 
     def make_engine(url):
         engine = real(url)
-
-        @event.listens_for(engine, "before_cursor_execute")
-        def rotate(conn, cursor, statement, parameters, context, executemany):
-            if (statement.startswith("UPDATE devices") and len(changes) < times
-                    and parameters[1] == pk):
-                changes.append(1)
-                cursor.connection.execute("UPDATE devices SET wrapped_key = ? WHERE id = ?",
-                                          (wrapped_again(), pk))
+        event.listen(engine, "before_cursor_execute",
+                     lambda conn, cursor, statement, parameters, context, many:
+                     hook(cursor, statement, parameters))
         return engine
 
     monkeypatch.setattr(db, "make_engine", make_engine)
+
+
+def rotate_key_during_the_update(monkeypatch, pk: int, wrapped_again, times: int) -> list:
+    """Just before the re-wrap's UPDATE of row `pk`, its key changes (a device key
+    rotation commits in between), at most `times` times; returns the list of changes."""
+    changes = []
+
+    def rotate(cursor, statement, parameters):
+        if statement.startswith("UPDATE devices") and len(changes) < times and parameters[1] == pk:
+            changes.append(1)
+            cursor.connection.execute("UPDATE devices SET wrapped_key = ? WHERE id = ?",
+                                      (wrapped_again(), pk))
+
+    before_each_statement(monkeypatch, rotate)
     return changes
 
 
@@ -193,3 +202,27 @@ def test_finish_deletes_the_previous_kek_only_when_no_key_needs_it(url, tmp_path
     assert rot.finish_file_rotation(url, keyring, path) is True
     assert not (tmp_path / "kek.key.previous").exists()
     assert {Keyring.kek_id_of(w) for w in stored(url).values()} == {kek_id(new)}
+
+
+def test_each_rewrap_transaction_holds_the_write_lock_from_its_read(url, tmp_path, monkeypatch):
+    """On SQLite the rows are read inside a write transaction (BEGIN IMMEDIATE): no other
+    writer can slip in between the read and the update of a batch."""
+    old, new = secrets.token_bytes(32), secrets.token_bytes(32)
+    add_devices(url, {d: Keyring(old).wrap(d, bytes(32)) for d in device_ids(2)})
+    refused = []
+
+    def try_to_write(cursor, statement, parameters):
+        if statement.startswith("SELECT devices.id"):
+            other = sqlite3.connect(tmp_path / "db" / "replenish.db", timeout=0)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                other.rollback()
+                refused.append(False)
+            except sqlite3.OperationalError as err:
+                refused.append("locked" in str(err))
+            finally:
+                other.close()
+
+    before_each_statement(monkeypatch, try_to_write)
+    assert rot.rewrap_all(url, Keyring(new, previous=old)) == 2
+    assert refused == [True, True]  # the batch, then the empty read that ends the pass

@@ -329,9 +329,11 @@ def test_replenish_kek_previous_is_the_keyrings_second_kek(tmp_path):
                                         "REPLENISH_KEK_PREVIOUS": "zz" * 32}))
 
 
-@pytest.mark.parametrize("bad, reason", [("zz" * 32, "^REPLENISH_KEK must hold 64 hex digits$"),
-                                         ("ab" * 31, r"^REPLENISH_KEK must hold 64 hex digits \(32 bytes\)$"),
-                                         ("ab" * 33, r"\(32 bytes\)$")])
+@pytest.mark.parametrize("bad, reason", [
+    ("zz" * 32, "^REPLENISH_KEK must hold 64 hex digits$"),
+    ("ab" * 31, r"^REPLENISH_KEK must hold 64 hex digits \(32 bytes\)$"),
+    ("ab" * 33, r"\(32 bytes\)$"),
+])
 def test_each_bad_kek_says_which_way_it_is_bad(bad, reason):
     with pytest.raises(ConfigError, match=reason):
         load_keyring(Settings.from_env({"REPLENISH_KEK": bad}))
