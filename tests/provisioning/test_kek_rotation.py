@@ -226,3 +226,18 @@ def test_each_rewrap_transaction_holds_the_write_lock_from_its_read(url, tmp_pat
     before_each_statement(monkeypatch, try_to_write)
     assert rot.rewrap_all(url, Keyring(new, previous=old)) == 2
     assert refused == [True, True]  # the batch, then the empty read that ends the pass
+
+
+def test_a_wrapped_key_copied_onto_another_row_stops_the_rewrap_there(url):
+    """The device id is bound into each wrapped key, so a copy on another row does not
+    unwrap: the re-wrap stops at it, and the original's update (committed in its own
+    transaction here) touched the original's row only."""
+    old, new = secrets.token_bytes(32), secrets.token_bytes(32)
+    first, second = device_ids(2)
+    copied = Keyring(old).wrap(first, bytes(32))
+    add_devices(url, {first: copied, second: copied})
+    with pytest.raises(ConfigError, match=f"device {second}: key does not unwrap"):
+        rot.rewrap_all(url, Keyring(new, previous=old), rows_per_transaction=1)
+    after = stored(url)
+    assert after[second] == copied
+    assert Keyring(new).unwrap(first, after[first]) == bytes(32)
