@@ -314,6 +314,8 @@ def test_refresh_reports_whether_the_files_changed(tmp_path, caplog):
     assert keyring.kek_count == 2 and keyring.current_id == kek_id(new)
     assert keyring.refresh() is False
     assert load_keyring(Settings(data_dir=tmp_path)).kek_count == 2  # .previous read too
+    previous.unlink()                                # the rotation finished
+    assert keyring.refresh() is True and keyring.kek_count == 1
 
 
 def test_replenish_kek_previous_is_the_keyrings_second_kek(tmp_path):
