@@ -63,8 +63,11 @@ def test_damaged_wrapped_key_is_a_config_error(keyring, damage):
 
 
 def test_kek_must_be_32_bytes():
-    with pytest.raises(ConfigError, match="32 bytes"):
-        Keyring(bytes(16))
+    for size in (16, 33):  # 16 would be a valid AES key, 33 too long
+        with pytest.raises(ConfigError, match="32 bytes"):
+            Keyring(bytes(size))
+        with pytest.raises(ConfigError, match="32 bytes"):
+            Keyring(bytes(32), previous=bytes(size))
 
 
 def test_load_keyring_refuses_a_kek_file_readable_by_others(tmp_path):
@@ -229,6 +232,7 @@ def test_kek_id_of_needs_the_format_byte_and_four_id_bytes():
     assert Keyring.kek_id_of(b"\x10abcd") == b"abcd"
     assert Keyring.kek_id_of(b"\x10abcdef") == b"abcd"
     assert Keyring.kek_id_of(b"\x10abc") is None
+    assert Keyring.kek_id_of(b"\x10a") is None
     assert Keyring.kek_id_of(b"\x11abcd") is None
     assert Keyring.kek_id_of(b"") is None
 
