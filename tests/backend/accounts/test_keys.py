@@ -346,7 +346,7 @@ def test_each_bad_kek_says_which_way_it_is_bad(bad, reason):
 
 
 def test_a_created_kek_file_sits_in_an_owner_only_directory_and_is_announced(tmp_path, caplog):
-    path = tmp_path / "new" / "kek.key"
+    path = tmp_path / "new" / "keys" / "kek.key"      # two folders to make
     with caplog.at_level(logging.WARNING, logger="backend.accounts.keys"):
         create_kek_file(path)
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
