@@ -76,11 +76,20 @@ MODULES: dict[str, Target] = {
     "outbox": Target("backend/orders/outbox.py",
                      "tests/backend/orders/test_outbox_rules.py "
                      "tests/backend/orders/test_outbox.py -k 'not postgresql'"),
-    "keys": Target("backend/accounts/keys.py", "tests/backend/accounts/test_keys.py"),
+    # Without the database scan (a migration and a provisioned batch: most of a run).
+    "keys": Target("backend/accounts/keys.py",
+                   "tests/backend/accounts/test_keys.py "
+                   "-k 'not test_database_never_holds_a_plain_key'", conftest=False),
+    # The steps one by one, no servers (the rotation under traffic: test_keys.py).
     "kek_rotation": Target("provisioning/kek_rotation.py",
-                           "tests/provisioning/test_keys.py -k 'kek and not postgresql'"),
+                           "tests/provisioning/test_kek_rotation.py", conftest=False),
+    # The codec's exact unit tests, not the Hypothesis fuzzers (40 s a run).
     "protocol": Target("backend/protocol.py",
-                       "tests/backend/test_vectors.py tests/backend/test_fuzz_protocol.py"),
+                       "tests/backend/test_protocol_codec.py tests/backend/test_vectors.py "
+                       "tests/backend/test_protocol_doc.py::test_the_backend_enums_are_the_docs_tables "
+                       "tests/backend/test_outcomes.py::"
+                       "test_every_result_is_a_row_with_the_servers_name_for_it",
+                       conftest=False),
     "fw_counter": Target("firmware/replenish/counter.py",
                          "tests/firmware/test_counter.py tests/firmware/test_wake.py",
                          conftest=False),  # test_wake: the counter across deep sleep (RTC)

@@ -297,3 +297,94 @@ show([e.seq for e in Queue(f4, 4).entries()])
         "(3,)",
         "([1,3],)",
     ]
+
+
+def test_record_layout_and_records_only_a_checksum_or_magic_can_refuse(tmp_path):
+    """Pages and heads byte for byte as docs/firmware.md lays them out (built here with
+    struct and hashlib, not by the module), and records whose checksum matches but whose
+    magic, length field or size is wrong: refused, never unpacked."""
+    out = run(tmp_path, r"""
+import hashlib, struct
+from replenish.queue import decode_head, decode_page, encode_head, encode_page
+def sealed(body):
+    return body + hashlib.sha256(body).digest()[:4]
+def show(*values):
+    print(repr(values).replace(" ", ""))
+
+page = sealed(struct.pack(">2sBBIIIH", b"RQ", 2, 3, 70000, 123456, 9, 5) + b"event")
+head = sealed(struct.pack(">4sIIII", b"RQH1", 5, 70001, 4, 3))
+show(encode_page(2, 3, 70000, 123456, 9, b"event") == page,
+     encode_head(5, 70001, 4, 3) == head)
+show(decode_page(sealed(struct.pack(">2sBBIIIH", b"RQ", 1, 0, 0, 1, 0, 0))))  # empty event
+show(decode_page(sealed(struct.pack(">2sBBIIIH", b"XX", 1, 0, 0, 1, 0, 5) + b"event")),
+     decode_page(sealed(struct.pack(">2sBBIIIH", b"AA", 1, 0, 0, 1, 0, 5) + b"event")),
+     decode_page(sealed(struct.pack(">2sBBIIIH", b"RQ", 1, 0, 0, 1, 0, 4) + b"event")),
+     decode_page(sealed(struct.pack(">2sBBIIIH", b"RQ", 1, 0, 0, 1, 0, 6) + b"event")),
+     decode_page(sealed(b"RQ")), decode_page(sealed(bytes(17))))
+show(decode_head(sealed(struct.pack(">4sIIII", b"ZZZZ", 5, 1, 0, 0))),
+     decode_head(sealed(struct.pack(">4sIIII", b"AAAA", 5, 1, 0, 0))),
+     decode_head(head[:-4] + bytes(4)), decode_head(head[:-4] + b"\xff" * 4))
+q = Queue(Flash(), 2)
+q.push(1, 0, 1, bytes(512))                 # a whole protocol message (512 bytes at most)
+try:
+    q.push(1, 0, 2, bytes(513))
+except ValueError:
+    show(len(q))
+""")
+    assert out == ["(True,True)", "((1,0,0,1,0,b''),)",
+                   "(None,None,None,None,None,None)", "(None,None,None,None)", "(1,)"]
+
+
+def test_positions_only_grow_across_restarts_and_reused_pages(tmp_path):
+    """The next position after a restart is one past the largest on any page, whatever
+    the page order; and a boot event is dropped before presses like a level report."""
+    out = run(tmp_path, r"""
+flash = Flash()
+def restart_and_push(seq):
+    q = Queue(flash, 4)
+    q.push(1, 0, seq, b"e%d" % seq)
+    print(repr([(e.position, e.page) for e in q.entries()]).replace(" ", ""))
+    return q
+q = Queue(flash, 4)
+q.push(1, 0, 1, b"e1")
+restart_and_push(2)                         # one page, at the head position
+restart_and_push(3)
+q = restart_and_push(4)
+q.delivered(q.oldest()[0])
+q.delivered(q.oldest()[0])
+q.commit()
+q.push(1, 0, 5, b"e5")                      # page 0 again, position 4
+restart_and_push(6)                         # pages no longer in position order
+
+f2 = Flash()
+q = Queue(f2, 3)
+q.push(1, 0, 1, b"p1")
+q.push(0, 0, 2, b"b2")                      # a boot event (kind 0)
+q.push(1, 0, 3, b"p3")
+q.push(1, 0, 4, b"p4")                      # full: the boot event goes
+print(repr([e.seq for e in q.entries()]).replace(" ", ""))
+
+f3 = Flash()                                # a page found holding an older position
+q = Queue(f3, 4)
+for seq in (1, 2, 3):
+    q.push(1, 0, seq, b"e%d" % seq)
+q.delivered(q.oldest()[0])
+f3.files["q.1"] = f3.files["q.0"]
+print(repr(q.oldest()[0].seq))              # not the event that was delivered
+""")
+    assert out == ["[(0,0),(1,1)]", "[(0,0),(1,1),(2,2)]", "[(0,0),(1,1),(2,2),(3,3)]",
+                   "[(2,2),(3,3),(4,0),(5,1)]", "[1,3,4]", "3"]
+
+
+def test_a_restart_takes_generation_dropped_and_reported_from_the_head(tmp_path):
+    out = run(tmp_path, r"""
+from replenish.queue import decode_head, encode_head
+flash = Flash()
+flash.files["qh.a"] = encode_head(6, 0, 7, 3)
+q = Queue(flash, 4)
+print(len(q), q.dropped, q.reported)
+q.push(1, 0, 1, b"e1")
+q.delivered(q.oldest()[0])
+print(q.commit(), decode_head(flash.files["qh.b"]))
+""")
+    assert out == ["0", "7", "3", "True", "(7,", "1,", "7,", "3)"]
