@@ -320,6 +320,8 @@ def decode_answer(key: bytes, request_tag: bytes, data: bytes) -> Answer:
     if not hmac.compare_digest(expected, tag):
         raise MalformedEvent("answer MAC does not verify")
     fields = _loads(payload, "answer payload")
+    if not isinstance(fields, dict):
+        raise MalformedEvent("answer fields are missing or mistyped: not a map")
     try:
         return Answer(
             seq=fields[AnswerKey.SEQ],

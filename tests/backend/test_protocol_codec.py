@@ -263,6 +263,9 @@ def _mac_answer(payload: bytes, protected: bytes = cbor2.dumps(ALG)) -> list:
     (cbor2.dumps(cbor2.CBORTag(17, _mac_answer(cbor2.dumps({1: 1, 2: "x"})))),
      "missing or mistyped"),
     (cbor2.dumps(cbor2.CBORTag(17, _mac_answer(cbor2.dumps(5)))), "missing or mistyped"),
+    # An array where the fields' map belongs (it raised IndexError before)
+    (cbor2.dumps(cbor2.CBORTag(17, _mac_answer(cbor2.dumps([1])))), "missing or mistyped"),
+    (cbor2.dumps(cbor2.CBORTag(17, _mac_answer(cbor2.dumps([])))), "missing or mistyped"),
 ])
 def test_every_answer_fault_is_refused_with_its_reason(data, reason):
     with pytest.raises(MalformedEvent, match=reason):
