@@ -234,7 +234,10 @@ def parse_signed_event(data: bytes) -> SignedEvent:
     if not isinstance(unprotected, Mapping) or not isinstance(tag, bytes):
         raise MalformedEvent("unprotected header must be a map and tag a byte string")
     headers = _loads(protected, "protected header") if protected else {}
-    if not isinstance(headers, Mapping) or headers.get(_HDR_ALG) != _ALG_HMAC_256_256:
+    # An integer 5 only: a CBOR float 5.0 compares equal to 5 in Python (RFC 9052: an
+    # algorithm is an int or a text string).
+    alg = headers.get(_HDR_ALG) if isinstance(headers, Mapping) else None
+    if type(alg) is not int or alg != _ALG_HMAC_256_256:
         raise MalformedEvent("algorithm must be HMAC 256/256 (5)")
     # COSE lets the kid sit in either bucket, but never in both (RFC 9052 §3).
     if _HDR_KID in unprotected and _HDR_KID in headers:

@@ -68,6 +68,7 @@ def test_the_kid_may_sit_in_the_protected_header():
     (envelope(protected=cbor2.dumps([1, 5])), "algorithm must be HMAC 256/256"),
     (envelope(protected=cbor2.dumps({1: 4})), "algorithm must be HMAC 256/256"),
     (envelope(protected=cbor2.dumps({1: 6})), "algorithm must be HMAC 256/256"),
+    (envelope(protected=cbor2.dumps({1: 5.0})), "algorithm must be HMAC 256/256"),
     (envelope(protected=b"\xa1"), "protected header is not valid CBOR"),
     (envelope(protected=cbor2.dumps({1: 5, 4: KID})), "kid in both"),
     (envelope(unprotected={}), "8-byte device id"),
