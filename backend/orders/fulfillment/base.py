@@ -76,6 +76,11 @@ _STATUS_TO_STATE = {
 MERCHANT_STATUSES = frozenset(_STATUS_TO_STATE)
 
 
+def state_for(status: str) -> State:
+    """The order state a merchant status leads to."""
+    return _STATUS_TO_STATE[status]
+
+
 def apply_status(session: Session, order: Order, status: str, *, actor: str,
                  reason: str | None = None, merchant_ref: str | None = None) -> bool:
     """Apply what the merchant says; False if it does not fit the order's state."""

@@ -15,7 +15,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.config import SimulatorSettings
-from backend.orders.fulfillment.base import Fulfillment, Placement, PlaceRequest, apply_status
+from backend.orders.fulfillment.base import (
+    Fulfillment,
+    Placement,
+    PlaceRequest,
+    apply_status,
+    state_for,
+)
 from backend.storage.db import utcnow
 from backend.storage.models import Order, SimOrder, SimStock
 
@@ -102,8 +108,10 @@ class SimulatedWarehouse(Fulfillment):
             stock = self._stock(session, record.sku)
             if stock.on_hand < record.quantity:
                 return 0
-            stock.on_hand -= record.quantity
-            return self._step_to(session, record, order, "accepted", now)
+            moved = self._step_to(session, record, order, "accepted", now)
+            if record.status == "accepted":  # taken from stock only when it moved on
+                stock.on_hand -= record.quantity
+            return moved
         if record.updated_at > now - self._step or order.state in ("pending", "confirmed"):
             return 0
         if record.status == "accepted":
@@ -112,6 +120,12 @@ class SimulatedWarehouse(Fulfillment):
         return self._step_to(session, record, order, "failed" if lost else "delivered", now)
 
     def _step_to(self, session, record, order, status, now) -> int:
-        record.status, record.updated_at = status, now
         reason = "delivery_failed" if status == "failed" else None
-        return int(apply_status(session, order, status, actor=ACTOR, reason=reason))
+        moved = apply_status(session, order, status, actor=ACTOR, reason=reason)
+        if not moved and order.state != state_for(status):
+            # The order changed in another transaction since it was read (the placing
+            # lane recording "backordered"): the warehouse keeps its record as it was
+            # and the next round decides again, so the two never drift apart.
+            return 0
+        record.status, record.updated_at = status, now
+        return int(moved)
