@@ -8,6 +8,15 @@ from replenish.counter import SeqCounter, decode_record
 class PowerCut(Exception):
     pass
 
+class Rtc:
+    # RTC memory: survives deep sleep, not a power cut.
+    def __init__(self, data=None):
+        self.data = data
+    def read(self):
+        return self.data
+    def write(self, data):
+        self.data = bytes(data)
+
 MODES = ("none", "half", "garbage", "flipped", "after", "mixed8", "mixedhalf")
 
 class Flash:
@@ -209,23 +218,11 @@ print(c.next())
     assert out == ["3", "502", "533", "534", "545", "565", "566"]
 
 
-RTC = r"""
-class Rtc:
-    # RTC memory: survives deep sleep, not a power cut.
-    def __init__(self, data=None):
-        self.data = data
-    def read(self):
-        return self.data
-    def write(self, data):
-        self.data = bytes(data)
-"""
-
-
 def test_rtc_record_continues_the_block_and_any_damaged_bit_is_ignored(tmp_path):
     """The RTC record lets a wake continue inside the current block; a record with any
     one bit flipped (a lower number most of all: it would reuse numbers) is ignored and
     the counter skips to the next block, as after a power cut."""
-    out = run(tmp_path, RTC + r"""
+    out = run(tmp_path, r"""
 flash, rtc = Flash(), Rtc()
 c = SeqCounter(flash, rtc=rtc)
 print(",".join(str(c.next()) for _ in range(5)), c.writes)  # one write: up to 32
@@ -267,7 +264,7 @@ def test_rtc_records_written_by_this_firmware_are_read_by_the_next(tmp_path):
     """The RTC record's layout, pinned: generation, next number (64 bits), and the check
     (generation ^ low word ^ high word ^ 0x52535131). A device updated over the air wakes
     with the old firmware's record in RTC memory; another layout would skip a block."""
-    out = run(tmp_path, RTC + r"""
+    out = run(tmp_path, r"""
 from replenish.counter import encode_record
 import binascii
 for reserved, record in ((32, "00000001000000000000000552535135"),

@@ -136,12 +136,6 @@ print(uncut.writes, cases)
 
 def test_head_in_rtc_memory_costs_no_flash_write(tmp_path):
     out = run(tmp_path, r"""
-class Rtc:
-    data = None
-    def read(self):
-        return self.data
-    def write(self, data):
-        self.data = bytes(data)
 flash, rtc = Flash(), Rtc()
 q = Queue(flash, 4, rtc=rtc)
 for seq in (1, 2, 3):
@@ -237,13 +231,6 @@ q = Queue(flash)                                  # restart: the newer head wins
 show(len(q), q.dropped, q.reported, q.oldest()[0].seq)
 
 # RTC memory: each field is the larger of RTC and flash
-class Rtc:
-    def __init__(self, data=None):
-        self.data = data
-    def read(self):
-        return self.data
-    def write(self, data):
-        self.data = bytes(data)
 f2 = Flash()
 q = Queue(f2, 4)
 for seq in (1, 2, 3):
