@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -49,16 +50,16 @@ def targets(release: Release, device: Device) -> bool:
 
 
 def on_event(session: Session, device: Device, event: WireEvent, *,
-             record_status=None, releases=None) -> int | None:
+             record_status=None, releases=None, now: datetime | None = None) -> int | None:
     """Record a heartbeat and its update report; the release to offer, if any.
 
     Ingest's group commit passes `record_status` (takes the status row's columns, a
     dict, and inserts the batch's rows at once) and `releases` (model -> the active
-    releases, newest first, read once per batch)."""
+    releases, newest first, read once per batch); `now`: the event's time."""
     if event.kind is not Kind.STATUS:
         return None
     row = dict(
-        device_pk=device.id, seq=event.seq, received_at=utcnow(),
+        device_pk=device.id, seq=event.seq, received_at=now or utcnow(),
         battery_mv=event.battery_mv, fw_version=event.fw, rssi_dbm=event.rssi,
         queued=event.queued, dropped=event.dropped, wakes=event.wakes, ota=event.ota,
         release_id=event.release)

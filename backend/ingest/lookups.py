@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 
 import cbor2
@@ -50,13 +50,15 @@ class Lookups:
     def product(self, session: Session, sku: str) -> Product | None:
         return session.get(Product, sku)
 
-    def wants_order(self, session: Session, device, slot, remaining: int) -> bool:
+    def wants_order(self, session: Session, device, slot, remaining: int,
+                    now: datetime) -> bool:
         """Does this level report reach the slot's reorder point?"""
-        return sensors.wants_order(session, device, slot, remaining)
+        return sensors.wants_order(session, device, slot, remaining, now=now)
 
-    def on_event(self, session: Session, device, event: protocol.WireEvent) -> int | None:
+    def on_event(self, session: Session, device, event: protocol.WireEvent,
+                 now: datetime) -> int | None:
         """Status history and update reports; the release to offer (backend/fleet)."""
-        return fleet.on_event(session, device, event)
+        return fleet.on_event(session, device, event, now=now)
 
     def create_order(self, session: Session, *, actor: str, hold_window_s: int,
                      **fields) -> Order:
@@ -157,11 +159,11 @@ class BatchLookups(Lookups):
             self._products[sku] = session.get(Product, sku)
         return self._products[sku]
 
-    def wants_order(self, session: Session, device, slot, remaining: int) -> bool:
+    def wants_order(self, session: Session, device, slot, remaining: int,
+                    now: datetime) -> bool:
         """As `sensors.wants_order`, with the product's lead time read once per batch
         and the slot's level history read for all the batch's sensors in one query
         (plus the batch's own earlier reports, not inserted yet)."""
-        now = utcnow()
         if self._history is None:
             self._read_history(now)
         if slot.product_sku not in self._lead_days:
@@ -175,7 +177,7 @@ class BatchLookups(Lookups):
         history = [forecast.Reading(at, float(left)) for at, _seq, left in
                    rows[-sensors.HISTORY_MAX:]]
         return sensors.wants_order(session, device, slot, remaining, history=history,
-                                   lead_days=self._lead_days[slot.product_sku])
+                                   lead_days=self._lead_days[slot.product_sku], now=now)
 
     def _read_history(self, now) -> None:
         pks = sorted({s.device_pk for s in self._slots.values() if s.kind == "sensor"})
@@ -188,9 +190,10 @@ class BatchLookups(Lookups):
             self._history.setdefault((row.device_pk, row.slot), []).append(
                 (row.received_at, row.seq, row.remaining))
 
-    def on_event(self, session: Session, device, event: protocol.WireEvent) -> int | None:
-        return fleet.on_event(session, device, event, record_status=self._status_rows.append,
-                              releases=self._releases)
+    def on_event(self, session: Session, device, event: protocol.WireEvent,
+                 now: datetime) -> int | None:
+        return fleet.on_event(session, device, event, now=now,
+                              record_status=self._status_rows.append, releases=self._releases)
 
     def _releases(self, session: Session, model: str):
         if self._active_models is None:

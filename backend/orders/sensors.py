@@ -72,12 +72,13 @@ def below_floor(slot: Slot, latest: float | None, estimate: forecast.Forecast,
 
 def wants_order(session: Session, device: Device, slot: Slot, remaining: int, *,
                 history: list[forecast.Reading] | None = None,
-                lead_days: float | None = None) -> bool:
+                lead_days: float | None = None, now: datetime | None = None) -> bool:
     """Order now: the forecast says so, or the level fell below the slot's floor (which
     works from the first reading, before the forecast has data). Ingest's group commit
     passes the slot's `history` (the stored readings, without this one) and the
-    product's `lead_days`, both read once per batch; without them they are read here."""
-    now = utcnow()
+    product's `lead_days`, both read once per batch; without them they are read here.
+    `now`: the event's time, as ingest recorded it."""
+    now = now or utcnow()
     if history is None:
         history = readings(session, device, slot, now)
     if lead_days is None:

@@ -235,6 +235,44 @@ def test_every_answer_field_round_trips_bound_to_the_request():
             protocol.decode_answer(key, tag, data)
 
 
+# The answer and the MAC_structure are built by hand (backend/protocol.py): each must be
+# what cbor2's canonical encoder writes, at every boundary of CBOR's head lengths.
+_HEAD_EDGES = [0, 1, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1]
+
+
+def _answer_by_cbor2(key: bytes, request_tag: bytes, answer: Answer) -> bytes:
+    payload = cbor2.dumps(answer.to_map(), canonical=True)
+    structure = cbor2.dumps(["MAC0", cbor2.dumps(ALG), request_tag, payload], canonical=True)
+    tag = hmac.new(key, structure, hashlib.sha256).digest()
+    return cbor2.dumps(cbor2.CBORTag(17, [cbor2.dumps(ALG), {}, payload, tag]), canonical=True)
+
+
+@pytest.mark.parametrize("n", _HEAD_EDGES + [2**64, 2**70])
+def test_every_answer_integer_is_encoded_as_cbor2_would(n):
+    answers = [Answer(seq=n, result=Result.CREATED, order=n, state="pending"),
+               Answer(seq=1, result=Result.CONFLICT, last_seq=n),
+               Answer(seq=n, result=Result.CHANGED, blocked=n, update=n)]
+    for answer in answers:
+        assert protocol.encode_answer(KEY, TAG, answer) == _answer_by_cbor2(KEY, TAG, answer)
+
+
+@pytest.mark.parametrize("length", [0, 1, 23, 24, 255, 256, 65535, 65536])
+def test_answer_texts_and_request_tags_of_every_length_are_encoded_as_cbor2_would(length):
+    text = "é" * (length // 2) + "x" * (length % 2)  # two bytes each in UTF-8
+    answer = Answer(seq=5, result=Result.VALID, order=3, state=text)
+    request_tag = bytes(range(256)) * (length // 256) + bytes(length % 256)
+    assert protocol.encode_answer(KEY, request_tag, answer) == _answer_by_cbor2(
+        KEY, request_tag, answer)
+
+
+@pytest.mark.parametrize("length", [0, 23, 24, 255, 256, 65536])
+def test_the_mac_structure_of_any_length_is_the_canonical_one(length):
+    protected, payload = bytes(length), bytes(range(256)) * (length // 256)
+    for aad in (b"", TAG):
+        assert protocol._mac_structure(protected, aad, payload) == cbor2.dumps(
+            ["MAC0", protected, aad, payload], canonical=True)
+
+
 def _mac_answer(payload: bytes, protected: bytes = cbor2.dumps(ALG)) -> list:
     structure = cbor2.dumps(["MAC0", protected, TAG, payload], canonical=True)
     return [protected, {}, payload, hmac.new(KEY, structure, hashlib.sha256).digest()]

@@ -17,8 +17,8 @@ from backend.accounts.keys import Keyring
 from backend.ingest.decide import UNAUTHORIZED_TEXT, IngestConfig, decide
 from backend.orders.policies import Blocked
 from backend.protocol import Kind, Result, WireEvent
-from backend.storage.models import (Batch, Device, Event, Notification, Order,
-                                    OrderTransition)
+from backend.storage.models import (Batch, Device, DeviceStatus, Event, Notification,
+                                    Order, OrderTransition)
 from tests.conftest import DATABASES
 
 pytestmark = pytest.mark.parametrize("db_url", DATABASES, indirect=True)
@@ -139,6 +139,13 @@ def test_fields_the_event_leaves_out_leave_the_device_as_it_was(sessions, keyrin
     device = device_row(sessions)
     assert (device.battery_mv, device.fw_version, device.dropped_events,
             device.offline_notified) == (2900, "0.1.0", 7, False)
+
+
+def test_an_event_has_one_time_its_device_row_event_row_and_status_row_share(
+        sessions, keyring, key, home):
+    send(sessions, keyring, event(key, 1, kind=Kind.STATUS, battery_mv=LOW_MV + 500))
+    (recorded,), (status,) = rows(sessions, Event), rows(sessions, DeviceStatus)
+    assert device_row(sessions).last_seen_at == recorded.received_at == status.received_at
 
 
 def test_a_second_press_gets_the_open_order_unless_the_household_allows_more(
