@@ -114,6 +114,7 @@ class BatchStatements:
                                f"'active'")
         self._device_binds = {c.name: c.type.dialect_impl(dialect).bind_processor(dialect)
                               for c in devices.c}
+        self._device_types = {c.name: c.type.compile(dialect=dialect) for c in devices.c}
         self._updates: dict[tuple[str, ...], str] = {}
 
     def _insert(self, dialect: Dialect, table: Table):
@@ -164,14 +165,35 @@ class BatchStatements:
         and the columns)."""
         sql = self._updates.get(columns)
         if sql is None:
-            sets = ", ".join(f"{self._quote(name)} = {self._mark}" for name in columns)
-            sql = self._updates[columns] = (
-                f"UPDATE {self._quote(Device.__table__.name)} SET {sets} "
-                f"WHERE {self._quote('id')} = {self._mark}")
+            sql = self._updates[columns] = (self._update_from_arrays(columns)
+                                            if self._postgres else self._update_one(columns))
         binds = [self._device_binds[name] for name in columns]
+        if self._postgres:  # one statement for the batch: one array per column
+            cursor.execute(sql, [[row["pk"] for row in rows]] + [
+                [bind(row[name]) if bind else row[name] for row in rows]
+                for name, bind in zip(columns, binds)])
+            return
         cursor.executemany(sql, [
             [bind(row[name]) if bind else row[name] for name, bind in zip(columns, binds)]
             + [row["pk"]] for row in rows])
+
+    def _update_one(self, columns: tuple[str, ...]) -> str:
+        sets = ", ".join(f"{self._quote(name)} = {self._mark}" for name in columns)
+        return (f"UPDATE {self._quote(Device.__table__.name)} SET {sets} "
+                f"WHERE {self._quote('id')} = {self._mark}")
+
+    def _update_from_arrays(self, columns: tuple[str, ...]) -> str:
+        """PostgreSQL: every row's update in one statement (executemany ran one per
+        device, each a statement for the server), from typed arrays: the same SQL
+        text for every batch size, so psycopg keeps it prepared."""
+        quote = self._quote
+        table = quote(Device.__table__.name)
+        names = ("id", *columns)
+        sets = ", ".join(f"{quote(name)} = v.{quote(name)}" for name in columns)
+        arrays = ", ".join(f"%s::{self._device_types[name]}[]" for name in names)
+        return (f"UPDATE {table} SET {sets} FROM unnest({arrays}) AS v("
+                f"{', '.join(quote(name) for name in names)}) "
+                f"WHERE {table}.{quote('id')} = v.{quote('id')}")
 
     def level_history(self, cursor, device_pks: list[int], since, limit: int):
         """(device_pk, slot, received_at, seq, remaining) of level reports since `since`,
