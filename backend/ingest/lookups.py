@@ -113,17 +113,18 @@ class BatchLookups(Lookups):
         self._cursor = connection.connection.cursor()  # the transaction's own
         self._devices: dict[str, SimpleNamespace] = {}
         self._before: dict[str, dict] = {}
-        for device in self._sql.devices(self._cursor, ids):
+        devices, households = self._sql.devices_and_households(self._cursor, ids)
+        for device in devices:
             self._devices[device.device_id] = device
             self._before[device.device_id] = dict(vars(device))
-        pks = [d.id for d in self._devices.values()]
-        self._slots = {(s.device_pk, s.index): s for s in self._sql.slots(self._cursor, pks)}
-        self._households = {h.id: h for h in self._sql.households(self._cursor, sorted(
-            {d.household_id for d in self._devices.values() if d.household_id is not None}))}
+        self._households = {h.id: h for h in households}
+        slots, open_orders = self._sql.slots_and_open_orders(
+            self._cursor, [d.id for d in self._devices.values()])
+        self._slots = {(s.device_pk, s.index): s for s in slots}
         self._added: dict[tuple[int, int], SimpleNamespace] = {}
         self._rows: list[dict] = []
         self._open: dict[tuple[int, int], Order] = {}
-        for order in self._sql.open_orders(self._cursor, pks):
+        for order in open_orders:  # ascending id: the newest open order wins
             self._open[order.device_pk, order.slot_index] = order
         self._order_defaults = _ORDER_DEFAULTS
         self._products: dict[str, Product | None] = {}

@@ -121,6 +121,10 @@ class BatchWriter:
         except OperationalError:
             raise  # the database, not an event: retry the whole batch
         except Exception as err:
+            if _connection_lost(session, err):
+                # The batch's own statements run on the driver (batch_sql.py), which
+                # raises its own error, not SQLAlchemy's: the same retry as above.
+                raise OperationalError("group commit", None, err) from err
             # Not the database: an event raised (a bug). Its batch is decided again with
             # a savepoint per event, several times slower: say so, once per batch.
             log.warning("an event raised in a batch of %d (%r); deciding each on its own",
@@ -141,6 +145,17 @@ class BatchWriter:
             return unavailable("internal error, retry later")
         savepoint.commit()
         return reply
+
+
+def _connection_lost(session, err: Exception) -> bool:
+    """`err` (the driver's) says the database connection broke (the writer's engine
+    sends no pre-ping: backend/storage/db.py)."""
+    try:
+        connection = session.connection()
+        return connection.dialect.is_disconnect(
+            err, connection.connection.dbapi_connection, None)
+    except Exception:  # not known: treated as the event's error, as before
+        return False
 
 
 def _log_committed(replies: list[Reply]) -> None:

@@ -103,7 +103,11 @@ def sqlite_files(path: Path) -> tuple[Path, Path, Path]:
     return path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
+    """An engine for `url`. `pre_ping` (PostgreSQL) tests each connection the pool hands
+    out with a statement of its own; the group-commit writer turns it off (one round
+    trip per batch): a connection that broke fails the batch's first statement with
+    OperationalError, and BatchWriter decides that batch again on a new connection."""
     if url.startswith("sqlite"):
         path = sqlite_path(url)
         if path is not None and not path.exists():
@@ -118,7 +122,7 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=pre_ping)
 
 
 def make_sessionmaker(engine: Engine, writer: bool = False) -> sessionmaker:

@@ -1,6 +1,7 @@
 """The group-commit writer's CPU per event, by kind, without CoAP (issue 18's guide).
 
     python -m devtools.bench.writer_cpu [--devices N] [--batch B] [--postgres] [--profile FILE]
+                                        [--statements]
 
 Provisions a fleet day (devtools/bench/fleetday.py), then hands `BatchWriter.commit`
 batches of B pre-encoded events (each from a different device) and measures this
@@ -8,12 +9,15 @@ process's CPU time (`time.process_time`) per event: for the mix and for each kin
 alone. CPU time, unlike a rate, hardly depends on what else runs on the machine. On
 PostgreSQL the CPU of PostgreSQL's own processes (the postmaster's process tree) is
 reported apart and in the total. `--profile` writes a cProfile (CPU time) of the mix's
-batches.
+batches. `--statements` (PostgreSQL) counts the statements each batch sends, per kind
+(devtools/bench/pg_statements.py); the counting costs CPU, so its CPU figures are not
+comparable with a run without it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import json
 import os
@@ -27,6 +31,7 @@ from backend.accounts.keys import Keyring
 from backend.ingest.pipeline import BatchWriter
 from backend.storage import db
 from devtools.bench import fleetday
+from devtools.bench.pg_statements import StatementCounter
 
 
 def _ticks(pid: int) -> int:
@@ -64,9 +69,14 @@ def postmaster_pid(server) -> int | None:
         return None
 
 
+def _ms(seconds: list[float], quantile: float) -> float:
+    ordered = sorted(seconds) or [0.0]
+    return round(ordered[int(quantile * (len(ordered) - 1))] * 1e3, 2)
+
+
 def run_scenario(writer: BatchWriter, pools, mix: dict[str, int] | None, events: int,
                  batch: int, pg_pid: int | None, profile: cProfile.Profile | None = None,
-                 seed: int = 1) -> dict:
+                 seed: int = 1, counter: StatementCounter | None = None) -> dict:
     workload = fleetday.FleetWorkload(pools, mix, seed=seed)
     workload.prepare(events)
     requests = [q[0].payload for q in workload.queues]
@@ -76,6 +86,9 @@ def run_scenario(writer: BatchWriter, pools, mix: dict[str, int] | None, events:
     wall0 = time.perf_counter()
     wrong = 0
     fallbacks = writer.fallbacks
+    commit_s = []  # each batch's decide-and-commit time: what a device waits at moderate load
+    if counter:
+        counter.clear()
     for start in range(0, len(requests), batch):
         chunk = requests[start:start + batch]
         t0 = time.process_time()
@@ -85,6 +98,7 @@ def run_scenario(writer: BatchWriter, pools, mix: dict[str, int] | None, events:
         if profile:
             profile.disable()
         cpu += time.process_time() - t0
+        commit_s.append(writer.last_commit_s)
         wrong += sum(int(r.result) != e for r, e in zip(replies, expected[start:start + batch]))
     wall = time.perf_counter() - wall0
     pg = (tree_cpu_s(pg_pid) - pg0) if pg_pid else 0.0
@@ -92,10 +106,13 @@ def run_scenario(writer: BatchWriter, pools, mix: dict[str, int] | None, events:
     line = {"events": len(requests), "batch": batch,
             "writer_cpu_us_per_event": round(cpu * 1e6 / n, 1),
             "wrong_answers": wrong, "fallbacks": writer.fallbacks - fallbacks,
-            "wall_events_per_s": round(len(requests) / wall, 1)}
+            "wall_events_per_s": round(len(requests) / wall, 1),
+            "commit_ms_median": _ms(commit_s, 0.5), "commit_ms_p99": _ms(commit_s, 0.99)}
     if pg_pid:
         line["postgres_cpu_us_per_event"] = round(pg * 1e6 / n, 1)
         line["total_cpu_us_per_event"] = round((cpu + pg) * 1e6 / n, 1)
+    if counter:
+        line.update(counter.per_batch(len(commit_s)))
     if workload.exhausted_kind:
         line["exhausted"] = workload.exhausted_kind
     return line
@@ -110,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--postgres", action="store_true")
     p.add_argument("--profile", type=Path, help="cProfile of the mix's batches, to this file")
     p.add_argument("--kinds", default="mix," + ",".join(fleetday.KINDS))
+    p.add_argument("--statements", action="store_true",
+                   help="count each batch's statements per kind (PostgreSQL)")
     args = p.parse_args(argv)
     kek = secrets.token_bytes(32)
     server = None
@@ -126,18 +145,21 @@ def main(argv: list[str] | None = None) -> int:
         pools = fleetday.provision_fleet_day(url, kek, args.devices)
         print(json.dumps({"provisioned": args.devices, "s": round(time.perf_counter() - t0, 1),
                           "db": "postgresql" if server else "sqlite"}), flush=True)
-        engine = db.make_engine(url)
+        engine = db.make_engine(url, pre_ping=False)  # as the writer process's
         writer = BatchWriter(db.make_sessionmaker(engine, writer=True), Keyring(kek))
         pg_pid = postmaster_pid(server) if server else None
         # Warm-up: imports, statement caches, the first connection.
         run_scenario(writer, pools, None, min(200, args.events), args.batch, None, seed=0)
         # CPU time, not wall time: a commit's fsync waits but costs (almost) no CPU.
         profile = cProfile.Profile(time.process_time) if args.profile else None
-        for name in args.kinds.split(","):
-            mix = None if name == "mix" else {name: 1}
-            line = run_scenario(writer, pools, mix, args.events, args.batch, pg_pid,
-                                profile if name == args.kinds.split(",")[0] else None)
-            print(json.dumps({"scenario": name, **line}), flush=True)
+        counter = StatementCounter() if args.statements and server else None
+        with counter.counting() if counter else contextlib.nullcontext():
+            for name in args.kinds.split(","):
+                mix = None if name == "mix" else {name: 1}
+                line = run_scenario(writer, pools, mix, args.events, args.batch, pg_pid,
+                                    profile if name == args.kinds.split(",")[0] else None,
+                                    counter=counter)
+                print(json.dumps({"scenario": name, **line}), flush=True)
         if profile:
             profile.dump_stats(str(args.profile))
         engine.dispose()

@@ -193,7 +193,7 @@ def per_event(url: str, keyring: Keyring, batch: list[bytes]) -> list:
 
 
 def batched(url: str, keyring: Keyring, batches: list[list[bytes]]) -> tuple[list, int]:
-    engine = db.make_engine(url)
+    engine = db.make_engine(url, pre_ping=False)  # as the writer process's
     try:
         writer = BatchWriter(db.make_sessionmaker(engine, writer=True), keyring)
         replies = [writer.commit(batch) for batch in batches]

@@ -4,6 +4,7 @@ import asyncio
 import logging
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,39 @@ def test_an_event_that_raises_is_answered_503_and_the_rest_of_its_batch_commits(
         assert session.scalar(select(func.count()).select_from(Event)) == 2
         assert session.scalar(select(Device.last_seq).where(
             Device.device_id == bad.device_id)) == 0, "the failed event changed nothing"
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_connection_broken_between_batches_costs_a_retry_not_the_batch(
+        world, backend, caplog):
+    """The writer's engine sends no pre-ping (one statement per batch saved): when the
+    server has dropped the pooled connection since the last batch, the next batch's
+    first statement fails with OperationalError and the whole batch is decided again
+    on a new connection, still together (no fallback), and answered as usual."""
+    import psycopg
+
+    engine = db.make_engine(world.settings.db_url, pre_ping=False)  # the writer's
+    writer = BatchWriter(db.make_sessionmaker(engine, writer=True), backend.keyring)
+    first, second = world.buttons[0], world.buttons[1]
+    try:
+        assert [r.result for r in writer.commit([press(first, 1)])] == [Result.CREATED]
+        with writer._sessions() as session:  # the pool's one connection, the writer's
+            pid = session.connection().connection.dbapi_connection.info.backend_pid
+        admin = world.settings.db_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(admin, autocommit=True) as conn:
+            assert conn.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone()[0]
+            for _ in range(500):  # bounded: until that server process has gone
+                if not conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s",
+                                    [pid]).fetchone():
+                    break
+                time.sleep(0.01)
+        with caplog.at_level(logging.WARNING, logger="backend"):
+            replies = writer.commit([press(second, 1), press(first, 2)])
+    finally:
+        engine.dispose()
+    assert [r.result for r in replies] == [Result.CREATED, Result.VALID]
+    assert writer.fallbacks == 0, "a broken connection is the database's, not an event's"
+    assert "attempt 1/3" in caplog.text
+    assert "deciding each on its own" not in caplog.text, "taken for an event's bug"
+    with backend.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == 3
