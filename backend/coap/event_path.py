@@ -41,6 +41,14 @@ class DirectEventSite(resource.Site):
         else:
             await super().render_to_pipe(pipe)
 
+    def render_event(self, pipe):
+        """/ev's resource renders `pipe` (the caller asked `is_event`; a coroutine)."""
+        return self._resources[EVENT_PATH].render_to_pipe(pipe)
+
+    def render_generic(self, pipe):
+        """aiocoap's own dispatch renders `pipe` (a coroutine)."""
+        return super().render_to_pipe(pipe)
+
 
 class LeanContext(aiocoap.Context):
     """aiocoap's server context, rendering each request in a task named plainly.
