@@ -54,12 +54,14 @@ class GuardedSite(DirectEventSite):
                 add_exception(exception)  # a bug: aiocoap logs it and answers 5.00
 
         pipe.add_response, pipe.add_exception = bounded_response, bounded_exception
-        if not self.is_event(request):  # /ev takes its token in EventResource
-            limited = self._limiter.check(request)
-            if limited is not None:
-                bounded_response(limited, is_last=True)
-                return
-        await super().render_to_pipe(pipe)
+        if self.is_event(request):  # asked once: /ev takes its token in EventResource
+            await self.render_event(pipe)
+            return
+        limited = self._limiter.check(request)
+        if limited is not None:
+            bounded_response(limited, is_last=True)
+            return
+        await self.render_generic(pipe)
 
 
 def bounded(request: aiocoap.Message, response: aiocoap.Message) -> aiocoap.Message:

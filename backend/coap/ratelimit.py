@@ -107,13 +107,14 @@ class RateLimiter:
         self.sources = TokenBuckets(p.source_per_s, p.source_burst, p.max_tracked, clock)
         self.devices = TokenBuckets(p.device_per_s, p.device_burst, p.max_tracked, clock)
         self._exempt = Networks(p.exempt)
+        self._exempt_hosts: dict[str | None, bool] = {}  # sockaddr host -> in `exempt`
         self.refused = {"source": 0, "device": 0}
 
     def check(self, request: aiocoap.Message) -> aiocoap.Message | None:
         """The refusal for `request`, or None when it may go on (takes a source token)."""
-        source = source_key(request.remote)
-        if self._exempt.holds(source):
+        if self._is_exempt(request.remote):
             return None
+        source = source_key(request.remote)
         if self.policy.source_per_s > 0:
             wait = self.sources.take(_network_of(source))
             if wait:
@@ -128,10 +129,22 @@ class RateLimiter:
         """After the decision: an authenticated event takes its device's token."""
         if not authenticated or self.policy.device_per_s <= 0:
             return
-        if self._exempt.holds(source_key(request.remote)):
+        if self._is_exempt(request.remote):
             return
         if (kid := kid_of(request.payload)) is not None:
             self.devices.take(kid)
+
+    def _is_exempt(self, remote) -> bool:
+        """Whether `remote` is in `exempt`, remembered per address string: asked twice
+        per event (check, charge), testing an address against the networks was most of
+        the limiter's CPU. Bounded like the buckets (emptied when full)."""
+        host = _host_of(remote)
+        exempt = self._exempt_hosts.get(host)
+        if exempt is None:
+            if len(self._exempt_hosts) >= self.policy.max_tracked:
+                self._exempt_hosts.clear()
+            exempt = self._exempt_hosts[host] = self._exempt.holds(source_key(remote))
+        return exempt
 
     def _refuse(self, which: str, wait_s: float) -> aiocoap.Message:
         self.refused[which] += 1
@@ -162,10 +175,14 @@ class Networks:
 
 
 def source_key(remote) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    host = _host_of(remote)
+    return None if host is None else _parsed_address(host)
+
+
+def _host_of(remote) -> str | None:
+    """The address string of a remote's socket address (None when it has none)."""
     sockaddr = getattr(remote, "sockaddr", None)
-    if not sockaddr:
-        return None
-    return _parsed_address(sockaddr[0])
+    return sockaddr[0] if sockaddr else None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import aiocoap
 import aiocoap.resource as resource
 from aiocoap.numbers.codes import Code
+from aiocoap.numbers.optionnumbers import OptionNumber
 from sqlalchemy.orm import sessionmaker
 
 from backend import protocol
@@ -22,6 +23,7 @@ from backend.coap.ratelimit import Networks, RateLimiter, source_key
 from backend.coap.refusals import refusal
 from backend.config import DEFAULTS
 from backend.ingest.pipeline import Pipeline
+from backend.ingest.reply import Reply
 from backend.protocol import Result
 
 log = logging.getLogger(__name__)
@@ -63,8 +65,23 @@ class EventResource(OneDatagramResource):
         self._limiter.charge(request, reply.authenticated)
         if not reply.authenticated:
             return refusal(reply.result, reply.payload.decode())
-        return aiocoap.Message(code=Code(int(reply.result)), payload=reply.payload,
-                               content_format=protocol.CONTENT_FORMAT_COSE_MAC0)
+        return _answer(reply)
+
+
+# An answer's code and Content-Format option, built once: `Message(...,
+# content_format=17)` makes a new option object per answer, 2.5 of the 4 us it took.
+# aiocoap only reads (encodes) the options of a message it sends, so one object serves
+# every answer.
+_ANSWER_CODES = {result: Code(int(result)) for result in Result}
+_COSE_MAC0_FORMAT = OptionNumber.CONTENT_FORMAT.create_option(
+    value=protocol.CONTENT_FORMAT_COSE_MAC0)
+
+
+def _answer(reply: Reply) -> aiocoap.Message:
+    """The MAC'd answer to an authenticated event."""
+    message = aiocoap.Message(code=_ANSWER_CODES[reply.result], payload=reply.payload)
+    message.opt.add_option(_COSE_MAC0_FORMAT)
+    return message
 
 
 @dataclass(frozen=True)

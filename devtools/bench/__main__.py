@@ -219,7 +219,8 @@ async def fleet_day(config: str, db_url: str, workdir: Path, args, fixed_rate: f
     data_dir = workdir / config
     data_dir.mkdir(parents=True, exist_ok=True)
     server = ServerProcess("ingest", db_url=db_url, data_dir=data_dir, kek_hex=kek.hex(),
-                           log_path=data_dir / "server.log", log_level=args.server_log_level)
+                           log_path=data_dir / "server.log", log_level=args.server_log_level,
+                           profile=_profile_path(args, config))
     extra = {"devices": args.fleet_devices, "mix": "60/30/9/1"}
     # Events prepared per saturation second: enough for any rate this host reaches,
     # few enough that 100,000 devices last the run (unsent ones serve the next phase).
@@ -260,7 +261,8 @@ async def run(args) -> int:
                               Workload(anonymous_devices(args.devices), verify=False),
                               args, None, expected=frozenset({68}))
     bare_eps = lines["saturation"]["events_per_s"]
-    with ServerProcess("bare-event-path") as bare:  # what the ingest's own settings save
+    with ServerProcess("bare-event-path",  # what the ingest's own settings save
+                       profile=_profile_path(args, "bare-aiocoap-event-path-settings")) as bare:
         same = await measure("bare-aiocoap-event-path-settings", bare,
                              Workload(anonymous_devices(args.devices), verify=False),
                              args, None, expected=frozenset({68}))
@@ -391,6 +393,14 @@ async def postgres_configs(args, workdir: Path, fixed_rate: float) -> None:
         server.stop()
 
 
+def _profile_path(args, config: str) -> Path | None:
+    """Where `--profile-dir` wants the cProfile of `config`'s server (None: not profiled)."""
+    if args.profile_dir is None:
+        return None
+    args.profile_dir.mkdir(parents=True, exist_ok=True)
+    return args.profile_dir / f"{config}.prof"
+
+
 def _cpus() -> int:
     return os.cpu_count() or 0
 
@@ -432,6 +442,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="fleet day: events prepared per second of a saturation phase")
     p.add_argument("--no-sync-cost", action="store_true",
                    help="skip what synchronous=FULL costs a group commit (sync_cost.py)")
+    p.add_argument("--profile-dir", type=Path,
+                   help="write a cProfile of the event loop thread's CPU time (all phases) "
+                        "of the bare server with /ev's settings and of each fleet day's "
+                        "ingest here, as <config>.prof; profiling slows the loop, so its "
+                        "CPU figures compare only with another profiled run")
     p.add_argument("--quick", action="store_true",
                    help="the fleet day's short form: --fleet-only, 30,000 devices, 3 s "
                         "phases, 2 s per kind, no firmware")

@@ -102,6 +102,9 @@ class PhaseResult:
     unmatched: int = 0
     backlog: int = 0
     shed: int = 0  # 5.03 with Max-Age: the device keeps the event and backs off
+    # Answers not piggybacked on the ACK (later than the server's empty-ACK delay): each
+    # cost the server an empty ACK, the answer and the device's ACK to it.
+    separate: int = 0
     exhausted: bool = False
     codes: Counter = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
@@ -138,6 +141,8 @@ class PhaseResult:
             out["unmatched"] = self.unmatched
         if self.shed:
             out["shed"] = self.shed
+        if self.separate:
+            out["separate"] = self.separate
         return out
 
 
@@ -304,6 +309,8 @@ class LoadGenerator:
             return
         self._forget(inflight)
         result.answered += 1
+        if msg.type != coapwire.ACK:
+            result.separate += 1
         if now <= self._phase_end:
             result.answered_in_phase += 1
         result.latencies.append(now - inflight.first_sent)

@@ -7,8 +7,11 @@ lost at a low rate, and that answers of the real ingest verify (MAC, seq, result
 import asyncio
 import json
 
+import aiocoap
+import aiocoap.resource as resource
 import pytest
 
+from backend.runtime import bound_udp_port
 from devtools.bench import coapwire
 from devtools.bench.loadgen import Device, LoadGenerator, Workload, anonymous_devices
 from devtools.bench.server import ServerProcess
@@ -82,3 +85,38 @@ def test_answers_of_the_real_ingest_verify(backend, tmp_path):
     # order is open (the test simulator may deliver it first: then a new order).
     assert set(result.codes) <= {65, 67} and result.codes[65] >= 8
     assert all(answer is not None and answer.order is not None for answer in seen)
+
+
+def test_answers_later_than_the_empty_ack_delay_count_as_separate():
+    """aiocoap sends an empty ACK after 0.1 s, then the answer on its own: the generator
+    acknowledges it, and counts it in `separate` (what such answers cost the server)."""
+    class Slow(resource.Resource):
+        async def render_post(self, request):
+            await asyncio.sleep(0.3)  # past aiocoap's EMPTY_ACK_DELAY
+            return aiocoap.Message(code=aiocoap.CHANGED)
+
+    class Quick(resource.Resource):
+        async def render_post(self, request):
+            return aiocoap.Message(code=aiocoap.CHANGED)
+
+    async def run(render) -> object:
+        site = resource.Site()
+        site.add_resource(["ev"], render)
+        context = await aiocoap.Context.create_server_context(
+            site, bind=("127.0.0.1", 0), transports=["udp6"])
+        workload = Workload(anonymous_devices(4), verify=False)
+        workload.prepare(8)
+        gen = LoadGenerator("127.0.0.1", bound_udp_port(context), workload, sockets=4,
+                            expected_codes=frozenset({68}))
+        await gen.open()
+        try:
+            return await gen.run(30, window=4, drain_s=30)
+        finally:
+            gen.close()
+            await context.shutdown()
+
+    slow = asyncio.run(run(Slow()))
+    assert slow.answered == 8 and (slow.lost, slow.errors) == (0, 0)
+    assert slow.separate == 8 and slow.summary()["separate"] == 8
+    quick = asyncio.run(run(Quick()))
+    assert quick.answered == 8 and "separate" not in quick.summary()

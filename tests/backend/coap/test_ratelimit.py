@@ -138,6 +138,21 @@ def test_sources_are_ipv4_addresses_and_ipv6_slash_64s_and_loopback_is_exempt():
         assert (limiter.check(request) is not None) == limited_after_one, host
 
 
+def test_exemption_is_remembered_per_address_within_the_bound():
+    from backend.coap.ratelimit import RateLimiter, RateLimitPolicy
+
+    limiter = RateLimiter(RateLimitPolicy(source_per_s=1, source_burst=1, max_tracked=10))
+    for n in range(50):  # many sources: each spends its one token, none is exempt
+        request = aiocoap.Message(code=aiocoap.POST, payload=b"")
+        request.remote = _Remote(f"192.0.2.{n}")
+        assert limiter.check(request) is None
+        assert limiter.check(request) is not None, n
+    assert len(limiter._exempt_hosts) <= 10  # remembered answers stay bounded
+    local = aiocoap.Message(code=aiocoap.POST, payload=b"")
+    local.remote = _Remote("127.0.0.9")
+    assert all(limiter.check(local) is None for _ in range(3))
+
+
 class _Remote:
     def __init__(self, host: str):
         self.sockaddr = (host, 5683)
