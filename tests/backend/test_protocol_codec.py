@@ -247,13 +247,27 @@ def _answer_by_cbor2(key: bytes, request_tag: bytes, answer: Answer) -> bytes:
     return cbor2.dumps(cbor2.CBORTag(17, [cbor2.dumps(ALG), {}, payload, tag]), canonical=True)
 
 
-@pytest.mark.parametrize("n", _HEAD_EDGES + [2**64, 2**70])
+@pytest.mark.parametrize("n", _HEAD_EDGES + [2**64, 2**70, -1, -24, -25, -(2**64) - 1])
 def test_every_answer_integer_is_encoded_as_cbor2_would(n):
+    # Negative ones never occur in an answer, but must not take the unsigned fast path.
     answers = [Answer(seq=n, result=Result.CREATED, order=n, state="pending"),
                Answer(seq=1, result=Result.CONFLICT, last_seq=n),
                Answer(seq=n, result=Result.CHANGED, blocked=n, update=n)]
     for answer in answers:
         assert protocol.encode_answer(KEY, TAG, answer) == _answer_by_cbor2(KEY, TAG, answer)
+
+
+@pytest.mark.parametrize("major", range(7))
+@pytest.mark.parametrize("n", _HEAD_EDGES)
+def test_every_item_head_is_the_shortest_form_of_its_major_type(major, n):
+    # RFC 8949 3: the major type in the top 3 bits, then the count in the low 5 bits
+    # (0..23) or after them in 1, 2, 4 or 8 bytes (24..27). Here for every major type the
+    # encoder uses, up to 8-byte counts (a byte string that long never reaches an answer).
+    width = next(w for w, limit in ((0, 24), (1, 2**8), (2, 2**16), (4, 2**32), (8, 2**64))
+                 if n < limit)
+    extra = {0: n, 1: 24, 2: 25, 4: 26, 8: 27}[width]
+    expected = bytes([major * 32 + extra]) + (n.to_bytes(width, "big") if width else b"")
+    assert protocol._head(major, n) == expected
 
 
 @pytest.mark.parametrize("length", [0, 1, 23, 24, 255, 256, 65535, 65536])

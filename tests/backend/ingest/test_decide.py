@@ -284,6 +284,19 @@ def test_an_unclaimed_device_is_forbidden_and_its_seq_consumed(sessions, keyring
     assert rows(sessions, Event) == []
 
 
+def test_each_decision_is_one_debug_line_with_its_order_if_any(sessions, keyring, key, home,
+                                                              caplog):
+    """The decision's DEBUG line (only built when DEBUG is on: it costs a few us per
+    event), for an event that ordered and for one that did not."""
+    with caplog.at_level("DEBUG", logger="backend.ingest.decide"):
+        created = answer(key, request := event(key, 1), send(sessions, keyring, request))
+        send(sessions, keyring, event(key, 2, kind=Kind.STATUS))
+    lines = [r.getMessage() for r in caplog.records if r.name == "backend.ingest.decide"
+             and r.levelname == "DEBUG"]
+    assert lines == [f"device {DEVICE_ID} seq 1 press: 2.01 ordered (order {created.order})",
+                     f"device {DEVICE_ID} seq 2 status: 2.04 recorded"]
+
+
 def test_refusals_before_the_mac_is_checked(sessions, keyring, key, home, caplog):
     reply = send(sessions, keyring, b"\xa1\x01")
     assert (reply.result, reply.authenticated) == (Result.BAD_REQUEST, False)
