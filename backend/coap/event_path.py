@@ -39,9 +39,9 @@ class DirectEventSite(resource.Site):
 
     async def render_to_pipe(self, pipe) -> None:
         if self.is_event(pipe.request):
-            await self._resources[EVENT_PATH].render_to_pipe(pipe)
+            await self.render_event(pipe)
         else:
-            await super().render_to_pipe(pipe)
+            await self.render_generic(pipe)
 
     def render_event(self, pipe):
         """/ev's resource renders `pipe` (the caller asked `is_event`; a coroutine)."""
