@@ -89,13 +89,14 @@ async def measure(config: str, server: ServerProcess, workload: Workload, args,
     window = window or args.window
     phase_s = phase_s or args.phase_s
     max_rate = max_rate or args.max_rate
-    workload.prepare(int(window * 20))  # before the sockets: a fleet workload grows here
+    warmup_window = min(window, args.window)
+    workload.prepare(warmup_window * 20)  # before the sockets: a fleet workload grows here
     gen = LoadGenerator("127.0.0.1", server.port, workload, sockets=args.sockets,
                         expected_codes=expected)
     await gen.open()
     lines = {}
     try:
-        await gen.run(args.warmup_s, window=min(window, args.window), drain_s=args.drain_s)
+        await gen.run(args.warmup_s, window=warmup_window, drain_s=args.drain_s)
         phases = [("saturation", dict(window=window), max_rate * phase_s)]
         if fixed_rate:
             phases.append(("fixed_rate", dict(rate=fixed_rate), fixed_rate * phase_s * 1.1))
@@ -229,12 +230,14 @@ async def fleet_day(config: str, db_url: str, workdir: Path, args, fixed_rate: f
     try:
         mix = fleetday.FleetWorkload(pools)
         lines.update(await measure(config, server, mix, args, fixed_rate, extra=extra,
-                                   max_rate=rate_cap, database_cpu_s=database_cpu_s))
+                                   window=args.fleet_window, max_rate=rate_cap,
+                                   database_cpu_s=database_cpu_s))
         for kind in fleetday.KINDS:
             alone = fleetday.FleetWorkload(pools, {kind: 1})
             got = await measure(f"{config}-{kind}", server, alone, args, None,
                                 extra={"devices": args.fleet_devices, "kind": kind},
-                                max_rate=rate_cap, phase_s=args.fleet_kind_s,
+                                window=args.fleet_window, max_rate=rate_cap,
+                                phase_s=args.fleet_kind_s,
                                 database_cpu_s=database_cpu_s)
             lines[kind] = got["saturation"]
     finally:
@@ -266,7 +269,15 @@ async def run(args) -> int:
         same = await measure("bare-aiocoap-event-path-settings", bare,
                              Workload(anonymous_devices(args.devices), verify=False),
                              args, None, expected=frozenset({68}))
-    same_eps = same["saturation"]["events_per_s"]
+        same_eps = same["saturation"]["events_per_s"]
+        if not args.no_fleet and args.fleet_window != args.window:
+            # The fleet day's denominator is this server at its best: also measured
+            # with the fleet day's window, and the higher rate of the two counts.
+            wide = await measure("bare-aiocoap-event-path-settings", bare,
+                                 Workload(anonymous_devices(args.devices), verify=False),
+                                 args, None, expected=frozenset({68}),
+                                 window=args.fleet_window)
+            same_eps = max(same_eps, wide["saturation"]["events_per_s"])
     fixed_rate = args.fixed_rate or max(100, round(bare_eps / 2, -2))
     with ServerProcess("bare") as bare:  # a fresh server: no state from the first run
         lines = await _fixed_only("bare-aiocoap", bare, args, fixed_rate)
@@ -438,6 +449,11 @@ def main(argv: list[str] | None = None) -> int:
                         "million; provisioning takes minutes)")
     p.add_argument("--fleet-kind-s", type=float, default=3.0,
                    help="fleet day: seconds of each kind alone at saturation")
+    p.add_argument("--fleet-window", type=int, default=256,
+                   help="fleet day: outstanding requests at saturation. A group-commit "
+                        "server needs more than --window to be saturated: with 64 the "
+                        "writer and the event loop each idled a third of the time, "
+                        "waiting on each other (docs/performance.md)")
     p.add_argument("--fleet-max-rate", type=float, default=4000,
                    help="fleet day: events prepared per second of a saturation phase")
     p.add_argument("--no-sync-cost", action="store_true",
