@@ -90,7 +90,7 @@ async def measure(config: str, server: ServerProcess, workload: Workload, args,
     phase_s = phase_s or args.phase_s
     max_rate = max_rate or args.max_rate
     warmup_window = min(window, args.window)
-    workload.prepare(warmup_window * 20)  # before the sockets: a fleet workload grows here
+    workload.prepare(_warmup_events(args))  # before the sockets: a fleet workload grows here
     gen = LoadGenerator("127.0.0.1", server.port, workload, sockets=args.sockets,
                         expected_codes=expected)
     await gen.open()
@@ -99,7 +99,7 @@ async def measure(config: str, server: ServerProcess, workload: Workload, args,
         await gen.run(args.warmup_s, window=warmup_window, drain_s=args.drain_s)
         phases = [("saturation", dict(window=window), max_rate * phase_s)]
         if fixed_rate:
-            phases.append(("fixed_rate", dict(rate=fixed_rate), fixed_rate * phase_s * 1.1))
+            phases.append(("fixed_rate", dict(rate=fixed_rate), _fixed_rate_events(fixed_rate, phase_s)))
         for mode, how, budget in phases:
             workload.prepare(max(0, int(budget) - workload.pending()))
             usage = Usage(server, database_cpu_s)
@@ -111,6 +111,15 @@ async def measure(config: str, server: ServerProcess, workload: Workload, args,
     finally:
         gen.close()
     return lines
+
+
+def _warmup_events(args) -> int:
+    """Events encoded for a warm-up (a saturation phase's window, briefly)."""
+    return args.window * 20
+
+
+def _fixed_rate_events(rate: float, phase_s: float) -> float:
+    return rate * phase_s * 1.1
 
 
 def firmware(args) -> None:
@@ -214,7 +223,15 @@ async def fleet_day(config: str, db_url: str, workdir: Path, args, fixed_rate: f
 
     kek = secrets.token_bytes(32)
     t0 = time.perf_counter()
-    pools = fleetday.provision_fleet_day(db_url, kek, args.fleet_devices)
+    # The mix's devices and each kind's own in proportion to the events each set of
+    # phases may send, so that no kind runs out before its last phase.
+    rate_cap = args.fleet_max_rate
+    mix_events = (_warmup_events(args) + rate_cap * args.phase_s
+                  + _fixed_rate_events(fixed_rate, args.phase_s))
+    alone_events = _warmup_events(args) + rate_cap * args.fleet_kind_s
+    pools = fleetday.provision_fleet_day(
+        db_url, kek, args.fleet_devices,
+        mixed_share=mix_events / (mix_events + len(fleetday.KINDS) * alone_events))
     provision_s = time.perf_counter() - t0
     orders_before = count_rows(db_url, Order)
     data_dir = workdir / config
@@ -223,9 +240,6 @@ async def fleet_day(config: str, db_url: str, workdir: Path, args, fixed_rate: f
                            log_path=data_dir / "server.log", log_level=args.server_log_level,
                            profile=_profile_path(args, config))
     extra = {"devices": args.fleet_devices, "mix": "60/30/9/1"}
-    # Events prepared per saturation second: enough for any rate this host reaches,
-    # few enough that 100,000 devices last the run (unsent ones serve the next phase).
-    rate_cap = args.fleet_max_rate
     lines: dict = {}
     try:
         mix = fleetday.FleetWorkload(pools)
@@ -455,7 +469,9 @@ def main(argv: list[str] | None = None) -> int:
                         "writer and the event loop each idled a third of the time, "
                         "waiting on each other (docs/performance.md)")
     p.add_argument("--fleet-max-rate", type=float, default=4000,
-                   help="fleet day: events prepared per second of a saturation phase")
+                   help="fleet day: events prepared per second of a saturation phase: "
+                        "enough for any rate this host reaches, few enough that 100,000 "
+                        "devices last the run (unsent ones serve the next phase)")
     p.add_argument("--no-sync-cost", action="store_true",
                    help="skip what synchronous=FULL costs a group commit (sync_cost.py)")
     p.add_argument("--profile-dir", type=Path,
@@ -464,12 +480,12 @@ def main(argv: list[str] | None = None) -> int:
                         "ingest here, as <config>.prof; profiling slows the loop, so its "
                         "CPU figures compare only with another profiled run")
     p.add_argument("--quick", action="store_true",
-                   help="the fleet day's short form: --fleet-only, 30,000 devices, 3 s "
+                   help="the fleet day's short form: --fleet-only, 60,000 devices, 3 s "
                         "phases, 2 s per kind, no firmware")
     args = p.parse_args(argv)
     if args.quick:
         args.fleet_only = args.no_firmware = True
-        args.fleet_devices = min(args.fleet_devices, 30_000)
+        args.fleet_devices = min(args.fleet_devices, 60_000)
         args.phase_s, args.fleet_kind_s, args.drain_s = 3.0, 2.0, 3.0
     if not (args.no_sync_cost or args.fleet_only):
         # What durable acknowledgements cost on this disk (one line, first).

@@ -55,14 +55,14 @@ def split(count: int, mixed_share: float = 0.4) -> dict[str, int]:
 
 
 def provision_fleet_day(db_url: str, kek: bytes, count: int, name: str = "fleetday",
-                        seed: int = 18) -> dict[str, list[LoadDevice]]:
+                        seed: int = 18, mixed_share: float = 0.4) -> dict[str, list[LoadDevice]]:
     """`count` claimed devices, split by kind (`split`); returns the load devices per kind."""
     db.upgrade(db_url)
     keyring = Keyring(kek)
     engine = db.make_engine(db_url)
     now = db.utcnow()
     rng = random.Random(seed)
-    sizes = split(count)
+    sizes = split(count, mixed_share)
     roles = [kind for kind in KINDS for _ in range(sizes[kind])]
     rng.shuffle(roles)  # households mix kinds, as real ones do
     pools: dict[str, list[LoadDevice]] = {kind: [] for kind in KINDS}
