@@ -7,9 +7,9 @@ is therefore kept at most as big as the request (RFC 7252 §11.3):
 - error answers without a MAC (4.00, 4.01, 4.04, 4.05, 4.13, 4.15, 5.03, the /fw
   refusals) lose as much of their diagnostic text as needed; the code says the
   rest. The budget keeps 4 bytes for the empty ACK that precedes a separate answer;
-- such answers, when they go separately (the writer took longer than aiocoap's 0.1 s
-  empty-ACK delay), are sent non-confirmable: a forged source never acknowledges, and
-  a confirmable answer would be sent up to five times;
+- such answers, when they go separately (the writer took longer than the 0.5 s
+  empty-ACK delay, coap/event_path.py), are sent non-confirmable: a forged source
+  never acknowledges, and a confirmable answer would be sent up to five times;
 - requests to anything but /ev take a token from the per-source bucket
   (coap/ratelimit.py; /ev takes its own in EventResource). /.well-known/core, the one
   success answer to an unauthenticated request and bigger than a minimal GET, is

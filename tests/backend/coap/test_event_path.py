@@ -81,3 +81,62 @@ def _aiocoaps_is_multicast_locally(remote) -> bool:
     import ipaddress
 
     return ipaddress.ip_address(remote._plainaddress_local()).is_multicast
+
+
+class Slow(resource.Resource):
+    def __init__(self, delay_s: float):
+        super().__init__()
+        self.delay_s = delay_s
+
+    async def render_post(self, request):
+        await asyncio.sleep(self.delay_s)
+        return aiocoap.Message(code=aiocoap.CHANGED, payload=b"done")
+
+
+async def _datagrams_for_one_post(context_type, delay_s: float) -> list:
+    """What a device sees for one confirmable POST whose answer takes `delay_s`: every
+    datagram up to the answer (acknowledging a separate one, as a device would)."""
+    import socket
+
+    from devtools.bench import coapwire
+
+    site = resource.Site()
+    site.add_resource(["slow"], Slow(delay_s))
+    server = await context_type.create_server_context(site, bind=("127.0.0.1", 0),
+                                                      transports=["udp6"])
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    try:
+        address = ("127.0.0.1", bound_udp_port(server))
+        await loop.sock_sendto(sock, coapwire.encode_con_post(
+            7, b"\x01\x02", coapwire.post_prefix("slow", 0), b"x"), address)
+        seen = []
+        while not seen or seen[-1].code == coapwire.EMPTY:
+            seen.append(coapwire.parse(await asyncio.wait_for(loop.sock_recv(sock, 2048), 10)))
+            if seen[-1].type == coapwire.CON:
+                await loop.sock_sendto(sock, coapwire.encode_empty_ack(seen[-1].mid), address)
+        return [(m.type, m.code) for m in seen]
+    finally:
+        sock.close()
+        await server.shutdown()
+
+
+def test_an_answer_within_half_a_second_goes_piggybacked_and_later_ones_separately():
+    """LeanContext waits 0.5 s before an empty ACK (aiocoap: 0.1 s), so an answer that
+    takes 0.25 s is one datagram, not an empty ACK, a confirmable answer and the device's
+    ACK; a slower one still gets its empty ACK well before a device retransmits (2 s).
+    Other contexts in the process keep aiocoap's 0.1 s."""
+    from devtools.bench.coapwire import ACK, CON, EMPTY
+
+    changed = int(aiocoap.CHANGED)
+
+    async def all_three():
+        return (await _datagrams_for_one_post(LeanContext, 0.25),
+                await _datagrams_for_one_post(LeanContext, 1.0),
+                await _datagrams_for_one_post(aiocoap.Context, 0.25))
+
+    quick, slow, plain = asyncio.run(all_three())
+    assert quick == [(ACK, changed)]
+    assert slow == [(ACK, EMPTY), (CON, changed)]
+    assert plain == [(ACK, EMPTY), (CON, changed)]
