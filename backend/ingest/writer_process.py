@@ -10,11 +10,12 @@ On the pipe (marshal both ways; the peer is our own child):
     parent -> child   ([request bytes, ...], failpoint)
     child -> parent   ([(code, payload, authenticated), ...], [log record, ...],
                        seconds the batch took to decide and commit)
-Each child is a lane with one batch in flight at a time; what arrives while every lane
-is busy waits and goes as the next batch (group commit) to the first lane that is free.
-On PostgreSQL there are `REPLENISH_WRITER_LANES` of them (two by default): one batch's
+Each child is a lane with one batch in flight at a time; what arrives meanwhile waits
+and goes as the next batch (group commit) to the first lane that is free. On
+PostgreSQL there are `REPLENISH_WRITER_LANES` of them (two by default): one batch's
 round trips and durable COMMIT no longer hold up the next, which another lane decides
-meanwhile on its own connection. They are kept apart as several ingest processes are:
+meanwhile on its own connection. A second batch goes in flight only once a quarter of
+a full batch waits (`_SECOND_BATCH_SHARE`). They are kept apart as several ingest processes are:
 each batch locks its devices `FOR UPDATE` in sorted order (so the same device's events
 in two lanes are decided one after the other, the second seeing the first's commit),
 the households whose limits it counts (limits_lock.py), and a deadlock is retried
@@ -49,6 +50,11 @@ from backend.storage.db import sqlite_path
 log = logging.getLogger(__name__)
 
 _RESPAWN_MAX_DELAY_S = 5.0
+# A second batch in flight only once this share of a full batch waits: each batch costs
+# PostgreSQL a commit and a dozen round trips whatever its size, so at moderate load
+# sending every few events to the idle lane cost more CPU per event than the waiting
+# it saved; a backlog (a slow fsync, saturation) is what the second lane is for.
+_SECOND_BATCH_SHARE = 4
 
 
 def _context():
@@ -94,6 +100,7 @@ class ProcessPipeline:
         self._max_batch = max_batch
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lanes = [_Lane(i) for i in range(lanes or lanes_for(settings))]
+        self._second_batch_at = max(1, max_batch // _SECOND_BATCH_SHARE)
         self._waiting: list[tuple[bytes, asyncio.Future]] = []
         self._send_scheduled = False
         self._stopping = False
@@ -133,7 +140,7 @@ class ProcessPipeline:
                 asyncio.run_coroutine_threadsafe(self.submit(request), self._loop))
         future = self._loop.create_future()
         self._waiting.append((request, future))
-        if not self._send_scheduled and any(lane.idle for lane in self._lanes):
+        if not self._send_scheduled and self._may_send():
             # After the callbacks already due: requests that arrived together go together.
             self._send_scheduled = True
             self._loop.call_soon(self._send)
@@ -166,11 +173,19 @@ class ProcessPipeline:
         log.info("ingest writer process %d started (lane %d)", lane.process.pid, lane.index)
         self._send()
 
+    def _may_send(self) -> bool:
+        """Events wait, a lane is idle, and either no batch is in flight or enough wait
+        to be worth a second one."""
+        if not self._waiting or not any(lane.idle for lane in self._lanes):
+            return False
+        return (len(self._waiting) >= self._second_batch_at
+                or all(lane.inflight is None for lane in self._lanes))
+
     def _send(self) -> None:
-        """A batch to each idle lane while events wait."""
+        """A batch to each idle lane while `_may_send`."""
         self._send_scheduled = False
         for lane in self._lanes:
-            if not self._waiting:
+            if not self._may_send():
                 return
             if not lane.idle:
                 continue
@@ -224,6 +239,7 @@ class ProcessPipeline:
         lane.failures_in_a_row += 1
         delay = min(_RESPAWN_MAX_DELAY_S, 0.1 * 2 ** (lane.failures_in_a_row - 1))
         self._loop.call_later(delay, self._respawn, lane)
+        self._send()  # what waits may go to a lane that is still up
 
     def _respawn(self, lane: _Lane) -> None:
         if not self._stopping and lane.conn is None:
