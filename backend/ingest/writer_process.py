@@ -14,8 +14,8 @@ Each child is a lane with one batch in flight at a time; what arrives meanwhile 
 and goes as the next batch (group commit) to the first lane that is free. On
 PostgreSQL there are `REPLENISH_WRITER_LANES` of them (two by default): one batch's
 round trips and durable COMMIT no longer hold up the next, which another lane decides
-meanwhile on its own connection. A second batch goes in flight only once a quarter of
-a full batch waits (`_SECOND_BATCH_SHARE`). They are kept apart as several ingest processes are:
+meanwhile on its own connection. A second batch goes in flight only once a full batch
+waits (`_may_send`): moderate load commits one batch at a time, as one lane did. They are kept apart as several ingest processes are:
 each batch locks its devices `FOR UPDATE` in sorted order (so the same device's events
 in two lanes are decided one after the other, the second seeing the first's commit),
 the households whose limits it counts (limits_lock.py), and a deadlock is retried
@@ -50,11 +50,6 @@ from backend.storage.db import sqlite_path
 log = logging.getLogger(__name__)
 
 _RESPAWN_MAX_DELAY_S = 5.0
-# A second batch in flight only once this share of a full batch waits: each batch costs
-# PostgreSQL a commit and a dozen round trips whatever its size, so at moderate load
-# sending every few events to the idle lane cost more CPU per event than the waiting
-# it saved; a backlog (a slow fsync, saturation) is what the second lane is for.
-_SECOND_BATCH_SHARE = 4
 
 
 def _context():
@@ -100,7 +95,6 @@ class ProcessPipeline:
         self._max_batch = max_batch
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lanes = [_Lane(i) for i in range(lanes or lanes_for(settings))]
-        self._second_batch_at = max(1, max_batch // _SECOND_BATCH_SHARE)
         self._waiting: list[tuple[bytes, asyncio.Future]] = []
         self._send_scheduled = False
         self._stopping = False
@@ -174,11 +168,14 @@ class ProcessPipeline:
         self._send()
 
     def _may_send(self) -> bool:
-        """Events wait, a lane is idle, and either no batch is in flight or enough wait
-        to be worth a second one."""
+        """Events wait, a lane is idle, and either no batch is in flight or a full batch
+        waits. Why not any idle lane: each batch costs PostgreSQL a commit and a dozen
+        round trips whatever its size, and on a busy host smaller batches in parallel
+        made moderate load's p99 worse (docs/performance.md); a backlog (saturation, a
+        slow fsync) is what another lane is for."""
         if not self._waiting or not any(lane.idle for lane in self._lanes):
             return False
-        return (len(self._waiting) >= self._second_batch_at
+        return (len(self._waiting) >= self._max_batch
                 or all(lane.inflight is None for lane in self._lanes))
 
     def _send(self) -> None:

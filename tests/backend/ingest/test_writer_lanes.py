@@ -75,8 +75,8 @@ def _lock_devices(blocker: psycopg.Connection, devices) -> None:
 
 
 def _two_lanes(settings) -> ProcessPipeline:
-    # Batches of at most 4: a second batch goes in flight as soon as one event waits.
-    return ProcessPipeline(settings, max_batch=4, lanes=2)
+    # Batches of one: a second batch goes in flight as soon as one (a full batch) waits.
+    return ProcessPipeline(settings, max_batch=1, lanes=2)
 
 
 def test_an_event_and_its_retransmission_in_both_lanes_order_once(settings, backend,
@@ -250,13 +250,13 @@ def test_stop_with_two_batches_in_flight_answers_all_and_loses_nothing(settings,
         assert sorted(session.scalars(select(Order.id))) == sorted(a.order for a in answers)
 
 
-def test_a_second_batch_goes_in_flight_once_a_quarter_of_a_full_batch_waits(
-        settings, backend, tmp_path):
+def test_a_second_batch_goes_in_flight_once_a_full_batch_waits(settings, backend,
+                                                                tmp_path):
     """At moderate load one batch at a time: each batch costs a commit and its round
-    trips, so the idle lane waits until the backlog is worth them (2 of 8 here)."""
+    trips, so the idle lane waits until a full batch (2 here) is worth them."""
     buttons = make_world(backend, tmp_path / "fleet", buttons=3, hold_window_s=3600).buttons
     requests = [press(button, 1) for button in buttons]
-    pipeline = ProcessPipeline(settings, max_batch=8, lanes=2)
+    pipeline = ProcessPipeline(settings, max_batch=2, lanes=2)
     blocker, watcher = _connect(settings), _connect(settings, autocommit=True)
 
     async def scenario():
