@@ -45,7 +45,8 @@ def lock_limited_households(session: Session, lookups: Lookups,
         if device is None or device.household_id is None:
             continue
         household = lookups.household(session, device.household_id)
-        if household.max_orders_per_day is not None or household.monthly_limit_cents is not None:
+        if (household.max_orders_per_day is not None
+                or household.monthly_limit_cents is not None):
             limited.add(household.id)
     if limited:
         session.execute(select(Household.id).where(Household.id.in_(sorted(limited)))

@@ -15,13 +15,13 @@ and goes as the next batch (group commit) to the first lane that is free. On
 PostgreSQL there are `REPLENISH_WRITER_LANES` of them (two by default): one batch's
 round trips and durable COMMIT no longer hold up the next, which another lane decides
 meanwhile on its own connection. A second batch goes in flight only once a full batch
-waits (`_may_send`): moderate load commits one batch at a time, as one lane did. They are kept apart as several ingest processes are:
-each batch locks its devices `FOR UPDATE` in sorted order (so the same device's events
-in two lanes are decided one after the other, the second seeing the first's commit),
-the households whose limits it counts (limits_lock.py), and a deadlock is retried
-(pipeline.py). SQLite has one write lock: one lane. The child's log records travel
-with its answers and are logged here, so every log line still goes through this
-process's logging set-up.
+waits (`_may_send`): moderate load commits one batch at a time, as one lane did.
+Lanes are kept apart as several ingest processes are: each batch locks its devices
+`FOR UPDATE` in sorted order (so the same device's events in two lanes are decided one
+after the other, the second seeing the first's commit) and the households whose limits
+it counts (limits_lock.py), and a deadlock is retried (pipeline.py). SQLite has one
+write lock: one lane. The child's log records travel with its answers and are logged
+here, so every log line still goes through this process's logging set-up.
 
 If a child dies, the requests of its batch in flight are answered 5.03 and a new child
 is started for its lane; waiting requests go to another lane, or are answered 5.03 too
