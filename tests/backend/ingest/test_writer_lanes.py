@@ -8,7 +8,8 @@ both lanes are seen waiting inside their transactions at once (polled, bounded, 
   answer twice, the device's next event (waiting meanwhile) suppressed by it, and no
   fallback (the second lane waits for the device's row, then sees the first's commit);
 - two devices of one household with a daily limit of one: one order, the other
-  answered "blocked" (limits_lock.py), not two orders;
+  answered "blocked" (limits_lock.py), not two orders; each batch told to the metrics
+  once, with its own outcomes;
 - a lane's child killed with a batch in flight while the other lane has one too: 5.03
   for the dead lane's batch only, the other answered from its commit, the lane
   respawned, and the retransmission ordered once;
@@ -74,9 +75,9 @@ def _lock_devices(blocker: psycopg.Connection, devices) -> None:
     blocker.execute("SELECT id FROM devices WHERE device_id = ANY(%s) FOR UPDATE", [ids])
 
 
-def _two_lanes(settings) -> ProcessPipeline:
+def _two_lanes(settings, on_batch=None) -> ProcessPipeline:
     # Batches of one: a second batch goes in flight as soon as one (a full batch) waits.
-    return ProcessPipeline(settings, max_batch=1, lanes=2)
+    return ProcessPipeline(settings, max_batch=1, lanes=2, on_batch=on_batch)
 
 
 def test_an_event_and_its_retransmission_in_both_lanes_order_once(settings, backend,
@@ -128,7 +129,9 @@ def test_two_devices_of_one_household_in_both_lanes_keep_its_daily_limit(setting
         session.execute(update(Household).where(Household.id == world.household_id)
                         .values(max_orders_per_day=1))
     requests = [press(button, 1) for button in world.buttons]
-    pipeline = _two_lanes(settings)
+    metrics = []  # what each batch tells the metrics (backend/metrics.py)
+    pipeline = _two_lanes(settings, on_batch=lambda outcomes, commit_s: metrics.append(
+        (outcomes, commit_s is not None)))
     blocker, watcher = _connect(settings), _connect(settings, autocommit=True)
 
     async def scenario():
@@ -156,6 +159,8 @@ def test_two_devices_of_one_household_in_both_lanes_keep_its_daily_limit(setting
     assert sorted(a.result for a in answers) == [Result.CREATED, Result.CHANGED]
     assert [a.blocked for a in answers if a.result == Result.CHANGED] == [Blocked.DAILY_LIMIT]
     assert events_and_orders(settings.db_url) == (2, 1)
+    # Once per batch, each lane's with its own outcomes and commit time.
+    assert sorted(metrics, key=str) == [({"ordered": 1}, True), ({"recorded": 1}, True)]
 
 
 def test_a_lane_killed_mid_batch_answers_only_its_own_batch_5_03(settings, backend,
