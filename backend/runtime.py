@@ -282,6 +282,9 @@ def _pipeline(settings: Settings, sessions, keyring, on_batch) -> Pipeline:
         return GroupCommitPipeline(sessions, keyring, settings.group_commit_max, config,
                                    on_batch)
     if settings.ingest_writer == "process":
+        if settings.writer_lanes < 1:
+            raise ConfigError(f"REPLENISH_WRITER_LANES must be 1 or more, "
+                              f"not {settings.writer_lanes}")
         return ProcessPipeline(settings, settings.group_commit_max, config, on_batch)
     raise ConfigError(f"REPLENISH_INGEST_WRITER must be 'process' or 'thread', "
                       f"not {settings.ingest_writer!r}")

@@ -28,7 +28,8 @@ from sqlalchemy.orm import sessionmaker
 from backend.accounts.keys import Keyring
 from backend.config import DEFAULTS
 from backend.ingest.decide import IngestConfig, decide
-from backend.ingest.lookups import BatchLookups, LeadTimes
+from backend.ingest.limits_lock import lock_limited_households
+from backend.ingest.lookups import BatchLookups, LeadTimes, Lookups
 from backend.ingest.reply import Reply
 from backend.protocol import Result
 
@@ -88,6 +89,7 @@ class BatchWriter:
             try:
                 with self._sessions() as session, session.begin():
                     if isolated:
+                        lock_limited_households(session, Lookups(), requests)
                         replies = [self._decide_one(session, r) for r in requests]
                     else:
                         replies = self._decide_together(session, requests)
@@ -113,6 +115,7 @@ class BatchWriter:
         replies = []
         try:
             lookups = BatchLookups(session, requests, self._lead_times)
+            lock_limited_households(session, lookups, requests)
             with session.no_autoflush:  # one flush at commit (see BatchLookups)
                 for request in requests:
                     replies.append(decide(session, self._keyring, request, self._config,

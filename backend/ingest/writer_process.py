@@ -10,13 +10,24 @@ On the pipe (marshal both ways; the peer is our own child):
     parent -> child   ([request bytes, ...], failpoint)
     child -> parent   ([(code, payload, authenticated), ...], [log record, ...],
                        seconds the batch took to decide and commit)
-One batch is in flight at a time; what arrives meanwhile waits and goes as the next
-batch (group commit). The child's log records travel with its answers and are logged
+Each child is a lane with one batch in flight at a time; what arrives meanwhile waits
+and goes as the next batch (group commit) to the first lane that is free. On
+PostgreSQL there are `REPLENISH_WRITER_LANES` of them (two by default): one batch's
+round trips and durable COMMIT no longer hold up the next, which another lane decides
+meanwhile on its own connection. A second batch goes in flight only once a full batch
+waits (`_may_send`): moderate load commits one batch at a time, as one lane did.
+Lanes are kept apart as several ingest processes are: each batch locks its devices
+`FOR UPDATE` in sorted order (so the same device's events in two lanes are decided one
+after the other, the second seeing the first's commit) and the households whose limits
+it counts (limits_lock.py), and a deadlock is retried (pipeline.py). SQLite has one
+write lock: one lane. The child's log records travel with its answers and are logged
 here, so every log line still goes through this process's logging set-up.
 
-If the child dies, every request in flight or waiting is answered 5.03 and a new child
-is started. Nothing is lost: a batch whose commit did not happen recorded nothing, and
-a batch that committed is answered from the database when the device retransmits.
+If a child dies, the requests of its batch in flight are answered 5.03 and a new child
+is started for its lane; waiting requests go to another lane, or are answered 5.03 too
+when no lane is left. Nothing is lost: a batch whose commit did not happen recorded
+nothing, and a batch that committed is answered from the database when the device
+retransmits.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ from backend.gc_tuning import tune_gc
 from backend.ingest.decide import IngestConfig
 from backend.ingest.pipeline import BatchWriter, OnBatch, outcomes_of, unavailable
 from backend.ingest.reply import Reply
+from backend.storage.db import sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -49,26 +61,45 @@ def _context():
     return ctx
 
 
+def lanes_for(settings: Settings) -> int:
+    """Writer lanes: `REPLENISH_WRITER_LANES` on PostgreSQL; one on SQLite, whose single
+    write lock would only make a second lane wait."""
+    return 1 if sqlite_path(settings.db_url) is not None else settings.writer_lanes
+
+
+class _Lane:
+    """One writer child and its pipe; at most one batch in flight."""
+
+    def __init__(self, index: int):
+        self.index = index
+        self.process = None
+        self.conn: Connection | None = None
+        self.inflight: list[asyncio.Future] | None = None
+        self.failures_in_a_row = 0
+
+    @property
+    def idle(self) -> bool:
+        return self.conn is not None and self.inflight is None
+
+
 class ProcessPipeline:
     """Same interface as `GroupCommitPipeline`: `start()` inside the running event
     loop, `await submit(request)`, `stop()`."""
 
     def __init__(self, settings: Settings, max_batch: int = DEFAULTS.group_commit_max,
-                 config: IngestConfig | None = None, on_batch: OnBatch | None = None):
+                 config: IngestConfig | None = None, on_batch: OnBatch | None = None,
+                 lanes: int | None = None):
         self._settings = settings
         self._on_batch = on_batch
         self._config = config or IngestConfig()
         self._max_batch = max_batch
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._process = None
-        self._conn: Connection | None = None
+        self._lanes = [_Lane(i) for i in range(lanes or lanes_for(settings))]
         self._waiting: list[tuple[bytes, asyncio.Future]] = []
-        self._inflight: list[asyncio.Future] | None = None
         self._send_scheduled = False
         self._stopping = False
-        self._failures_in_a_row = 0
-        # Fault injection for tests: "exit-after-commit" makes the writer exit after
-        # its next commit without answering (then this is cleared).
+        # Fault injection for tests: "exit-after-commit" makes the writer that takes the
+        # next batch exit after its commit without answering (it goes with that batch).
         self.failpoint: str | None = None
         self.batches = 0
         self.events = 0
@@ -76,15 +107,26 @@ class ProcessPipeline:
 
     @property
     def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
+        """The first lane's writer process."""
+        return self.pids[0]
+
+    @property
+    def pids(self) -> list[int | None]:
+        return [lane.process.pid if lane.process is not None else None
+                for lane in self._lanes]
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._spawn()
+        for lane in self._lanes:
+            self._spawn(lane)
 
     def waiting(self) -> int:
-        """Events handed in but not yet sent to the writer."""
+        """Events handed in but not yet sent to a writer."""
         return len(self._waiting)
+
+    def in_flight(self) -> int:
+        """Events sent to a writer and not yet answered (every lane's batch)."""
+        return sum(len(lane.inflight or ()) for lane in self._lanes)
 
     async def submit(self, request: bytes) -> Reply:
         if asyncio.get_running_loop() is not self._loop:  # a caller on another loop
@@ -92,7 +134,7 @@ class ProcessPipeline:
                 asyncio.run_coroutine_threadsafe(self.submit(request), self._loop))
         future = self._loop.create_future()
         self._waiting.append((request, future))
-        if self._inflight is None and not self._send_scheduled:
+        if not self._send_scheduled and self._may_send():
             # After the callbacks already due: requests that arrived together go together.
             self._send_scheduled = True
             self._loop.call_soon(self._send)
@@ -100,48 +142,72 @@ class ProcessPipeline:
 
     def stop(self) -> None:
         self._stopping = True
-        self._close(answer=unavailable("server stopping, retry later"))
+        for lane in self._lanes:  # every child sees EOF and finishes its batch at once
+            self._disconnect(lane)
+        futures = [future for _request, future in self._waiting]
+        self._waiting = []
+        for lane in self._lanes:
+            self._reap(lane)
+            futures += lane.inflight or []
+            lane.inflight = None
+        _answer(futures, unavailable("server stopping, retry later"))
 
     # -- parent side -----------------------------------------------------------------
 
-    def _spawn(self) -> None:
+    def _spawn(self, lane: _Lane) -> None:
         ctx = _context()
         ours, theirs = ctx.Pipe(duplex=True)
-        self._process = ctx.Process(
+        lane.process = ctx.Process(
             target=_child_main, name="ingest-writer", daemon=True,
             args=(theirs, self._settings, self._config, _forwarded_level()))
-        self._process.start()
+        lane.process.start()
         theirs.close()
-        self._conn = ours
-        self._loop.add_reader(ours.fileno(), self._on_answers)
-        log.info("ingest writer process %d started", self._process.pid)
+        lane.conn = ours
+        self._loop.add_reader(ours.fileno(), self._on_answers, lane)
+        log.info("ingest writer process %d started (lane %d)", lane.process.pid, lane.index)
         self._send()
 
-    def _send(self) -> None:
-        self._send_scheduled = False
-        if self._inflight is not None or not self._waiting or self._conn is None:
-            return
-        batch = self._waiting[:self._max_batch]
-        del self._waiting[:self._max_batch]
-        self._inflight = [future for _request, future in batch]
-        try:
-            self._conn.send_bytes(marshal.dumps(
-                ([request for request, _future in batch], self.failpoint)))
-        except OSError:
-            self._writer_died()
+    def _may_send(self) -> bool:
+        """Events wait, a lane is idle, and either no batch is in flight or a full batch
+        waits. Why not any idle lane: each batch costs PostgreSQL a commit and a dozen
+        round trips whatever its size, and on a busy host smaller batches in parallel
+        made moderate load's p99 worse (docs/performance.md); a backlog (saturation, a
+        slow fsync) is what another lane is for."""
+        if not self._waiting or not any(lane.idle for lane in self._lanes):
+            return False
+        return (len(self._waiting) >= self._max_batch
+                or all(lane.inflight is None for lane in self._lanes))
 
-    def _on_answers(self) -> None:
+    def _send(self) -> None:
+        """A batch to each idle lane while `_may_send`."""
+        self._send_scheduled = False
+        for lane in self._lanes:
+            if not self._may_send():
+                return
+            if not lane.idle:
+                continue
+            batch = self._waiting[:self._max_batch]
+            del self._waiting[:self._max_batch]
+            lane.inflight = [future for _request, future in batch]
+            failpoint, self.failpoint = self.failpoint, None
+            try:
+                lane.conn.send_bytes(marshal.dumps(
+                    ([request for request, _future in batch], failpoint)))
+            except OSError:
+                self._writer_died(lane)
+
+    def _on_answers(self, lane: _Lane) -> None:
         try:
-            replies, records, commit_s = marshal.loads(self._conn.recv_bytes())
+            replies, records, commit_s = marshal.loads(lane.conn.recv_bytes())
         except (EOFError, OSError):
-            self._writer_died()
+            self._writer_died(lane)
             return
         for record in records:
             _log_forwarded(record)
-        futures, self._inflight = self._inflight or [], None
+        futures, lane.inflight = lane.inflight or [], None
         self.batches += 1
         self.events += len(futures)
-        self._failures_in_a_row = 0
+        lane.failures_in_a_row = 0
         for future, wire in zip(futures, replies):
             if not future.done():
                 future.set_result(Reply.from_wire(wire))
@@ -149,42 +215,53 @@ class ProcessPipeline:
         if self._on_batch is not None:
             self._on_batch(outcomes_of(code for code, _payload, _auth in replies), commit_s)
 
-    def _writer_died(self) -> None:
+    def _writer_died(self, lane: _Lane) -> None:
         code = None
-        if self._process is not None:
-            self._process.join(timeout=5)  # reap it: its exit code says what happened
-            code = self._process.exitcode
+        if lane.process is not None:
+            lane.process.join(timeout=5)  # reap it: its exit code says what happened
+            code = lane.process.exitcode
+        self._disconnect(lane)
+        self._reap(lane)
+        futures, lane.inflight = lane.inflight or [], None
+        if not any(other.conn is not None for other in self._lanes):
+            # No lane left to take them before a respawn: the devices retry instead.
+            futures += [future for _request, future in self._waiting]
+            self._waiting = []
         log.error("ingest writer process exited (%s); answering %d events 5.03",
-                  code, len(self._inflight or []) + len(self._waiting))
-        self._close(answer=unavailable("storage unavailable, retry later"))
-        self.failpoint = None
+                  code, len(futures))
+        _answer(futures, unavailable("storage unavailable, retry later"))
         if self._stopping:
             return
         self.restarts += 1
-        self._failures_in_a_row += 1
-        delay = min(_RESPAWN_MAX_DELAY_S, 0.1 * 2 ** (self._failures_in_a_row - 1))
-        self._loop.call_later(delay, self._respawn)
+        lane.failures_in_a_row += 1
+        delay = min(_RESPAWN_MAX_DELAY_S, 0.1 * 2 ** (lane.failures_in_a_row - 1))
+        self._loop.call_later(delay, self._respawn, lane)
+        self._send()  # what waits may go to a lane that is still up
 
-    def _respawn(self) -> None:
-        if not self._stopping and self._conn is None:
-            self._spawn()
+    def _respawn(self, lane: _Lane) -> None:
+        if not self._stopping and lane.conn is None:
+            self._spawn(lane)
 
-    def _close(self, answer: Reply) -> None:
-        if self._conn is not None:
-            self._loop.remove_reader(self._conn.fileno())
-            self._conn.close()  # the child sees EOF and exits after its current batch
-            self._conn = None
-        if self._process is not None:
-            self._process.join(timeout=10)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join(timeout=5)
-            self._process = None
-        futures = (self._inflight or []) + [future for _r, future in self._waiting]
-        self._inflight, self._waiting = None, []
-        for future in futures:
-            if not future.done():
-                future.set_result(answer)
+    def _disconnect(self, lane: _Lane) -> None:
+        if lane.conn is not None:
+            self._loop.remove_reader(lane.conn.fileno())
+            lane.conn.close()  # the child sees EOF and exits after its current batch
+            lane.conn = None
+
+    @staticmethod
+    def _reap(lane: _Lane) -> None:
+        if lane.process is not None:
+            lane.process.join(timeout=10)
+            if lane.process.is_alive():
+                lane.process.kill()
+                lane.process.join(timeout=5)
+            lane.process = None
+
+
+def _answer(futures: list[asyncio.Future], reply: Reply) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(reply)
 
 
 # -- child side ----------------------------------------------------------------------

@@ -47,7 +47,7 @@ def _state(pipeline, tasks) -> str:
     pid = getattr(pipeline, "pid", None)
     wchan = Path(f"/proc/{pid}/wchan").read_text() if pid else "-"
     return (f"waiting {pipeline.waiting()}, in flight "
-            f"{getattr(pipeline, '_inflight', None) is not None}, answered {answered}, "
+            f"{getattr(pipeline, 'in_flight', lambda: 0)() > 0}, answered {answered}, "
             f"writer wchan {wchan!r}; backend loop at:\n"
             + "".join(traceback.format_stack(frame) if frame else ["?"]))
 
@@ -66,7 +66,7 @@ def test_events_waiting_behind_a_commit_share_the_next_one(world, backend, tmp_p
         blocked = lambda: thread_in_begin(pipeline._thread.ident)  # noqa: E731
     else:
         pipeline = backend.pipeline
-        blocked = lambda: (pipeline._inflight is not None  # noqa: E731
+        blocked = lambda: (pipeline.in_flight() > 0  # noqa: E731
                            and process_in_busy_wait(pipeline.pid))
     blocker = sqlite3.connect(world.settings.db_url.split("///", 1)[1], isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # the writer's next BEGIN IMMEDIATE must wait
