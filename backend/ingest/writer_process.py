@@ -11,17 +11,20 @@ On the pipe (marshal both ways; the peer is our own child):
     child -> parent   ([(code, payload, authenticated), ...], [log record, ...],
                        seconds the batch took to decide and commit)
 Each child is a lane with one batch in flight at a time; what arrives meanwhile waits
-and goes as the next batch (group commit) to the first lane that is free. On
-PostgreSQL there are `REPLENISH_WRITER_LANES` of them (two by default): one batch's
-round trips and durable COMMIT no longer hold up the next, which another lane decides
-meanwhile on its own connection. A second batch goes in flight only once a full batch
-waits (`_may_send`): moderate load commits one batch at a time, as one lane did.
-Lanes are kept apart as several ingest processes are: each batch locks its devices
-`FOR UPDATE` in sorted order (so the same device's events in two lanes are decided one
-after the other, the second seeing the first's commit) and the households whose limits
-it counts (limits_lock.py), and a deadlock is retried (pipeline.py). SQLite has one
-write lock: one lane. The child's log records travel with its answers and are logged
-here, so every log line still goes through this process's logging set-up.
+and goes as the next batch (group commit) to the first lane that is free. There are
+`REPLENISH_WRITER_LANES` of them (two by default). On PostgreSQL one batch's round
+trips and durable COMMIT no longer hold up the next, which another lane decides
+meanwhile on its own connection. On SQLite, whose writers begin IMMEDIATE (one write
+lock), the second lane's batch waits for the lock and takes it the moment the first
+commits: the lock no longer idles while a lane sends its answers and reads its next
+batch. A second batch goes in flight only once a full batch waits (`_may_send`):
+moderate load commits one batch at a time, as one lane did. Lanes are kept apart as
+several ingest processes are: each batch locks its devices (PostgreSQL: `FOR UPDATE`
+in sorted order, so the same device's events in two lanes are decided one after the
+other, the second seeing the first's commit; SQLite: the whole database) and the
+households whose limits it counts (limits_lock.py), and a deadlock is retried
+(pipeline.py). The child's log records travel with its answers and are logged here,
+so every log line still goes through this process's logging set-up.
 
 If a child dies, the requests of its batch in flight are answered 5.03 and a new child
 is started for its lane; waiting requests go to another lane, or are answered 5.03 too
@@ -45,7 +48,6 @@ from backend.gc_tuning import tune_gc
 from backend.ingest.decide import IngestConfig
 from backend.ingest.pipeline import BatchWriter, OnBatch, outcomes_of, unavailable
 from backend.ingest.reply import Reply
-from backend.storage.db import sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +64,8 @@ def _context():
 
 
 def lanes_for(settings: Settings) -> int:
-    """Writer lanes: `REPLENISH_WRITER_LANES` on PostgreSQL; one on SQLite, whose single
-    write lock would only make a second lane wait."""
-    return 1 if sqlite_path(settings.db_url) is not None else settings.writer_lanes
+    """Writer lanes: `REPLENISH_WRITER_LANES`, on either database."""
+    return settings.writer_lanes
 
 
 class _Lane:

@@ -1,0 +1,80 @@
+"""Two writer lanes on SQLite: the second batch waits for the write lock, then sees the
+first's commit.
+
+The test holds SQLite's write lock (`BEGIN IMMEDIATE`, as the writers begin) from a
+connection of its own while the same device's event and its retransmission go to both
+lanes and the device's next event waits, until both lanes' children are seen sleeping
+in SQLite's busy handler (/proc/PID/wchan); then it lets go. Whichever lane takes the lock
+first orders; the other is decided after that commit, in bulk, with no retry: one
+order, the same answer twice, the next event suppressed by the open order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+
+import pytest
+from sqlalchemy import select
+
+from backend.protocol import Result
+from backend.storage import db
+from backend.storage.models import Order
+from tests.backend.ingest.test_ingest import press
+from tests.backend.ingest.test_writer_lanes import _answer, _two_lanes, _until
+from tests.conftest import make_world
+from tests.worker_helpers import events_and_orders
+
+pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
+
+def _sleeping_in_the_busy_handler(pid: int | None) -> bool:
+    """Whether the writer child `pid` sleeps between tries for the write lock (SQLite's
+    busy handler; a child waiting for its next batch sleeps in a pipe read instead)."""
+    try:
+        with open(f"/proc/{pid}/wchan") as f:
+            return f.read().strip() == "hrtimer_nanosleep"
+    except (OSError, TypeError):
+        return False
+
+
+def test_an_event_and_its_retransmission_in_both_lanes_order_once(settings, backend,
+                                                                  tmp_path, caplog):
+    button = make_world(backend, tmp_path / "fleet", buttons=1, hold_window_s=3600).buttons[0]
+    first, following = press(button, 1), press(button, 2)
+    pipeline = _two_lanes(settings)
+    blocker = sqlite3.connect(db.sqlite_path(settings.db_url), isolation_level=None)
+
+    async def scenario():
+        pipeline.start()
+        try:
+            blocker.execute("BEGIN IMMEDIATE")  # the lanes wait for it (busy_timeout 10 s)
+            original = asyncio.ensure_future(pipeline.submit(first))
+            await _until(lambda: pipeline.in_flight() == 1, "lane 0 has the event")
+            retransmission = asyncio.ensure_future(pipeline.submit(first))
+            await _until(lambda: pipeline.in_flight() == 2, "lane 1 has its copy")
+            after = asyncio.ensure_future(pipeline.submit(following))
+            await _until(lambda: pipeline.waiting() == 1, "the next event waits")
+            await _until(lambda: all(_sleeping_in_the_busy_handler(pid)
+                                     for pid in pipeline.pids), "both lanes wait for the lock")
+            assert not original.done() and not retransmission.done()
+            blocker.rollback()
+            return await asyncio.wait_for(asyncio.gather(original, retransmission, after), 60)
+        finally:
+            pipeline.stop()
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="backend"):
+            original, retransmission, after = asyncio.run(scenario())
+    finally:
+        blocker.close()
+    assert "deciding each on its own" not in caplog.text  # no per-event fallback
+    assert "failed (attempt" not in caplog.text  # nor a retry after SQLITE_BUSY
+    created = _answer(button, first, original)
+    assert created.result == Result.CREATED
+    assert retransmission == original  # the same answer, byte for byte
+    assert _answer(button, following, after).result == Result.VALID  # its open order
+    with db.transaction(settings.db_url) as session:
+        assert session.scalars(select(Order.id)).all() == [created.order]
+    assert events_and_orders(settings.db_url) == (2, 1)
