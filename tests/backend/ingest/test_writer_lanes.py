@@ -109,14 +109,21 @@ def test_an_event_and_its_retransmission_in_both_lanes_order_once(settings, back
     finally:
         blocker.close()
         watcher.close()
+    assert_ordered_once(settings, caplog.text, button, (first, original),
+                        retransmission, (following, after))
+
+
+def assert_ordered_once(settings, log_text: str, button, first, retransmission, following):
+    """An event (`first`: request, reply) and its retransmission's reply decided in both
+    lanes, and the device's next event (`following`) after them."""
     # Decided in bulk, the second lane after the first's commit: not rescued by a unique
     # violation and the per-event fallback, nor by a retry.
-    assert "deciding each on its own" not in caplog.text
-    assert "failed (attempt" not in caplog.text
-    created = _answer(button, first, original)
+    assert "deciding each on its own" not in log_text
+    assert "failed (attempt" not in log_text
+    created = _answer(button, *first)
     assert created.result == Result.CREATED
-    assert retransmission == original  # the same answer, byte for byte
-    assert _answer(button, following, after).result == Result.VALID  # its open order
+    assert retransmission == first[1]  # the same answer, byte for byte
+    assert _answer(button, *following).result == Result.VALID  # its open order
     with db.transaction(settings.db_url) as session:
         assert session.scalars(select(Order.id)).all() == [created.order]
     assert events_and_orders(settings.db_url) == (2, 1)

@@ -16,15 +16,15 @@ import logging
 import sqlite3
 
 import pytest
-from sqlalchemy import select
 
-from backend.protocol import Result
 from backend.storage import db
-from backend.storage.models import Order
 from tests.backend.ingest.test_ingest import press
-from tests.backend.ingest.test_writer_lanes import _answer, _two_lanes, _until
+from tests.backend.ingest.test_writer_lanes import (
+    _two_lanes,
+    _until,
+    assert_ordered_once,
+)
 from tests.conftest import make_world
-from tests.worker_helpers import events_and_orders
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
@@ -69,12 +69,5 @@ def test_an_event_and_its_retransmission_in_both_lanes_order_once(settings, back
             original, retransmission, after = asyncio.run(scenario())
     finally:
         blocker.close()
-    assert "deciding each on its own" not in caplog.text  # no per-event fallback
-    assert "failed (attempt" not in caplog.text  # nor a retry after SQLITE_BUSY
-    created = _answer(button, first, original)
-    assert created.result == Result.CREATED
-    assert retransmission == original  # the same answer, byte for byte
-    assert _answer(button, following, after).result == Result.VALID  # its open order
-    with db.transaction(settings.db_url) as session:
-        assert session.scalars(select(Order.id)).all() == [created.order]
-    assert events_and_orders(settings.db_url) == (2, 1)
+    assert_ordered_once(settings, caplog.text, button, (first, original),
+                        retransmission, (following, after))
