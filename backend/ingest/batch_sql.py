@@ -5,18 +5,21 @@ the query (execution context, parameter processing, the expansion of IN lists fo
 call): a third of the writer's time for a batch of a few events, which is what a
 batch holds below saturation. Here each is plain SQL built once per dialect and run on
 the transaction's own DBAPI connection; values still pass through the type processors
-SQLAlchemy would apply (SQLite keeps datetimes as text and booleans as integers).
+SQLAlchemy would apply (SQLite keeps datetimes as text and booleans as integers), on
+SQLite through faster equivalents where there are some (backend/ingest/sqlite_binds.py).
 
 Rows come back as attribute bags, in the same shape BatchLookups used before.
 """
 
 from __future__ import annotations
 
+from operator import itemgetter
 from types import SimpleNamespace
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
 
+from backend.ingest.sqlite_binds import bind_processor
 from backend.orders.lifecycle import OPEN_STATES
 from backend.protocol import Kind
 from backend.storage.models import (Device, DeviceStatus, Event, Household, Order,
@@ -47,6 +50,28 @@ class _Select:
         return [SimpleNamespace(**{name: process(value) if process else value
                                    for name, process, value in zip(names, processors, row)})
                 for row in cursor.fetchall()]
+
+
+class _Params:
+    """A table's parameters for one row, from a dict of its columns (a missing one is
+    NULL). One C-level `itemgetter` over the names, then only the columns that have
+    a bind processor: building them column by column was most of the events' INSERT."""
+
+    def __init__(self, columns, dialect: Dialect):
+        self.columns = columns
+        self._names = [c.name for c in columns]
+        self._take = itemgetter(*self._names)
+        self._binds = [(i, bind) for i, bind in
+                       enumerate(bind_processor(c, dialect) for c in columns) if bind]
+
+    def __call__(self, row: dict) -> list:
+        try:
+            values = list(self._take(row))
+        except KeyError:
+            values = [row.get(name) for name in self._names]
+        for i, bind in self._binds:
+            values[i] = bind(values[i])
+        return values
 
 
 def _bag(names: list[str], values) -> SimpleNamespace:
@@ -93,22 +118,19 @@ class BatchStatements:
             f"{self._mark}) AS h WHERE n <= {self._mark} "
             f"ORDER BY {quote('device_pk')}, {quote('slot')}, {quote('received_at')}, "
             f"{quote('seq')}"))
-        self._received_at_bind = events.c.received_at.type.dialect_impl(
-            dialect).bind_processor(dialect)
-        self._insert_events, self._event_columns, self._event_binds = self._insert(
-            dialect, events)
-        self._insert_status, self._status_columns, self._status_binds = self._insert(
-            dialect, DeviceStatus.__table__)
-        self._insert_transitions, self._transition_columns, self._transition_binds = (
-            self._insert(dialect, OrderTransition.__table__))
-        sql, self._order_columns, self._order_binds = self._insert(dialect, orders)
+        self._received_at_bind = bind_processor(events.c.received_at, dialect)
+        self._insert_events, self._event_params = self._insert(dialect, events)
+        self._insert_status, self._status_params = self._insert(dialect, DeviceStatus.__table__)
+        self._insert_transitions, self._transition_params = self._insert(
+            dialect, OrderTransition.__table__)
+        sql, self._order_params = self._insert(dialect, orders)
         # sqlite3 has lastrowid; psycopg needs RETURNING.
         self._insert_order = sql + (f" RETURNING {quote('id')}" if self._postgres else "")
         # PostgreSQL: ids taken from the sequence ahead, rows inserted with them.
         self._insert_orders_with_ids = (
             f"INSERT INTO {quote(orders.name)} ({quote('id')}, "
-            f"{', '.join(quote(c.name) for c in self._order_columns)}) "
-            f"VALUES ({', '.join([self._mark] * (len(self._order_columns) + 1))})")
+            f"{', '.join(quote(c.name) for c in self._order_params.columns)}) "
+            f"VALUES ({', '.join([self._mark] * (len(self._order_params.columns) + 1))})")
         self._reserve_ids = (f"SELECT nextval(pg_get_serial_sequence('{orders.name}', 'id')) "
                              f"FROM generate_series(1, {self._mark})")
         # Models with an active release: most batches' heartbeats have none to offer,
@@ -116,8 +138,7 @@ class BatchStatements:
         self._active_models = (f"SELECT DISTINCT {quote('model')} FROM "
                                f"{quote(Release.__table__.name)} WHERE {quote('state')} = "
                                f"'active'")
-        self._device_binds = {c.name: c.type.dialect_impl(dialect).bind_processor(dialect)
-                              for c in devices.c}
+        self._device_binds = {c.name: bind_processor(c, dialect) for c in devices.c}
         self._device_types = {c.name: c.type.compile(dialect=dialect) for c in devices.c}
         self._updates: dict[tuple[str, ...], str] = {}
         if self._postgres:
@@ -156,19 +177,13 @@ class BatchStatements:
             f"ORDER BY o.{quote('id')} DESC LIMIT 1) AS o ON true "
             f"WHERE s.{quote('device_pk')} = ANY(%s)")
 
-    def _insert(self, dialect: Dialect, table: Table):
-        """INSERT of every column but the id; the columns and their bind processors."""
+    def _insert(self, dialect: Dialect, table: Table) -> tuple[str, _Params]:
+        """INSERT of every column but the id; its parameters from a row's dict."""
         columns = [c for c in table.c if c.name != "id"]
-        binds = [c.type.dialect_impl(dialect).bind_processor(dialect) for c in columns]
         sql = (f"INSERT INTO {self._quote(table.name)} "
                f"({', '.join(self._quote(c.name) for c in columns)}) "
                f"VALUES ({', '.join([self._mark] * len(columns))})")
-        return sql, columns, binds
-
-    @staticmethod
-    def _values(columns, binds, row: dict) -> list:
-        return [bind(row.get(c.name)) if bind else row.get(c.name)
-                for c, bind in zip(columns, binds)]
+        return sql, _Params(columns, dialect)
 
     def _in(self, values: list) -> tuple[str, list]:
         """`IN (...)` for a list: one array parameter on PostgreSQL, one mark per value
@@ -264,19 +279,13 @@ class BatchStatements:
                                   params + [bind(since) if bind else since, limit])
 
     def insert_events(self, cursor, rows: list[dict]) -> None:
-        columns, binds = self._event_columns, self._event_binds
-        cursor.executemany(self._insert_events,
-                           [self._values(columns, binds, row) for row in rows])
+        cursor.executemany(self._insert_events, map(self._event_params, rows))
 
     def insert_status(self, cursor, rows: list[dict]) -> None:
-        columns, binds = self._status_columns, self._status_binds
-        cursor.executemany(self._insert_status,
-                           [self._values(columns, binds, row) for row in rows])
+        cursor.executemany(self._insert_status, map(self._status_params, rows))
 
     def insert_transitions(self, cursor, rows: list[dict]) -> None:
-        columns, binds = self._transition_columns, self._transition_binds
-        cursor.executemany(self._insert_transitions,
-                           [self._values(columns, binds, row) for row in rows])
+        cursor.executemany(self._insert_transitions, map(self._transition_params, rows))
 
     @property
     def reserves_ids(self) -> bool:
@@ -289,14 +298,12 @@ class BatchStatements:
 
     def insert_orders(self, cursor, rows: list[dict]) -> None:
         """Order rows whose "id" was reserved (`reserve_order_ids`)."""
-        columns, binds = self._order_columns, self._order_binds
         cursor.executemany(self._insert_orders_with_ids,
-                           [[row["id"]] + self._values(columns, binds, row) for row in rows])
+                           [[row["id"]] + self._order_params(row) for row in rows])
 
     def insert_order(self, cursor, row: dict) -> int:
         """One order row (every column but the id given in `row` or NULL); its id."""
-        cursor.execute(self._insert_order,
-                       self._values(self._order_columns, self._order_binds, row))
+        cursor.execute(self._insert_order, self._order_params(row))
         if self._postgres:
             return cursor.fetchone()[0]
         return cursor.lastrowid
