@@ -121,11 +121,10 @@ class Settings:
     ingest_writer: str = env("REPLENISH_INGEST_WRITER", "group-commit writer in a child "
                              "process (`process`: the event loop only moves bytes) or a "
                              "thread of the CoAP process (`thread`)", default="process")
-    writer_lanes: int = env("REPLENISH_WRITER_LANES", "writer processes per ingest "
-                            "process, each with one batch in flight on its own connection "
-                            "(PostgreSQL: row locks keep them apart; SQLite: the next "
-                            "batch waits for the write lock). The `thread` writer: always "
-                            "one", default=2)
+    writer_lanes: int = env("REPLENISH_WRITER_LANES", "PostgreSQL: writer processes per "
+                            "ingest process, each with one batch in flight on its own "
+                            "connection (row locks keep them apart). SQLite, or the "
+                            "`thread` writer: always one (one write lock)", default=2)
     overload_max_waiting: int = env("REPLENISH_OVERLOAD_MAX_WAITING", "past this many events "
                                     "waiting for the writer (or with the UDP receive buffer "
                                     "half full; the CoAP socket asks for 1 MiB, capped by "

@@ -12,13 +12,13 @@ On the pipe (marshal both ways; the peer is our own child):
                        seconds the batch took to decide and commit)
 Each child is a lane with one batch in flight at a time; what arrives meanwhile waits
 and goes as the next batch (group commit) to the first lane that is free. There are
-`REPLENISH_WRITER_LANES` of them (two by default). On PostgreSQL one batch's round
+`REPLENISH_WRITER_LANES` of them on PostgreSQL (two by default): one batch's round
 trips and durable COMMIT no longer hold up the next, which another lane decides
-meanwhile on its own connection. On SQLite, whose writers begin IMMEDIATE (one write
-lock), the second lane's batch waits for the lock and takes it the moment the first
-commits: the lock no longer idles while a lane sends its answers and reads its next
-batch. A second batch goes in flight only once a full batch waits (`_may_send`):
-moderate load commits one batch at a time, as one lane did. Lanes are kept apart as
+meanwhile on its own connection. SQLite has one lane (`lanes_for`); its writers begin
+IMMEDIATE, so a second writer on the file (another ingest process, or a lane) waits
+for the write lock and then sees the first's commit. A second batch goes in flight
+only once a full batch waits (`_may_send`): moderate load commits one batch at a
+time, as one lane did. Lanes are kept apart as
 several ingest processes are: each batch locks its devices (PostgreSQL: `FOR UPDATE`
 in sorted order, so the same device's events in two lanes are decided one after the
 other, the second seeing the first's commit; SQLite: the whole database) and the
@@ -48,6 +48,7 @@ from backend.gc_tuning import tune_gc
 from backend.ingest.decide import IngestConfig
 from backend.ingest.pipeline import BatchWriter, OnBatch, outcomes_of, unavailable
 from backend.ingest.reply import Reply
+from backend.storage.db import sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,12 @@ def _context():
 
 
 def lanes_for(settings: Settings) -> int:
-    """Writer lanes: `REPLENISH_WRITER_LANES`, on either database."""
-    return settings.writer_lanes
+    """Writer lanes: `REPLENISH_WRITER_LANES` on PostgreSQL; one on SQLite. A second
+    lane there waits for the write lock in SQLite's busy handler, which sleeps between
+    tries (up to 100 ms): the lock can idle while it sleeps. Faster in short runs, no
+    faster in full ones, and two ingest processes with two lanes each went from 0.81-0.95
+    to 0.50-0.64 of one process (docs/performance.md)."""
+    return 1 if sqlite_path(settings.db_url) is not None else settings.writer_lanes
 
 
 class _Lane:

@@ -1,5 +1,6 @@
-"""Two writer lanes on SQLite: the second batch waits for the write lock, then sees the
-first's commit.
+"""Two writers on one SQLite file (two ingest processes; here a pipeline built with two
+lanes, which `lanes_for` never gives SQLite): the second batch waits for
+the write lock, then sees the first's commit.
 
 The test holds SQLite's write lock (`BEGIN IMMEDIATE`, as the writers begin) from a
 connection of its own while the same device's event and its retransmission go to both
@@ -71,3 +72,13 @@ def test_an_event_and_its_retransmission_in_both_lanes_order_once(settings, back
         blocker.close()
     assert_ordered_once(settings, caplog.text, button, (first, original),
                         retransmission, (following, after))
+
+
+def test_sqlite_gets_one_lane_whatever_the_setting(settings):
+    """SQLite's second lane would sleep in the busy handler while the lock idles."""
+    from backend.ingest.writer_process import lanes_for
+
+    assert lanes_for(settings.with_(writer_lanes=3)) == 1
+    postgres = settings.with_(database_url="postgresql+psycopg://replenish@localhost/x",
+                              writer_lanes=3)
+    assert lanes_for(postgres) == 3
