@@ -75,6 +75,23 @@ def _lock_devices(blocker: psycopg.Connection, devices) -> None:
     blocker.execute("SELECT id FROM devices WHERE device_id = ANY(%s) FOR UPDATE", [ids])
 
 
+def drive(pipeline: ProcessPipeline, scenario, *connections):
+    """`scenario()`'s result, run with `pipeline` started and stopped after it; the
+    test's own `connections` (the lock holder, the watcher) closed whatever happened."""
+    async def started():
+        pipeline.start()
+        try:
+            return await scenario()
+        finally:
+            pipeline.stop()
+
+    try:
+        return asyncio.run(started())
+    finally:
+        for connection in connections:
+            connection.close()
+
+
 def _two_lanes(settings, on_batch=None) -> ProcessPipeline:
     # Batches of one: a second batch goes in flight as soon as one (a full batch) waits.
     return ProcessPipeline(settings, max_batch=1, lanes=2, on_batch=on_batch)
@@ -88,27 +105,19 @@ def test_an_event_and_its_retransmission_in_both_lanes_order_once(settings, back
     blocker, watcher = _connect(settings), _connect(settings, autocommit=True)
 
     async def scenario():
-        pipeline.start()
-        try:
-            _lock_devices(blocker, [button])
-            original = asyncio.ensure_future(pipeline.submit(first))
-            await _until(lambda: _lock_waiters(watcher) == 1, "lane 0 waits for the device")
-            retransmission = asyncio.ensure_future(pipeline.submit(first))
-            await _until(lambda: _lock_waiters(watcher) == 2, "lane 1 waits too")
-            after = asyncio.ensure_future(pipeline.submit(following))
-            await _until(lambda: pipeline.waiting() == 1, "the next event waits")
-            assert pipeline.in_flight() == 2 and not original.done()
-            blocker.rollback()
-            return await asyncio.wait_for(asyncio.gather(original, retransmission, after), 60)
-        finally:
-            pipeline.stop()
+        _lock_devices(blocker, [button])
+        original = asyncio.ensure_future(pipeline.submit(first))
+        await _until(lambda: _lock_waiters(watcher) == 1, "lane 0 waits for the device")
+        retransmission = asyncio.ensure_future(pipeline.submit(first))
+        await _until(lambda: _lock_waiters(watcher) == 2, "lane 1 waits too")
+        after = asyncio.ensure_future(pipeline.submit(following))
+        await _until(lambda: pipeline.waiting() == 1, "the next event waits")
+        assert pipeline.in_flight() == 2 and not original.done()
+        blocker.rollback()
+        return await asyncio.wait_for(asyncio.gather(original, retransmission, after), 60)
 
-    try:
-        with caplog.at_level(logging.WARNING, logger="backend"):
-            original, retransmission, after = asyncio.run(scenario())
-    finally:
-        blocker.close()
-        watcher.close()
+    with caplog.at_level(logging.WARNING, logger="backend"):
+        original, retransmission, after = drive(pipeline, scenario, blocker, watcher)
     assert_ordered_once(settings, caplog.text, button, (first, original),
                         retransmission, (following, after))
 
@@ -142,26 +151,18 @@ def test_two_devices_of_one_household_in_both_lanes_keep_its_daily_limit(setting
     blocker, watcher = _connect(settings), _connect(settings, autocommit=True)
 
     async def scenario():
-        pipeline.start()
-        try:
-            # Orders cannot be inserted meanwhile, but they can be counted: without the
-            # household's lock both lanes would count none and both would order.
-            blocker.execute("LOCK TABLE orders IN SHARE ROW EXCLUSIVE MODE")
-            tasks = [asyncio.ensure_future(pipeline.submit(requests[0]))]
-            await _until(lambda: _lock_waiters(watcher) == 1, "lane 0 waits")
-            tasks.append(asyncio.ensure_future(pipeline.submit(requests[1])))
-            await _until(lambda: _lock_waiters(watcher) == 2, "lane 1 waits too")
-            assert pipeline.in_flight() == 2
-            blocker.rollback()
-            return await asyncio.wait_for(asyncio.gather(*tasks), 60)
-        finally:
-            pipeline.stop()
+        # Orders cannot be inserted meanwhile, but they can be counted: without the
+        # household's lock both lanes would count none and both would order.
+        blocker.execute("LOCK TABLE orders IN SHARE ROW EXCLUSIVE MODE")
+        tasks = [asyncio.ensure_future(pipeline.submit(requests[0]))]
+        await _until(lambda: _lock_waiters(watcher) == 1, "lane 0 waits")
+        tasks.append(asyncio.ensure_future(pipeline.submit(requests[1])))
+        await _until(lambda: _lock_waiters(watcher) == 2, "lane 1 waits too")
+        assert pipeline.in_flight() == 2
+        blocker.rollback()
+        return await asyncio.wait_for(asyncio.gather(*tasks), 60)
 
-    try:
-        replies = asyncio.run(scenario())
-    finally:
-        blocker.close()
-        watcher.close()
+    replies = drive(pipeline, scenario, blocker, watcher)
     answers = [_answer(b, r, reply) for b, r, reply in zip(world.buttons, requests, replies)]
     assert sorted(a.result for a in answers) == [Result.CREATED, Result.CHANGED]
     assert [a.blocked for a in answers if a.result == Result.CHANGED] == [Blocked.DAILY_LIMIT]
@@ -178,32 +179,24 @@ def test_a_lane_killed_mid_batch_answers_only_its_own_batch_5_03(settings, backe
     blocker, watcher = _connect(settings), _connect(settings, autocommit=True)
 
     async def scenario():
-        pipeline.start()
-        try:
-            _lock_devices(blocker, buttons)
-            survivor = asyncio.ensure_future(pipeline.submit(requests[0]))
-            await _until(lambda: _lock_waiters(watcher) == 1, "lane 0 waits")
-            victim = asyncio.ensure_future(pipeline.submit(requests[1]))
-            await _until(lambda: _lock_waiters(watcher) == 2, "lane 1 waits too")
-            first_pids = pipeline.pids
-            os.kill(first_pids[1], signal.SIGKILL)
-            lost = await asyncio.wait_for(victim, 30)
-            assert not survivor.done(), "the other lane's batch answered early"
-            await _until(lambda: pipeline.pids[1] not in (None, first_pids[1]),
-                         "lane 1 is respawned")
-            assert pipeline.pids[0] == first_pids[0] and pipeline.restarts == 1
-            blocker.rollback()
-            kept = await asyncio.wait_for(survivor, 60)
-            again = await asyncio.wait_for(pipeline.submit(requests[1]), 60)
-            return lost, kept, again
-        finally:
-            pipeline.stop()
+        _lock_devices(blocker, buttons)
+        survivor = asyncio.ensure_future(pipeline.submit(requests[0]))
+        await _until(lambda: _lock_waiters(watcher) == 1, "lane 0 waits")
+        victim = asyncio.ensure_future(pipeline.submit(requests[1]))
+        await _until(lambda: _lock_waiters(watcher) == 2, "lane 1 waits too")
+        first_pids = pipeline.pids
+        os.kill(first_pids[1], signal.SIGKILL)
+        lost = await asyncio.wait_for(victim, 30)
+        assert not survivor.done(), "the other lane's batch answered early"
+        await _until(lambda: pipeline.pids[1] not in (None, first_pids[1]),
+                     "lane 1 is respawned")
+        assert pipeline.pids[0] == first_pids[0] and pipeline.restarts == 1
+        blocker.rollback()
+        kept = await asyncio.wait_for(survivor, 60)
+        again = await asyncio.wait_for(pipeline.submit(requests[1]), 60)
+        return lost, kept, again
 
-    try:
-        lost, kept, again = asyncio.run(scenario())
-    finally:
-        blocker.close()
-        watcher.close()
+    lost, kept, again = drive(pipeline, scenario, blocker, watcher)
     assert lost.result == Result.UNAVAILABLE and not lost.authenticated
     assert _answer(buttons[0], requests[0], kept).result == Result.CREATED
     assert _answer(buttons[1], requests[1], again).result == Result.CREATED
@@ -272,27 +265,19 @@ def test_a_second_batch_goes_in_flight_once_a_full_batch_waits(settings, backend
     blocker, watcher = _connect(settings), _connect(settings, autocommit=True)
 
     async def scenario():
-        pipeline.start()
-        try:
-            _lock_devices(blocker, buttons)
-            tasks = [asyncio.ensure_future(pipeline.submit(requests[0]))]
-            await _until(lambda: _lock_waiters(watcher) == 1, "lane 0 waits")
-            tasks.append(asyncio.ensure_future(pipeline.submit(requests[1])))
-            for _ in range(5):  # what submit scheduled has run
-                await asyncio.sleep(0)
-            assert (pipeline.in_flight(), pipeline.waiting()) == (1, 1)
-            tasks.append(asyncio.ensure_future(pipeline.submit(requests[2])))
-            await _until(lambda: pipeline.in_flight() == 3, "lane 1 takes both")
-            assert pipeline.waiting() == 0
-            blocker.rollback()
-            return await asyncio.wait_for(asyncio.gather(*tasks), 60)
-        finally:
-            pipeline.stop()
+        _lock_devices(blocker, buttons)
+        tasks = [asyncio.ensure_future(pipeline.submit(requests[0]))]
+        await _until(lambda: _lock_waiters(watcher) == 1, "lane 0 waits")
+        tasks.append(asyncio.ensure_future(pipeline.submit(requests[1])))
+        for _ in range(5):  # what submit scheduled has run
+            await asyncio.sleep(0)
+        assert (pipeline.in_flight(), pipeline.waiting()) == (1, 1)
+        tasks.append(asyncio.ensure_future(pipeline.submit(requests[2])))
+        await _until(lambda: pipeline.in_flight() == 3, "lane 1 takes both")
+        assert pipeline.waiting() == 0
+        blocker.rollback()
+        return await asyncio.wait_for(asyncio.gather(*tasks), 60)
 
-    try:
-        replies = asyncio.run(scenario())
-    finally:
-        blocker.close()
-        watcher.close()
+    replies = drive(pipeline, scenario, blocker, watcher)
     assert [reply.result for reply in replies] == [Result.CREATED] * 3
     assert events_and_orders(settings.db_url) == (3, 3)

@@ -24,6 +24,7 @@ from tests.backend.ingest.test_writer_lanes import (
     _two_lanes,
     _until,
     assert_ordered_once,
+    drive,
 )
 from tests.conftest import make_world
 
@@ -48,28 +49,21 @@ def test_an_event_and_its_retransmission_in_both_lanes_order_once(settings, back
     blocker = sqlite3.connect(db.sqlite_path(settings.db_url), isolation_level=None)
 
     async def scenario():
-        pipeline.start()
-        try:
-            blocker.execute("BEGIN IMMEDIATE")  # the lanes wait for it (busy_timeout 10 s)
-            original = asyncio.ensure_future(pipeline.submit(first))
-            await _until(lambda: pipeline.in_flight() == 1, "lane 0 has the event")
-            retransmission = asyncio.ensure_future(pipeline.submit(first))
-            await _until(lambda: pipeline.in_flight() == 2, "lane 1 has its copy")
-            after = asyncio.ensure_future(pipeline.submit(following))
-            await _until(lambda: pipeline.waiting() == 1, "the next event waits")
-            await _until(lambda: all(_sleeping_in_the_busy_handler(pid)
-                                     for pid in pipeline.pids), "both lanes wait for the lock")
-            assert not original.done() and not retransmission.done()
-            blocker.rollback()
-            return await asyncio.wait_for(asyncio.gather(original, retransmission, after), 60)
-        finally:
-            pipeline.stop()
+        blocker.execute("BEGIN IMMEDIATE")  # the lanes wait for it (busy_timeout 10 s)
+        original = asyncio.ensure_future(pipeline.submit(first))
+        await _until(lambda: pipeline.in_flight() == 1, "lane 0 has the event")
+        retransmission = asyncio.ensure_future(pipeline.submit(first))
+        await _until(lambda: pipeline.in_flight() == 2, "lane 1 has its copy")
+        after = asyncio.ensure_future(pipeline.submit(following))
+        await _until(lambda: pipeline.waiting() == 1, "the next event waits")
+        await _until(lambda: all(_sleeping_in_the_busy_handler(pid)
+                                 for pid in pipeline.pids), "both lanes wait for the lock")
+        assert not original.done() and not retransmission.done()
+        blocker.rollback()
+        return await asyncio.wait_for(asyncio.gather(original, retransmission, after), 60)
 
-    try:
-        with caplog.at_level(logging.WARNING, logger="backend"):
-            original, retransmission, after = asyncio.run(scenario())
-    finally:
-        blocker.close()
+    with caplog.at_level(logging.WARNING, logger="backend"):
+        original, retransmission, after = drive(pipeline, scenario, blocker)
     assert_ordered_once(settings, caplog.text, button, (first, original),
                         retransmission, (following, after))
 
