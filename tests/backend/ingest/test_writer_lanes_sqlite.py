@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 
 import pytest
@@ -76,3 +77,19 @@ def test_sqlite_gets_one_lane_whatever_the_setting(settings):
     postgres = settings.with_(database_url="postgresql+psycopg://replenish@localhost/x",
                               writer_lanes=3)
     assert lanes_for(postgres) == 3
+
+
+def test_fewer_than_one_lane_is_refused_in_one_line(settings):
+    """An operator's REPLENISH_WRITER_LANES=0 (or a negative number) stops the start with
+    the setting's name, instead of an ingest that never answers; a non-number is the
+    settings parser's ConfigError, as for every integer setting."""
+    from backend.config import Settings
+    from backend.errors import ConfigError
+    from backend.runtime import _pipeline
+
+    for lanes in (0, -1):
+        with pytest.raises(ConfigError, match=f"REPLENISH_WRITER_LANES must be 1 or more, "
+                                              f"not {lanes}"):
+            _pipeline(settings.with_(writer_lanes=lanes), None, None, None)
+    with pytest.raises(ConfigError, match="REPLENISH_WRITER_LANES='two'"):
+        Settings.from_env({**os.environ, "REPLENISH_WRITER_LANES": "two"})
