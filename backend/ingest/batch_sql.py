@@ -13,6 +13,7 @@ Rows come back as attribute bags, in the same shape BatchLookups used before.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from operator import itemgetter
 from types import SimpleNamespace
 
@@ -39,7 +40,7 @@ class _Select:
     def __init__(self, dialect: Dialect, table: Table, columns, where: str,
                  suffix: str = "", sql: str | None = None):
         quote = dialect.identifier_preparer.quote
-        self._names = [c.name for c in columns]
+        self._names = self.names = [c.name for c in columns]
         self._processors = [_result_processor(c, dialect) for c in columns]
         self._sql = sql or (f"SELECT {', '.join(quote(n) for n in self._names)} "
                             f"FROM {quote(table.name)} WHERE {where} {suffix}")
@@ -89,10 +90,9 @@ class BatchStatements:
         devices, slots = Device.__table__, Slot.__table__
         households, orders = Household.__table__, Order.__table__
         states = ", ".join(f"'{state}'" for state in OPEN_STATES)  # our constants
-        # Sorted: PostgreSQL row locks taken in one order by every writer.
+        # SQLite's reads (PostgreSQL's: `_joined_reads`).
         self._devices = _Select(dialect, devices, list(devices.c),
-                                f"{quote('device_id')} {{in}}", f"ORDER BY {quote('device_id')}"
-                                + (" FOR UPDATE" if self._postgres else ""))
+                                f"{quote('device_id')} {{in}}", f"ORDER BY {quote('device_id')}")
         self._slots = _Select(dialect, slots, list(slots.c), f"{quote('device_pk')} {{in}}")
         self._households = _Select(dialect, households, list(households.c),
                                    f"{quote('id')} {{in}}")
@@ -110,14 +110,15 @@ class BatchStatements:
         history = [events.c.device_pk, events.c.slot, events.c.received_at, events.c.seq,
                    events.c.remaining]
         names = ", ".join(quote(c.name) for c in history)
-        self._history = _Select(dialect, events, history, "", sql=(
+        self._history_sql = (
             f"SELECT {names} FROM (SELECT {names}, ROW_NUMBER() OVER (PARTITION BY "
             f"{quote('device_pk')}, {quote('slot')} ORDER BY {quote('received_at')} DESC, "
             f"{quote('seq')} DESC) AS n FROM {quote(events.name)} WHERE {quote('device_pk')} "
             f"{{in}} AND {quote('kind')} = {int(Kind.LEVEL)} AND {quote('received_at')} >= "
             f"{self._mark}) AS h WHERE n <= {self._mark} "
             f"ORDER BY {quote('device_pk')}, {quote('slot')}, {quote('received_at')}, "
-            f"{quote('seq')}"))
+            f"{quote('seq')}")
+        self._history = _Select(dialect, events, history, "", sql=self._history_sql)
         self._received_at_bind = bind_processor(events.c.received_at, dialect)
         self._insert_events, self._event_params = self._insert(dialect, events)
         self._insert_status, self._status_params = self._insert(dialect, DeviceStatus.__table__)
@@ -160,7 +161,8 @@ class BatchStatements:
         self._device_names = [c.name for c in devices.c]
         self._household_names = [c.name for c in households.c]
         self._slot_names = [c.name for c in slots.c]
-        # Sorted and locked as `_devices` (FOR UPDATE OF d: the households stay unlocked).
+        # Sorted: row locks taken in one order by every writer (FOR UPDATE OF d: the
+        # households stay unlocked).
         self._devices_households = (
             f"SELECT {columns('d', devices)}, {columns('h', households)} "
             f"FROM {quote(devices.name)} AS d LEFT JOIN LATERAL (SELECT "
@@ -168,6 +170,12 @@ class BatchStatements:
             f"h.{quote('id')} = d.{quote('household_id')} OFFSET 0) AS h ON true "
             f"WHERE d.{quote('device_id')} = ANY(%s) ORDER BY d.{quote('device_id')} "
             f"FOR UPDATE OF d")
+        # The read runs in one round trip with the devices' (`read_batch`), so it has
+        # only the batch's device ids to go by. `= ANY(ARRAY(subquery))`: the subquery
+        # runs once and the outer table is read by its index; as `IN (subquery)` the
+        # planner chose to scan every slot or every event.
+        of_devices = (f"= ANY(ARRAY(SELECT {quote('id')} FROM {quote(devices.name)} WHERE "
+                      f"{quote('device_id')} = ANY(%s)))")
         self._slots_orders = (
             f"SELECT {columns('s', slots)}, o.{quote('id')}, o.{quote('state')} "
             f"FROM {quote(slots.name)} AS s LEFT JOIN LATERAL (SELECT o.{quote('id')}, "
@@ -175,7 +183,10 @@ class BatchStatements:
             f"o.{quote('device_pk')} = s.{quote('device_pk')} AND o.{quote('slot_index')} = "
             f"s.{quote('index')} AND o.{quote('state')} IN ({states}) "
             f"ORDER BY o.{quote('id')} DESC LIMIT 1) AS o ON true "
-            f"WHERE s.{quote('device_pk')} = ANY(%s)")
+            f"WHERE s.{quote('device_pk')} {of_devices}")
+        self._history_of_devices = self._history_sql.replace("{in}", (
+            f"= ANY(ARRAY(SELECT {quote('device_pk')} FROM {quote(slots.name)} WHERE "
+            f"{quote('device_pk')} {of_devices} AND {quote('kind')} = 'sensor'))"))
 
     def _insert(self, dialect: Dialect, table: Table) -> tuple[str, _Params]:
         """INSERT of every column but the id; its parameters from a row's dict."""
@@ -199,37 +210,64 @@ class BatchStatements:
         return statement.rows(cursor, in_list, params)
 
     def devices_and_households(self, cursor, device_ids: list[str]):
-        """(devices, their households): the devices locked, in device_id order."""
-        if not self._postgres:
-            devices = self._select(self._devices, cursor, device_ids)
-            return devices, self._select(self._households, cursor, sorted(
-                {d.household_id for d in devices if d.household_id is not None}))
-        cursor.execute(self._devices_households, [list(device_ids)])
+        """SQLite: (devices, their households), in device_id order."""
+        devices = self._select(self._devices, cursor, device_ids)
+        return devices, self._select(self._households, cursor, sorted(
+            {d.household_id for d in devices if d.household_id is not None}))
+
+    def slots_and_open_orders(self, cursor, device_pks: list[int]):
+        """SQLite: (the devices' slots, open orders as id, state, device_pk, slot_index),
+        by ascending id, so the newest of a slot comes last."""
+        return (self._select(self._slots, cursor, device_pks),
+                self._select(self._open_orders, cursor, device_pks))
+
+    @property
+    def pipelined(self) -> bool:
+        """PostgreSQL: the batch's reads go in one round trip (`read_batch`), its writes
+        in another (`writes`)."""
+        return self._postgres
+
+    def read_batch(self, cursor, device_ids: list[str], since, limit: int):
+        """PostgreSQL: (devices, households, slots, open orders, level history rows,
+        models with an active release), as SQLite's `devices_and_households`,
+        `slots_and_open_orders`, `level_history` (of the devices' sensor slots) and
+        `active_models`, in one round trip: psycopg's pipeline mode sends the four
+        statements together. The devices come locked, in device_id order; a slot comes
+        with its newest open order only. PostgreSQL still runs the statements one after
+        the other, each with its own snapshot, so the later reads see what the devices'
+        locks waited for."""
+        connection = cursor.connection
+        ids = [list(device_ids)]
+        with connection.pipeline():
+            cursors = [connection.cursor() for _ in range(4)]
+            cursors[0].execute(self._devices_households, ids)
+            cursors[1].execute(self._slots_orders, ids)
+            cursors[2].execute(self._history_of_devices, ids + [since, limit])
+            cursors[3].execute(self._active_models)
+        device_rows, slot_rows, history_rows, model_rows = (c.fetchall() for c in cursors)
         split = len(self._device_names)  # then the household's columns, its id first
         devices, households = [], {}
-        for row in cursor.fetchall():
+        for row in device_rows:
             devices.append(_bag(self._device_names, row[:split]))
             if row[split] is not None:
                 households[row[split]] = _bag(self._household_names, row[split:])
-        return devices, list(households.values())
-
-    def slots_and_open_orders(self, cursor, device_pks: list[int]):
-        """(the devices' slots, open orders as id, state, device_pk, slot_index): by
-        ascending id, so the newest of a slot comes last (PostgreSQL reads only it)."""
-        if not self._postgres:
-            return (self._select(self._slots, cursor, device_pks),
-                    self._select(self._open_orders, cursor, device_pks))
-        cursor.execute(self._slots_orders, [list(device_pks)])
         split = len(self._slot_names)  # then the open order's id and state
         slots, open_orders = [], []
-        for row in cursor.fetchall():
+        for row in slot_rows:
             slot = _bag(self._slot_names, row[:split])
             slots.append(slot)
             if row[split] is not None:
                 open_orders.append(SimpleNamespace(id=row[split], state=row[split + 1],
                                                    device_pk=slot.device_pk,
                                                    slot_index=slot.index))
-        return slots, open_orders
+        return (devices, list(households.values()), slots, open_orders,
+                [_bag(self._history.names, row) for row in history_rows],
+                {row[0] for row in model_rows})
+
+    def writes(self, cursor):
+        """The batch's writes as one round trip on PostgreSQL (a pipeline: sent
+        together, synchronised when the block ends), plain statements elsewhere."""
+        return cursor.connection.pipeline() if self._postgres else nullcontext()
 
     def active_models(self, cursor) -> set[str]:
         cursor.execute(self._active_models)

@@ -113,13 +113,24 @@ class BatchLookups(Lookups):
         self._cursor = connection.connection.cursor()  # the transaction's own
         self._devices: dict[str, SimpleNamespace] = {}
         self._before: dict[str, dict] = {}
-        devices, households = self._sql.devices_and_households(self._cursor, ids)
+        history = None
+        if self._sql.pipelined:  # PostgreSQL: all of it in one round trip
+            # From before any event's own time (taken later, in decide): each report
+            # keeps only its own window of this (`wants_order`).
+            since = utcnow() - timedelta(days=sensors.HISTORY_DAYS, minutes=1)
+            (devices, households, slots, open_orders, history,
+             self._active_models) = self._sql.read_batch(self._cursor, ids, since,
+                                                         sensors.HISTORY_MAX)
+        else:
+            devices, households = self._sql.devices_and_households(self._cursor, ids)
+            self._active_models = None  # read at the batch's first heartbeat
         for device in devices:
             self._devices[device.device_id] = device
             self._before[device.device_id] = dict(vars(device))
         self._households = {h.id: h for h in households}
-        slots, open_orders = self._sql.slots_and_open_orders(
-            self._cursor, [d.id for d in self._devices.values()])
+        if history is None:
+            slots, open_orders = self._sql.slots_and_open_orders(
+                self._cursor, [d.id for d in self._devices.values()])
         self._slots = {(s.device_pk, s.index): s for s in slots}
         self._added: dict[tuple[int, int], SimpleNamespace] = {}
         self._rows: list[dict] = []
@@ -129,10 +140,10 @@ class BatchLookups(Lookups):
         self._order_defaults = _ORDER_DEFAULTS
         self._products: dict[str, Product | None] = {}
         self._lead_days: dict[str, float] = {}
-        self._history: dict | None = None  # read at the batch's first level report
+        # Else read at the batch's first level report.
+        self._history = self._by_slot(history) if history is not None else None
         self._levels: dict[tuple[int, int], list] = {}  # the batch's own, not inserted yet
         self._models: dict[str, list] = {}
-        self._active_models: set[str] | None = None  # read at the batch's first heartbeat
         self._status_rows: list[dict] = []
         self._transitions: list[dict] = []
         self._new_orders: list[dict] = []
@@ -182,14 +193,17 @@ class BatchLookups(Lookups):
 
     def _read_history(self, now) -> None:
         pks = sorted({s.device_pk for s in self._slots.values() if s.kind == "sensor"})
-        self._history = {}
-        if not pks:
-            return
-        for row in self._sql.level_history(self._cursor, pks,
-                                           now - timedelta(days=sensors.HISTORY_DAYS),
-                                           sensors.HISTORY_MAX):
-            self._history.setdefault((row.device_pk, row.slot), []).append(
+        self._history = self._by_slot(self._sql.level_history(
+            self._cursor, pks, now - timedelta(days=sensors.HISTORY_DAYS),
+            sensors.HISTORY_MAX) if pks else [])
+
+    @staticmethod
+    def _by_slot(rows) -> dict:
+        history: dict = {}
+        for row in rows:
+            history.setdefault((row.device_pk, row.slot), []).append(
                 (row.received_at, row.seq, row.remaining))
+        return history
 
     def on_event(self, session: Session, device, event: protocol.WireEvent,
                  now: datetime) -> int | None:
@@ -314,18 +328,19 @@ class BatchLookups(Lookups):
             if differ:
                 names.update(differ)
                 touched.append(now)
-        if touched:
-            changed = tuple(sorted(names))
-            self._sql.update_devices(self._cursor, changed, [
-                {"pk": now["id"], **{n: now[n] for n in changed}} for now in touched])
-        self._before = {}
-        self._flush_transitions()
-        if self._status_rows:
-            self._sql.insert_status(self._cursor, self._status_rows)
-            self._status_rows = []
-        if self._rows:
-            self._sql.insert_events(self._cursor, self._rows)
-            self._rows = []
+        with self._sql.writes(self._cursor):
+            if touched:
+                changed = tuple(sorted(names))
+                self._sql.update_devices(self._cursor, changed, [
+                    {"pk": now["id"], **{n: now[n] for n in changed}} for now in touched])
+            self._before = {}
+            self._flush_transitions()
+            if self._status_rows:
+                self._sql.insert_status(self._cursor, self._status_rows)
+                self._status_rows = []
+            if self._rows:
+                self._sql.insert_events(self._cursor, self._rows)
+                self._rows = []
 
 
 class LeadTimes:
