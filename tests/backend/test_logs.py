@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 
 import pytest
 
@@ -88,7 +89,9 @@ def test_a_flood_of_forged_events_writes_a_bounded_number_of_json_lines(tmp_path
         forged = [protocol.encode_event(secrets.token_bytes(32), secrets.token_bytes(8),
                                         WireEvent(seq=n + 1, kind=Kind.PRESS, slot=0))
                   for n in range(1000)]
+        started = time.monotonic()
         answers = coap_post_all(f"coap://127.0.0.1:{backend.port}/ev", forged)
+        took_s = time.monotonic() - started
         assert {int(a.code) for a in answers} == {protocol.Result.UNAUTHORIZED}
     finally:
         assert backend.stop() == 0
@@ -97,5 +100,8 @@ def test_a_flood_of_forged_events_writes_a_bounded_number_of_json_lines(tmp_path
     summaries = [e for e in entries if "refused event from unknown" in e["message"]
                  and "not shown one by one" in e["message"]]
     counted = sum(int(e["message"].split()[0]) for e in summaries)
-    assert len(refusals) <= Summarize().burst * 2  # at most two windows in this run
+    # A window opens at most every window_s while the refusals come: two in a run of a
+    # few seconds, more only if a loaded host stretched the 1,000 round trips past 20 s.
+    windows = 1 + int(took_s // Summarize().window_s)
+    assert len(refusals) <= Summarize().burst * max(2, windows), (len(refusals), took_s)
     assert len(refusals) + counted == 1000

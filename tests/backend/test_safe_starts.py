@@ -124,10 +124,22 @@ def test_a_killed_holder_never_blocks_the_port(tmp_path):
     port_owner.claim(tmp_path, 5998, "postgresql://u:***@h/b").release()
 
 
-def _free_port(kind=socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class _HeldPort:
+    """A port on 127.0.0.1 held by a socket of the test until `release()`, so that no
+    other worker's socket can take it between the choice and `replenish run`'s bind (a
+    port only probed free could be: the kernel hands out ephemeral ports at random).
+    The holder shares it as `replenish run` does: SO_REUSEPORT for UDP (aiocoap's
+    option), SO_REUSEADDR and never listening for TCP (the web server's option)."""
+
+    def __init__(self, kind=socket.SOCK_DGRAM):
+        self._sock = socket.socket(socket.AF_INET, kind)
+        option = socket.SO_REUSEPORT if kind == socket.SOCK_DGRAM else socket.SO_REUSEADDR
+        self._sock.setsockopt(socket.SOL_SOCKET, option, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+
+    def release(self) -> None:
+        self._sock.close()
 
 
 class Run:
@@ -174,10 +186,12 @@ def _cli(tmp_path, name: str, coap_port: int, http_port: int) -> Cli:
 
 
 def test_a_second_deployment_on_the_coap_port_is_refused_in_one_line(tmp_path):
-    coap = _free_port()
+    held = _HeldPort()
+    coap = held.port
     first = Run(_cli(tmp_path, "first", coap, 0), "--role", "ingest")
     try:
         first.wait_for(rf"CoAP ingest listening on udp 127\.0\.0\.1:{coap} ")
+        held.release()  # the port is first's now
         # The same database: one deployment, more processes on its port (SO_REUSEPORT).
         same = Run(_cli(tmp_path, "first", coap, 0), "--role", "ingest")
         try:
@@ -196,6 +210,7 @@ def test_a_second_deployment_on_the_coap_port_is_refused_in_one_line(tmp_path):
             f"this one another port (REPLENISH_COAP_PORT or --coap-port)"], second.stderr
         assert "listening" not in second.stderr
     finally:
+        held.release()
         first.stop()
     assert first.proc.returncode == 0, first.log
 
@@ -211,11 +226,14 @@ def test_a_port_held_by_another_program_is_one_line(tmp_path):
 
 
 def test_replenish_run_twice_on_one_data_folder_is_one_clear_line(tmp_path):
-    coap, http = _free_port(), _free_port(socket.SOCK_STREAM)
+    held = [_HeldPort(), _HeldPort(socket.SOCK_STREAM)]
+    coap, http = (h.port for h in held)
     cli = _cli(tmp_path, "data", coap, http)
     first = Run(cli)
     try:
         first.wait_for("web app listening")
+        for h in held:  # the ports are first's now
+            h.release()
         again = cli("run", ok=False)  # Cli asserts: no traceback
         assert again.returncode == 1
         assert [line for line in again.stderr.splitlines() if "error" in line.lower()] == [
@@ -223,6 +241,8 @@ def test_replenish_run_twice_on_one_data_folder_is_one_clear_line(tmp_path):
             f"running here?): stop it, or set REPLENISH_HTTP_PORT / --http-port"]
         assert "listening" not in again.stderr, "refused before it took the CoAP port"
     finally:
+        for h in held:
+            h.release()
         first.stop()
 
 

@@ -57,27 +57,30 @@ def test_unclaimed_firmware_shows_not_claimed(world):
 
 
 def test_firmware_with_no_backend_shows_error(tmp_path, world, backend):
-    # Point a copy of the bundle at a port where nothing listens: retransmissions, then error.
+    # Point a copy of the bundle at a port where nothing answers: retransmissions, then
+    # error. The port is held by a socket of ours that never answers, for the whole test:
+    # a port only probed free could be taken meanwhile by another worker's backend or
+    # CoAP client (the kernel hands out ephemeral ports at random), which would answer.
     import json
+    import os
     import shutil
-
-    from devtools.net import free_udp_port
+    import socket
 
     copy = tmp_path / "copy"
     shutil.copytree(world.buttons[0].bundle_dir, copy)
     identity = json.loads((copy / "identity.json").read_text())
-    identity["coap_port"] = free_udp_port()
-    (copy / "identity.json").write_text(json.dumps(identity))
-    reports = unix_device.run_commands(copy, ["press"], ack_timeout_ms=50)
-    assert reports[0].pattern == "error" and reports[0].result is None
-    # The reason names the address it tried, so a wrong bundle is found at once.
-    import os
-    import subprocess
-
-    shown = subprocess.run(
-        [str(unix_device.micropython_binary()), str(unix_device.FIRMWARE_DIR / "main_unix.py"),
-         str(copy)], input="press\nquit\n", capture_output=True, text=True, timeout=120,
-        env={**os.environ, "REPLENISH_ACK_TIMEOUT_MS": "50"}).stdout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        identity["coap_port"] = silent.getsockname()[1]
+        (copy / "identity.json").write_text(json.dumps(identity))
+        reports = unix_device.run_commands(copy, ["press"], ack_timeout_ms=50)
+        assert reports[0].pattern == "error" and reports[0].result is None
+        # The reason names the address it tried, so a wrong bundle is found at once.
+        shown = subprocess.run(
+            [str(unix_device.micropython_binary()),
+             str(unix_device.FIRMWARE_DIR / "main_unix.py"), str(copy)],
+            input="press\nquit\n", capture_output=True, text=True, timeout=120,
+            env={**os.environ, "REPLENISH_ACK_TIMEOUT_MS": "50"}).stdout
     assert f"no answer from {identity['coap_host']}:{identity['coap_port']}" in shown, shown
 
 

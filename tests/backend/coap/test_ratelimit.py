@@ -255,12 +255,16 @@ def test_no_refusal_is_bigger_than_its_request(backend, tmp_path):
     fleet = fleet_of(make_world(backend, tmp_path / "fleet", buttons=1).buttons)
     unknown = protocol.encode_event(random.randbytes(32), random.randbytes(8),
                                     WireEvent(seq=1, kind=Kind.PRESS, slot=0))
+    genuine = press(fleet[0], 1)
+    # One bit of the tag flipped: always another tag (a last byte set to 0 was the
+    # genuine event itself whenever the random key's tag ended in 0, 1 run in 256).
+    bad_mac = genuine[:-1] + bytes([genuine[-1] ^ 0x01])
     peer = Peer(backend.coap_port)
     post_no_cf = bytes([0xb2]) + b"ev" + b"\xff"
     cases = {
         "4.00 malformed": (b"\xa0", PREFIX),
         "4.01 unknown device": (unknown, PREFIX),
-        "4.01 bad MAC": (press(fleet[0], 1)[:-1] + b"\x00", PREFIX),
+        "4.01 bad MAC": (bad_mac, PREFIX),
         "4.13 too large": (b"\x00" * 600, PREFIX),
         "4.15 no content-format": (b"\xa0", post_no_cf),
         "4.04 unknown path": (b"", _get("nothing")),

@@ -130,8 +130,14 @@ def test_a_blackholed_webhook_costs_only_its_household(backends, tmp_path):
     print(figures)
     assert still_hanging >= 1, "the blackhole still held a call while we measured"
     assert most_open <= limit, f"the household held {most_open} calls at once"
-    assert _mean(blocked) <= SLOWER_AT_MOST * _mean(normal), figures
-    assert _mean(noisy_orders) <= SLOWER_AT_MOST * _mean(normal), figures
+    # The baseline is at least one worker round: a press waits anywhere within a round
+    # (0.03 s or 0.5 s, as it falls), so six normal presses that all happened to fall
+    # just before a round (about 1 run in 1,000) made a mean of 0.04 s, and four times
+    # that was a coin toss for the second six. A held call that stops the round costs
+    # the whole outbound timeout (10 s): far beyond four rounds.
+    baseline = max(_mean(normal), backend.settings.worker_poll_s)
+    assert _mean(blocked) <= SLOWER_AT_MOST * baseline, figures
+    assert _mean(noisy_orders) <= SLOWER_AT_MOST * baseline, figures
     with backend.sessions() as session:
         waiting = session.scalars(select(OutboxItem).where(
             OutboxItem.kind == "household.webhook", OutboxItem.status == "pending")).all()

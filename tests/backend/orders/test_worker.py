@@ -201,15 +201,22 @@ def test_delivery_failure_ends_failed(backends):
 
 
 def test_unreachable_merchant_ends_failed_after_retries(backends, monkeypatch):
+    import socket
+
     from backend.orders import outbox
-    from devtools.net import free_tcp_port
 
     monkeypatch.setattr(outbox, "MAX_ATTEMPTS", 3)
     monkeypatch.setattr(outbox, "BASE_DELAY_S", 0.01)
-    backend, world = backends.start(merchant_url=f"http://127.0.0.1:{free_tcp_port()}",
-                                    merchant_secret="s", **LOOPBACK_ALLOWED)
-    order_id = send_press(world, world.buttons[0], 1).order
-    until(backend, lambda s: s.get(Order, order_id).state == "failed")
+    # The merchant's port is bound by this test and never listens (connections are
+    # refused) until the order has failed: a port only probed free could be taken
+    # meanwhile by another worker's server, which would answer.
+    with socket.socket() as unreachable:
+        unreachable.bind(("127.0.0.1", 0))
+        backend, world = backends.start(
+            merchant_url=f"http://127.0.0.1:{unreachable.getsockname()[1]}",
+            merchant_secret="s", **LOOPBACK_ALLOWED)
+        order_id = send_press(world, world.buttons[0], 1).order
+        until(backend, lambda s: s.get(Order, order_id).state == "failed")
     with backend.sessions() as session:
         assert session.get(Order, order_id).failure_reason == "merchant_unreachable"
         item = session.scalars(select(OutboxItem)).one()
