@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
+from pathlib import Path
 
 import aiocoap
 
@@ -18,6 +20,35 @@ def free_tcp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+_LOWEST = 10_000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def free_tcp_port_below_ephemeral() -> int:
+    """A free TCP port on 127.0.0.1 below the kernel's range for port 0, where no other
+    socket lands by binding port 0: for a port bound later by a program we do not
+    hold it for (a simulated chip's firmware). A port probed free inside that range
+    could be handed to another process's socket before the program binds it."""
+    low = _ephemeral_low()
+    if low - _LOWEST < 1000:  # no room below the range here: probe as before
+        return free_tcp_port()
+    for _ in range(100):
+        port = random.randrange(_LOWEST, low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # someone's own fixed port: another one
+            return port
+    return free_tcp_port()
 
 
 async def _requests(url: str, payloads: list[bytes], content_format: int | None):

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devtools.esp32sim.device import chips
+from devtools.net import free_tcp_port_below_ephemeral
 
 DEVICE_DIR = Path(__file__).resolve().parent / "device"
 RUN_TIMEOUT_S = 120  # real seconds for one run: a firmware busy loop ends here
@@ -128,9 +129,8 @@ class Phone:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """The setup access point's port: the firmware binds it, not us (devtools/net.py)."""
+    return free_tcp_port_below_ephemeral()
 
 
 class Device:
