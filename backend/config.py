@@ -116,8 +116,8 @@ class Settings:
                                 "(the key before a rotation: `<file>.previous`; "
                                 "[docs/operations.md](docs/operations.md))",
                                 _optional_path, default=None, shown="`data/kek.key`")
-    group_commit_max: int = env("REPLENISH_GROUP_COMMIT_MAX", "most events per commit",
-                                default=64)
+    group_commit_max: int = env("REPLENISH_GROUP_COMMIT_MAX", "most events per commit "
+                                "(each commit is one fsync on SQLite)", default=128)
     ingest_writer: str = env("REPLENISH_INGEST_WRITER", "group-commit writer in a child "
                              "process (`process`: the event loop only moves bytes) or a "
                              "thread of the CoAP process (`thread`)", default="process")
