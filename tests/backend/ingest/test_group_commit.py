@@ -182,3 +182,33 @@ def test_a_connection_broken_between_batches_costs_a_retry_not_the_batch(
     assert "deciding each on its own" not in caplog.text, "taken for an event's bug"
     with backend.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Event)) == 3
+
+
+@pytest.mark.parametrize("db_url", DATABASES, indirect=True)
+def test_a_database_error_in_the_batch_writes_falls_back_and_records_each_event_once(
+        world, backend, monkeypatch, caplog):
+    """A statement of the batch's writes that the database refuses (here the events sent
+    twice: a unique violation) fails at the end of the writes; on PostgreSQL that is
+    the end of the pipeline that carries them (batch_sql.writes), with the transaction
+    aborted. Nothing of the batch may stay: it is decided again, one savepoint per
+    event, and every event is recorded once."""
+    from backend.ingest import batch_sql
+
+    writer = BatchWriter(backend.writer_sessions, backend.keyring)
+    real_insert = batch_sql.BatchStatements.insert_events
+
+    def insert_twice(self, cursor, rows):
+        real_insert(self, cursor, rows)
+        real_insert(self, cursor, rows)
+
+    monkeypatch.setattr(batch_sql.BatchStatements, "insert_events", insert_twice)
+    first, second = world.buttons[0], world.buttons[1]
+    with caplog.at_level(logging.WARNING, logger="backend"):
+        replies = writer.commit([press(first, 1), press(second, 1), press(first, 2)])
+    assert [r.result for r in replies] == [Result.CREATED, Result.CREATED, Result.VALID]
+    assert writer.fallbacks == 1
+    assert "deciding each on its own" in caplog.text
+    with backend.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Event)) == 3
+        assert sorted(session.scalars(select(Device.last_seq).where(Device.device_id.in_(
+            [first.device_id, second.device_id])))) == [1, 2]
