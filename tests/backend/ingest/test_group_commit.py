@@ -119,6 +119,16 @@ def test_a_mixed_batch_is_decided_together_without_falling_back(world, backend):
             [first.device_id, second.device_id])))) == [1, 2]
 
 
+def _commit_falling_back(writer: BatchWriter, caplog, requests: list[bytes]):
+    """`writer.commit(requests)`, which must have decided the batch again one event at a
+    time, once, and said so."""
+    with caplog.at_level(logging.WARNING, logger="backend"):
+        replies = writer.commit(requests)
+    assert writer.fallbacks == 1
+    assert "deciding each on its own" in caplog.text
+    return replies
+
+
 @pytest.mark.parametrize("db_url", DATABASES, indirect=True)
 def test_an_event_that_raises_is_answered_503_and_the_rest_of_its_batch_commits(
         backend, tmp_path, monkeypatch, caplog):
@@ -137,11 +147,9 @@ def test_an_event_that_raises_is_answered_503_and_the_rest_of_its_batch_commits(
         return real_on_event(session, device, event, **batch)
 
     monkeypatch.setattr(ingest.fleet, "on_event", on_event)
-    with caplog.at_level(logging.WARNING, logger="backend"):
-        replies = writer.commit([press(good, 1), press(bad, 1), press(other, 1)])
+    replies = _commit_falling_back(writer, caplog, [press(good, 1), press(bad, 1),
+                                                    press(other, 1)])
     assert [r.result for r in replies] == [Result.CREATED, Result.UNAVAILABLE, Result.CREATED]
-    assert writer.fallbacks == 1
-    assert "deciding each on its own" in caplog.text
     with backend.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Event)) == 2
         assert session.scalar(select(Device.last_seq).where(
@@ -203,11 +211,9 @@ def test_a_database_error_in_the_batch_writes_falls_back_and_records_each_event_
 
     monkeypatch.setattr(batch_sql.BatchStatements, "insert_events", insert_twice)
     first, second = world.buttons[0], world.buttons[1]
-    with caplog.at_level(logging.WARNING, logger="backend"):
-        replies = writer.commit([press(first, 1), press(second, 1), press(first, 2)])
+    replies = _commit_falling_back(writer, caplog, [press(first, 1), press(second, 1),
+                                                    press(first, 2)])
     assert [r.result for r in replies] == [Result.CREATED, Result.CREATED, Result.VALID]
-    assert writer.fallbacks == 1
-    assert "deciding each on its own" in caplog.text
     with backend.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Event)) == 3
         assert sorted(session.scalars(select(Device.last_seq).where(Device.device_id.in_(
