@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from devtools.net import free_tcp_port
 from devtools.system import program, unavailable
 
 _PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
@@ -20,7 +20,7 @@ class PostgresServer:
     def __init__(self):
         self.initdb = program("initdb", "postgresql", _PG_BIN_GLOB)
         self.pg_ctl = str(Path(self.initdb).with_name("pg_ctl"))
-        self.port = free_tcp_port()
+        self.port: int | None = None  # chosen by start()
         self.dir = Path(tempfile.mkdtemp(prefix="replenish-pg-"))
         self.data = self.dir / "data"
         self.counter = 0
@@ -33,6 +33,17 @@ class PostgresServer:
         return subprocess.run(argv, capture_output=True, text=True, timeout=120)
 
     def start(self) -> None:
+        # The port is held by a socket of ours (SO_REUSEADDR, never listening, as
+        # PostgreSQL binds with SO_REUSEADDR) until the server listens on it: a port
+        # only probed free could be taken by another process's socket during initdb,
+        # and the server would not start.
+        with socket.socket() as held:
+            held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            held.bind(("127.0.0.1", 0))
+            self.port = held.getsockname()[1]
+            self._start()
+
+    def _start(self) -> None:
         done = self._as_postgres(self.initdb, "-D", str(self.data), "-A", "trust",
                                  "-U", "postgres", "--no-sync")
         if done.returncode != 0:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,15 +34,7 @@ def postgres_server():
         yield ExternalPostgres(os.environ["DATABASE_URL"])
         return
     server = PostgresServer()
-    # The server's port is held by a socket of ours (SO_REUSEADDR, never listening, as
-    # PostgreSQL binds with SO_REUSEADDR) until the server listens on it: a port only
-    # probed free could be taken by another worker's socket during initdb, and the
-    # server would not start.
-    with socket.socket() as held:
-        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        held.bind(("127.0.0.1", 0))
-        server.port = held.getsockname()[1]
-        server.start()
+    server.start()  # holds its port until it listens (devtools/postgres.py)
     yield server
     server.stop()
 
