@@ -40,14 +40,14 @@ class _Select:
     def __init__(self, dialect: Dialect, table: Table, columns, where: str,
                  suffix: str = "", sql: str | None = None):
         quote = dialect.identifier_preparer.quote
-        self._names = self.names = [c.name for c in columns]
+        self.names = [c.name for c in columns]
         self._processors = [_result_processor(c, dialect) for c in columns]
-        self._sql = sql or (f"SELECT {', '.join(quote(n) for n in self._names)} "
+        self._sql = sql or (f"SELECT {', '.join(quote(n) for n in self.names)} "
                             f"FROM {quote(table.name)} WHERE {where} {suffix}")
 
     def rows(self, cursor, in_list: str, values: list) -> list[SimpleNamespace]:
         cursor.execute(self._sql.replace("{in}", in_list), values)
-        names, processors = self._names, self._processors
+        names, processors = self.names, self._processors
         return [SimpleNamespace(**{name: process(value) if process else value
                                    for name, process, value in zip(names, processors, row)})
                 for row in cursor.fetchall()]
@@ -270,6 +270,7 @@ class BatchStatements:
         return cursor.connection.pipeline() if self._postgres else nullcontext()
 
     def active_models(self, cursor) -> set[str]:
+        """SQLite (PostgreSQL's come with `read_batch`)."""
         cursor.execute(self._active_models)
         return {row[0] for row in cursor.fetchall()}
 
@@ -309,8 +310,9 @@ class BatchStatements:
                 f"WHERE {table}.{quote('id')} = v.{quote('id')}")
 
     def level_history(self, cursor, device_pks: list[int], since, limit: int):
-        """(device_pk, slot, received_at, seq, remaining) of level reports since `since`,
-        the latest `limit` per slot, oldest first per slot."""
+        """SQLite (PostgreSQL's come with `read_batch`): (device_pk, slot, received_at,
+        seq, remaining) of level reports since `since`, the latest `limit` per slot,
+        oldest first per slot."""
         in_list, params = self._in(device_pks)
         bind = self._received_at_bind
         return self._history.rows(cursor, in_list,

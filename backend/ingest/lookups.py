@@ -113,7 +113,6 @@ class BatchLookups(Lookups):
         self._cursor = connection.connection.cursor()  # the transaction's own
         self._devices: dict[str, SimpleNamespace] = {}
         self._before: dict[str, dict] = {}
-        history = None
         if self._sql.pipelined:  # PostgreSQL: all of it in one round trip
             # From before any event's own time (taken later, in decide): each report
             # keeps only its own window of this (`wants_order`).
@@ -123,14 +122,14 @@ class BatchLookups(Lookups):
                                                          sensors.HISTORY_MAX)
         else:
             devices, households = self._sql.devices_and_households(self._cursor, ids)
+            slots, open_orders = self._sql.slots_and_open_orders(
+                self._cursor, [d.id for d in devices])
+            history = None  # read at the batch's first level report
             self._active_models = None  # read at the batch's first heartbeat
         for device in devices:
             self._devices[device.device_id] = device
             self._before[device.device_id] = dict(vars(device))
         self._households = {h.id: h for h in households}
-        if history is None:
-            slots, open_orders = self._sql.slots_and_open_orders(
-                self._cursor, [d.id for d in self._devices.values()])
         self._slots = {(s.device_pk, s.index): s for s in slots}
         self._added: dict[tuple[int, int], SimpleNamespace] = {}
         self._rows: list[dict] = []
@@ -140,7 +139,6 @@ class BatchLookups(Lookups):
         self._order_defaults = _ORDER_DEFAULTS
         self._products: dict[str, Product | None] = {}
         self._lead_days: dict[str, float] = {}
-        # Else read at the batch's first level report.
         self._history = self._by_slot(history) if history is not None else None
         self._levels: dict[tuple[int, int], list] = {}  # the batch's own, not inserted yet
         self._models: dict[str, list] = {}
