@@ -1,5 +1,7 @@
 """Backend down: presses go to the flash queue; back up: each arrives once, in order."""
 
+import socket
+
 from sqlalchemy import select
 
 from backend.storage.models import Device, Event, Order
@@ -24,8 +26,16 @@ def test_backend_down_three_presses_then_exactly_three_events_in_order(settings,
         port = first.coap_port
         world = make_world(first, tmp_path / "bundles", buttons=2)
     a, b = world.buttons
-    # Backend down: every press gets no answer and goes into the flash queue.
-    offline = run_firmware(a.bundle_dir, ["press", "press", "press", "stats"])
+    # Backend down: every press gets no answer and goes into the flash queue. While it
+    # is down a silent socket of the test holds its port: a port left free could be
+    # handed to another worker's socket (the kernel gives out ephemeral ports at
+    # random), and the second backend below could not have it back.
+    down = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        down.bind(("127.0.0.1", port))
+        offline = run_firmware(a.bundle_dir, ["press", "press", "press", "stats"])
+    finally:
+        down.close()
     assert [line.split()[:2] for line in offline[:3]] == [["LED", "error"]] * 3
     seqs = [int(line.split()[2].split("=")[1]) for line in offline[:3]]
     assert seqs == sorted(seqs) and len(set(seqs)) == 3
