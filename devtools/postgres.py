@@ -17,7 +17,10 @@ _PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 
 
 class PostgresServer:
-    def __init__(self):
+    def __init__(self, settings: dict[str, str] | None = None):
+        # Server settings beyond the defaults below, as `-c name=value` (for example
+        # devtools/bench/pg_server_time.py's pg_stat_statements).
+        self.settings = dict(settings or {})
         self.initdb = program("initdb", "postgresql", _PG_BIN_GLOB)
         self.pg_ctl = str(Path(self.initdb).with_name("pg_ctl"))
         self.port: int | None = None  # chosen by start()
@@ -49,7 +52,8 @@ class PostgresServer:
         if done.returncode != 0:
             unavailable(f"initdb failed: {done.stderr[-500:]}")
         options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=on -c max_connections=200")
+                   "-c fsync=on -c max_connections=200"
+                   + "".join(f" -c {name}={value}" for name, value in self.settings.items()))
         done = self._as_postgres(self.pg_ctl, "-D", str(self.data), "-o", options,
                                  "-l", str(self.dir / "log"), "-w", "-t", "60", "start")
         if done.returncode != 0:

@@ -1,7 +1,7 @@
 """The group-commit writer's CPU per event, by kind, without CoAP (issue 18's guide).
 
     python -m devtools.bench.writer_cpu [--devices N] [--batch B] [--postgres] [--profile FILE]
-                                        [--statements]
+                                        [--statements] [--server-time]
 
 Provisions a fleet day (devtools/bench/fleetday.py), then hands `BatchWriter.commit`
 batches of B pre-encoded events (each from a different device) and measures this
@@ -11,7 +11,8 @@ PostgreSQL the CPU of PostgreSQL's own processes (the postmaster's process tree)
 reported apart and in the total. `--profile` writes a cProfile (CPU time) of the mix's
 batches. `--statements` (PostgreSQL) counts the statements each batch sends, per kind
 (devtools/bench/pg_statements.py); the counting costs CPU, so its CPU figures are not
-comparable with a run without it.
+comparable with a run without it. `--server-time` (PostgreSQL) adds each statement kind's
+execution and planning time inside the server per event (devtools/bench/pg_server_time.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from backend.accounts.keys import Keyring
 from backend.ingest.pipeline import BatchWriter
 from backend.storage import db
 from devtools.bench import fleetday
+from devtools.bench.pg_server_time import SETTINGS as SERVER_TIME_SETTINGS
+from devtools.bench.pg_server_time import ServerTime
 from devtools.bench.pg_statements import StatementCounter
 
 
@@ -76,7 +79,8 @@ def _ms(seconds: list[float], quantile: float) -> float:
 
 def run_scenario(writer: BatchWriter, pools, mix: dict[str, int] | None, events: int,
                  batch: int, pg_pid: int | None, profile: cProfile.Profile | None = None,
-                 seed: int = 1, counter: StatementCounter | None = None) -> dict:
+                 seed: int = 1, counter: StatementCounter | None = None,
+                 server_time: ServerTime | None = None) -> dict:
     workload = fleetday.FleetWorkload(pools, mix, seed=seed)
     workload.prepare(events)
     requests = [q[0].payload for q in workload.queues]
@@ -89,6 +93,8 @@ def run_scenario(writer: BatchWriter, pools, mix: dict[str, int] | None, events:
     commit_s = []  # each batch's decide-and-commit time: what a device waits at moderate load
     if counter:
         counter.clear()
+    if server_time:
+        server_time.reset()
     for start in range(0, len(requests), batch):
         chunk = requests[start:start + batch]
         t0 = time.process_time()
@@ -113,6 +119,8 @@ def run_scenario(writer: BatchWriter, pools, mix: dict[str, int] | None, events:
         line["total_cpu_us_per_event"] = round((cpu + pg) * 1e6 / n, 1)
     if counter:
         line.update(counter.per_batch(len(commit_s)))
+    if server_time:
+        line["server_time"] = server_time.per_event(n)
     if workload.exhausted_kind:
         line["exhausted"] = workload.exhausted_kind
     return line
@@ -129,13 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kinds", default="mix," + ",".join(fleetday.KINDS))
     p.add_argument("--statements", action="store_true",
                    help="count each batch's statements per kind (PostgreSQL)")
+    p.add_argument("--server-time", action="store_true",
+                   help="each statement kind's execution and planning time inside "
+                        "PostgreSQL, per event (pg_stat_statements)")
     args = p.parse_args(argv)
+    if (args.statements or args.server_time) and not args.postgres:
+        p.error("--statements and --server-time need --postgres")
     kek = secrets.token_bytes(32)
     server = None
     if args.postgres:
         from devtools.postgres import PostgresServer
 
-        server = PostgresServer()
+        server = PostgresServer(SERVER_TIME_SETTINGS if args.server_time else None)
         server.start()
         url = server.new_database()
     else:
@@ -152,16 +165,19 @@ def main(argv: list[str] | None = None) -> int:
         run_scenario(writer, pools, None, min(200, args.events), args.batch, None, seed=0)
         # CPU time, not wall time: a commit's fsync waits but costs (almost) no CPU.
         profile = cProfile.Profile(time.process_time) if args.profile else None
-        counter = StatementCounter() if args.statements and server else None
+        counter = StatementCounter() if args.statements else None
+        server_time = ServerTime(url) if args.server_time else None
         with counter.counting() if counter else contextlib.nullcontext():
             for name in args.kinds.split(","):
                 mix = None if name == "mix" else {name: 1}
                 line = run_scenario(writer, pools, mix, args.events, args.batch, pg_pid,
                                     profile if name == args.kinds.split(",")[0] else None,
-                                    counter=counter)
+                                    counter=counter, server_time=server_time)
                 print(json.dumps({"scenario": name, **line}), flush=True)
         if profile:
             profile.dump_stats(str(args.profile))
+        if server_time:
+            server_time.close()
         engine.dispose()
     finally:
         if server:
