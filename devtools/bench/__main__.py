@@ -92,11 +92,11 @@ async def measure(config: str, server: ServerProcess, workload: Workload, args,
     warmup_window = min(window, args.window)
     workload.prepare(_warmup_events(args))  # before the sockets: a fleet workload grows here
     gen = LoadGenerator("127.0.0.1", server.port, workload, sockets=args.sockets,
-                        expected_codes=expected)
+                        expected_codes=expected, check_after=True)
     await gen.open()
     lines = {}
     try:
-        await gen.run(args.warmup_s, window=warmup_window, drain_s=args.drain_s)
+        gen.check(await gen.run(args.warmup_s, window=warmup_window, drain_s=args.drain_s))
         phases = [("saturation", dict(window=window), max_rate * phase_s)]
         if fixed_rate:
             phases.append(("fixed_rate", dict(rate=fixed_rate), _fixed_rate_events(fixed_rate, phase_s)))
@@ -104,8 +104,9 @@ async def measure(config: str, server: ServerProcess, workload: Workload, args,
             workload.prepare(max(0, int(budget) - workload.pending()))
             usage = Usage(server, database_cpu_s)
             result = await gen.run(phase_s, drain_s=args.drain_s, **how)
-            line = {"config": config, **(extra or {}), **result.summary(),
-                    **usage.figures(result.answered)}
+            figures = usage.figures(result.answered)
+            gen.check(result)  # every answer's MAC and code, after the phase's figures
+            line = {"config": config, **(extra or {}), **result.summary(), **figures}
             emit(line)
             lines[mode] = line
     finally:

@@ -87,6 +87,35 @@ def test_answers_of_the_real_ingest_verify(backend, tmp_path):
     assert all(answer is not None and answer.order is not None for answer in seen)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("check_after", [False, True])
+def test_an_answer_that_does_not_verify_is_an_error_checked_now_or_after(backend, tmp_path,
+                                                                        check_after):
+    """`make bench` checks the answers after each phase's CPU figures (check_after):
+    every one is still checked, and one that fails counts in `errors` all the same."""
+    world = make_world(backend, tmp_path / "fleet", buttons=4)
+    workload = Workload(fleet_of(world.buttons), verify=True)
+    workload.prepare(12)  # three presses per device
+    workload.devices[0].key = bytes(32)  # its answers' MACs cannot verify with this key
+
+    async def run():
+        gen = LoadGenerator("127.0.0.1", backend.coap_port, workload,
+                            expected_codes=frozenset({65, 67}), check_after=check_after)
+        await gen.open()
+        try:
+            result = await gen.run(60, window=4, drain_s=60)
+            kept = len(result.unchecked)
+            gen.check(result)
+            return result, kept
+        finally:
+            gen.close()
+
+    result, kept = asyncio.run(run())
+    assert result.sent == result.answered == 12 and (result.lost, result.unmatched) == (0, 0)
+    assert kept == (12 if check_after else 0) and result.unchecked == []
+    assert result.errors == 3  # device 0's three answers, and only those
+
+
 def test_answers_later_than_the_empty_ack_delay_count_as_separate():
     """aiocoap sends an empty ACK after 0.1 s, then the answer on its own: the generator
     acknowledges it, and counts it in `separate` (what such answers cost the server)."""
