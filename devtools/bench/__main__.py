@@ -22,6 +22,7 @@ from pathlib import Path
 
 from devtools.bench.fleet import provision_fleet
 from devtools.bench.loadgen import LoadGenerator, Workload, anonymous_devices
+from devtools.bench.pg_probe import PostgresProbe
 from devtools.bench.server import ServerProcess
 
 SUCCESS = frozenset({65, 67, 68})  # 2.01 created, 2.03 suppressed, 2.04 recorded
@@ -50,17 +51,19 @@ def host_cpu_s() -> tuple[float, float]:
 
 class Usage:
     """CPU use over one phase: the server's process tree, this load generator, the host;
-    with `database_cpu_s` (PostgreSQL's processes) that too, and in the total."""
+    with `database` (a PostgresProbe) PostgreSQL's processes too, in the total, and the
+    checkpoints PostgreSQL started meanwhile."""
 
-    def __init__(self, server: ServerProcess, database_cpu_s=None):
+    def __init__(self, server: ServerProcess, database: PostgresProbe | None = None):
         self._server = server
-        self._database = database_cpu_s or (lambda: 0.0)
-        self._counted = database_cpu_s is not None
+        self._database = database
+        self._checkpoints = database.checkpoints() if database else None
         self._start = self._now()
 
     def _now(self) -> tuple[float, ...]:
         main, children = self._server.cpu_split_s()
-        return (main + children, main, children, self._database(), time.process_time(),
+        database = self._database.cpu_s() if self._database else 0.0
+        return (main + children, main, children, database, time.process_time(),
                 *host_cpu_s(), time.perf_counter())
 
     def figures(self, answered: int) -> dict:
@@ -72,9 +75,15 @@ class Usage:
         if children and self._server.processes == 1:  # the ingest: loop and writer apart
             out.update(loop_cpu_us_per_event=per_event(main),
                        writer_cpu_us_per_event=per_event(children))
-        if self._counted:
+        if self._database:
             out.update(ingest_cpu_us_per_event=per_event(server),
                        postgres_cpu_us_per_event=per_event(database))
+            # A checkpoint's writes and fsyncs share the disk with the commits' WAL
+            # flushes: the first suspect when a phase's p99 jumps.
+            started, write_ms, sync_ms = (b - a for a, b in zip(
+                self._checkpoints, self._database.checkpoints()))
+            out.update(postgres_checkpoints=started,
+                       postgres_checkpoint_write_sync_ms=[round(write_ms), round(sync_ms)])
         out.update({"client_cpu_us_per_event": per_event(client),
                     "host_cpu_util": round(host / wall, 3),
                     "stolen_cpu_util": round(stolen / wall, 3)})
@@ -84,7 +93,8 @@ class Usage:
 async def measure(config: str, server: ServerProcess, workload: Workload, args,
                   fixed_rate: float | None, expected=SUCCESS, extra: dict | None = None,
                   window: int | None = None, max_rate: float | None = None,
-                  phase_s: float | None = None, database_cpu_s=None) -> dict:
+                  phase_s: float | None = None,
+                  database: PostgresProbe | None = None) -> dict:
     """Warm up, then a saturation phase and (when given) a fixed-rate phase."""
     window = window or args.window
     phase_s = phase_s or args.phase_s
@@ -102,7 +112,7 @@ async def measure(config: str, server: ServerProcess, workload: Workload, args,
             phases.append(("fixed_rate", dict(rate=fixed_rate), _fixed_rate_events(fixed_rate, phase_s)))
         for mode, how, budget in phases:
             workload.prepare(max(0, int(budget) - workload.pending()))
-            usage = Usage(server, database_cpu_s)
+            usage = Usage(server, database)
             result = await gen.run(phase_s, drain_s=args.drain_s, **how)
             figures = usage.figures(result.answered)
             gen.check(result)  # every answer's MAC and code, after the phase's figures
@@ -214,7 +224,7 @@ def count_rows(db_url: str, model) -> int:
 
 
 async def fleet_day(config: str, db_url: str, workdir: Path, args, fixed_rate: float,
-                    database_cpu_s=None) -> dict:
+                    database: PostgresProbe | None = None) -> dict:
     """Issue 18's fleet day (devtools/bench/fleetday.py): `args.fleet_devices` claimed
     devices, each sending one event in the whole run, 60 % level reports, 30 %
     heartbeats, 9 % suppressed presses, 1 % first presses; saturation and half the bare
@@ -246,14 +256,14 @@ async def fleet_day(config: str, db_url: str, workdir: Path, args, fixed_rate: f
         mix = fleetday.FleetWorkload(pools)
         lines.update(await measure(config, server, mix, args, fixed_rate, extra=extra,
                                    window=args.fleet_window, max_rate=rate_cap,
-                                   database_cpu_s=database_cpu_s))
+                                   database=database))
         for kind in fleetday.KINDS:
             alone = fleetday.FleetWorkload(pools, {kind: 1})
             got = await measure(f"{config}-{kind}", server, alone, args, None,
                                 extra={"devices": args.fleet_devices, "kind": kind},
                                 window=args.fleet_window, max_rate=rate_cap,
                                 phase_s=args.fleet_kind_s,
-                                database_cpu_s=database_cpu_s)
+                                database=database)
             lines[kind] = got["saturation"]
     finally:
         server.stop()
@@ -361,8 +371,6 @@ def fleet_summary(sqlite: dict | None, pg: dict | None, same_eps: float, bare_ep
 
 
 async def postgres_fleet_day(args, workdir: Path, fixed_rate: float) -> dict | None:
-    from devtools.bench.writer_cpu import postmaster_pid, tree_cpu_s
-
     try:
         from devtools.postgres import PostgresServer
 
@@ -374,9 +382,8 @@ async def postgres_fleet_day(args, workdir: Path, fixed_rate: float) -> dict | N
         emit({"config": "fleet-day-postgresql", "skipped": f"PostgreSQL unavailable: {err}"})
         return None
     try:
-        pid = postmaster_pid(server)
         return await fleet_day("fleet-day-postgresql", server.new_database(), workdir, args,
-                               fixed_rate, database_cpu_s=lambda: tree_cpu_s(pid))
+                               fixed_rate, database=PostgresProbe(server))
     finally:
         server.stop()
 
