@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from devtools.bench.writer_cpu import postmaster_pid, tree_cpu_s
+from devtools.bench.proc_cpu import tree_cpu_s
+from devtools.bench.writer_cpu import postmaster_pid
 
 
 class PostgresProbe:
@@ -13,7 +14,8 @@ class PostgresProbe:
         self._dsn = f"host=127.0.0.1 port={server.port} user=postgres dbname=postgres"
 
     def cpu_s(self) -> float:
-        """CPU seconds of the postmaster and every process under it."""
+        """CPU seconds of the postmaster and every process under it, those that ended
+        too (a closed connection's backend, an autovacuum worker)."""
         return tree_cpu_s(self._pid) if self._pid else 0.0
 
     def checkpoints(self) -> tuple[int, float, float]:

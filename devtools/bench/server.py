@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devtools.bench import proc_cpu
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -143,33 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _stat(pid: int) -> list[str] | None:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None  # exited meanwhile
-
-
-def _cpu_ticks(pid: int) -> int:
-    fields = _stat(pid)
-    return int(fields[11]) + int(fields[12]) if fields else 0
-
-
-def _tree(root: int) -> list[int]:
-    """`root` and every live descendant (from the parent pids in /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (fields := _stat(int(entry))):
-            children.setdefault(int(fields[1]), []).append(int(entry))
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
 class ServerProcess:
     """A server under test in a child process; `cpu_s()` is its CPU time so far."""
 
@@ -200,17 +175,19 @@ class ServerProcess:
 
     def cpu_s(self) -> float:
         """User + system CPU seconds of the server: all threads of the process and of
-        its descendants (the ingest writer runs in a child of the fork server)."""
-        return sum(_cpu_ticks(pid) for pid in _tree(self.pid)) / os.sysconf("SC_CLK_TCK")
+        its descendants (the ingest writer runs in a child of the fork server), those
+        that ended too (proc_cpu.py)."""
+        return proc_cpu.tree_cpu_s(self.pid)
 
     def cpu_split_s(self) -> tuple[float, float]:
         """(this process, its descendants): for the ingest, the event loop's process
         (with the web app's and the order worker's threads) and the writer process
-        (with the fork server it comes from, which idles)."""
-        tick = os.sysconf("SC_CLK_TCK")
-        pids = _tree(self.pid)
-        own = _cpu_ticks(self.pid)
-        return own / tick, sum(_cpu_ticks(pid) for pid in pids if pid != self.pid) / tick
+        (with the fork server it comes from, which idles; and any that ended)."""
+        descendants = [pid for pid in proc_cpu.tree(self.pid) if pid != self.pid]
+        return (proc_cpu.seconds(proc_cpu.own_ticks(self.pid)),
+                proc_cpu.seconds(proc_cpu.reaped_ticks(self.pid) + sum(
+                    proc_cpu.own_ticks(pid) + proc_cpu.reaped_ticks(pid)
+                    for pid in descendants)))
 
     def stop(self) -> None:
         if self.proc.poll() is None:

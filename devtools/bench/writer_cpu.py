@@ -35,34 +35,7 @@ from devtools.bench import fleetday
 from devtools.bench.pg_server_time import SETTINGS as SERVER_TIME_SETTINGS
 from devtools.bench.pg_server_time import ServerTime
 from devtools.bench.pg_statements import StatementCounter
-
-
-def _ticks(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except OSError:
-        return 0
-
-
-def tree_cpu_s(root: int) -> float:
-    """CPU seconds of `root` and every live descendant (/proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += _ticks(pid)
-        todo.extend(children.get(pid, []))
-    return total / os.sysconf("SC_CLK_TCK")
+from devtools.bench.proc_cpu import tree_cpu_s
 
 
 def postmaster_pid(server) -> int | None:
