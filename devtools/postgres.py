@@ -66,6 +66,13 @@ class PostgresServer:
         self._as_postgres(self.pg_ctl, "-D", str(self.data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def postmaster_pid(self) -> int | None:
+        """The running server's main process (its data folder's postmaster.pid)."""
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError):
+            return None
+
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from devtools.bench.proc_cpu import tree_cpu_s
-from devtools.bench.writer_cpu import postmaster_pid
 
 
 class PostgresProbe:
     """Read before and after a phase (`devtools.bench.__main__.Usage`)."""
 
     def __init__(self, server):
-        self._pid = postmaster_pid(server)
+        self._pid = server.postmaster_pid()
         self._dsn = f"host=127.0.0.1 port={server.port} user=postgres dbname=postgres"
 
     def cpu_s(self) -> float:

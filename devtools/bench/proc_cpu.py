@@ -22,16 +22,13 @@ def _stat(pid: int) -> list[str] | None:
         return None  # exited meanwhile
 
 
-def own_ticks(pid: int) -> int:
-    """utime + stime of `pid` (all its threads)."""
+def ticks(pid: int) -> tuple[int, int]:
+    """(own, reaped) of `pid`, from one reading: utime + stime (all its threads), and
+    cutime + cstime (its children that exited and were reaped)."""
     fields = _stat(pid)
-    return int(fields[11]) + int(fields[12]) if fields else 0
-
-
-def reaped_ticks(pid: int) -> int:
-    """cutime + cstime of `pid`: its children that exited and were reaped."""
-    fields = _stat(pid)
-    return int(fields[13]) + int(fields[14]) if fields else 0
+    if not fields:
+        return 0, 0
+    return int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
 
 
 def tree(root: int) -> list[int]:
@@ -54,4 +51,4 @@ def seconds(ticks: int) -> float:
 
 def tree_cpu_s(root: int) -> float:
     """CPU seconds of `root` and its descendants, live or ended and reaped."""
-    return seconds(sum(own_ticks(pid) + reaped_ticks(pid) for pid in tree(root)))
+    return seconds(sum(sum(ticks(pid)) for pid in tree(root)))

@@ -183,11 +183,10 @@ class ServerProcess:
         """(this process, its descendants): for the ingest, the event loop's process
         (with the web app's and the order worker's threads) and the writer process
         (with the fork server it comes from, which idles; and any that ended)."""
+        own, reaped = proc_cpu.ticks(self.pid)
         descendants = [pid for pid in proc_cpu.tree(self.pid) if pid != self.pid]
-        return (proc_cpu.seconds(proc_cpu.own_ticks(self.pid)),
-                proc_cpu.seconds(proc_cpu.reaped_ticks(self.pid) + sum(
-                    proc_cpu.own_ticks(pid) + proc_cpu.reaped_ticks(pid)
-                    for pid in descendants)))
+        return (proc_cpu.seconds(own), proc_cpu.seconds(
+            reaped + sum(sum(proc_cpu.ticks(pid)) for pid in descendants)))
 
     def stop(self) -> None:
         if self.proc.poll() is None:

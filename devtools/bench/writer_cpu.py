@@ -38,13 +38,6 @@ from devtools.bench.pg_statements import StatementCounter
 from devtools.bench.proc_cpu import tree_cpu_s
 
 
-def postmaster_pid(server) -> int | None:
-    try:
-        return int((server.data / "postmaster.pid").read_text().split()[0])
-    except (OSError, AttributeError, ValueError):
-        return None
-
-
 def _ms(seconds: list[float], quantile: float) -> float:
     ordered = sorted(seconds) or [0.0]
     return round(ordered[int(quantile * (len(ordered) - 1))] * 1e3, 2)
@@ -133,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                           "db": "postgresql" if server else "sqlite"}), flush=True)
         engine = db.make_engine(url, pre_ping=False)  # as the writer process's
         writer = BatchWriter(db.make_sessionmaker(engine, writer=True), Keyring(kek))
-        pg_pid = postmaster_pid(server) if server else None
+        pg_pid = server.postmaster_pid() if server else None
         # Warm-up: imports, statement caches, the first connection.
         run_scenario(writer, pools, None, min(200, args.events), args.batch, None, seed=0)
         # CPU time, not wall time: a commit's fsync waits but costs (almost) no CPU.
