@@ -123,8 +123,8 @@ class Batch(Base):
 
 class Device(Base):
     __tablename__ = "devices"
-    # The order worker looks for newly silent devices every round (backend/orders/worker.py).
-    __table_args__ = (Index("ix_devices_offline_watch", "offline_notified", "last_seen_at"),)
+    # No index on last_seen_at (or last_seq): every event writes both, and on PostgreSQL
+    # that write stays in place only while no indexed column changes (migration 0012).
 
     id: Mapped[int] = mapped_column(primary_key=True)
     device_id: Mapped[str] = mapped_column(String(16), unique=True)  # hex of the COSE kid

@@ -270,6 +270,43 @@ def test_a_silent_device_is_reported_offline_once(backends):
             Device.device_id == button.device_id)).one().offline_notified is False
 
 
+def test_the_offline_sweep_reads_a_span_of_ids_a_round_and_starts_again(backends):
+    """No index finds silent devices (migration 0012): each round reads the next span
+    of device ids, one id here. Every silent claimed device is reported once, when its
+    id comes round; after the highest id the sweep starts again from the lowest."""
+    from datetime import timedelta
+
+    from backend.orders.worker import OrderWorker
+    from backend.storage.db import utcnow
+    from backend.storage.models import Device
+
+    backend, world = backends.start(world_options={"buttons": 3})  # and one unclaimed
+    watch = OrderWorker(backend.writer_sessions, backend.settings.with_(offline_after_s=3600),
+                        readers=backend.sessions, offline_sweep_ids=1)
+
+    def silence(*device_pks):
+        with backend.writer_sessions() as session, session.begin():
+            for device in session.scalars(select(Device).where(Device.id.in_(device_pks))):
+                device.last_seen_at = utcnow() - timedelta(hours=2)
+                device.offline_notified = False
+
+    with backend.sessions() as session:
+        devices = session.execute(select(Device.id, Device.household_id).order_by(Device.id)).all()
+    claimed = [pk for pk, household in devices if household is not None]
+    highest = devices[-1].id
+    assert len(claimed) == 3 and len(devices) == 4
+    silence(*(pk for pk, _ in devices))
+
+    assert [watch.check_offline() for _ in range(highest)] == [
+        int(pk in claimed) for pk in range(1, highest + 1)]
+    assert notification_kinds(backend, world.household_id).count("device_offline") == 3
+
+    silence(claimed[-1])  # heard from, then silent again: found when the sweep comes round
+    assert [watch.check_offline() for _ in range(highest)] == [
+        int(pk == claimed[-1]) for pk in range(1, highest + 1)]
+    assert notification_kinds(backend, world.household_id).count("device_offline") == 4
+
+
 def test_the_firmware_shows_limit_reached_when_a_policy_blocks(backends):
     from devtools import unix_device
 
