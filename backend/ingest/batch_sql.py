@@ -13,6 +13,7 @@ Rows come back as attribute bags, in the same shape BatchLookups used before.
 
 from __future__ import annotations
 
+import re
 from contextlib import nullcontext
 from operator import itemgetter
 from types import SimpleNamespace
@@ -79,11 +80,41 @@ def _bag(names: list[str], values) -> SimpleNamespace:
     return SimpleNamespace(**dict(zip(names, values)))
 
 
+class _Insert:
+    """INSERT of a table's `columns`, run for a list of rows (each a list of the
+    columns' values). SQLite runs one row's VALUES per row, in C. PostgreSQL takes two
+    rows or more as one statement from one array per column: as one statement per row
+    (executemany) an event row cost this process 16 us and PostgreSQL 17, from arrays
+    7 and 10 (a loopback measurement, docs/performance.md). A single row still goes as
+    VALUES: unnest over the orders table's 26 arrays cost PostgreSQL about twice as
+    much for one row."""
+
+    def __init__(self, statements: BatchStatements, table: Table, columns):
+        quote = statements._quote
+        names = ", ".join(quote(c.name) for c in columns)
+        self._postgres = statements._postgres
+        self.one_row = (f"INSERT INTO {quote(table.name)} ({names}) "
+                        f"VALUES ({', '.join([statements._mark] * len(columns))})")
+        arrays = ", ".join(f"%b::{statements.array_type(c)}" for c in columns)
+        self._arrays = f"INSERT INTO {quote(table.name)} ({names}) SELECT * FROM unnest({arrays})"
+
+    def run(self, cursor, rows) -> None:
+        if not self._postgres:
+            cursor.executemany(self.one_row, rows)
+            return
+        rows = list(rows)
+        if len(rows) == 1:
+            cursor.execute(self.one_row, rows[0])
+        elif rows:
+            cursor.execute(self._arrays, [list(column) for column in zip(*rows)])
+
+
 class BatchStatements:
     """One per dialect (`for_dialect`): the batch path's reads and writes."""
 
     def __init__(self, dialect: Dialect):
         self._postgres = dialect.name == "postgresql"
+        self._dialect = dialect
         self._mark = "?" if dialect.paramstyle == "qmark" else "%s"
         quote = dialect.identifier_preparer.quote
         self._quote = quote
@@ -124,14 +155,13 @@ class BatchStatements:
         self._insert_status, self._status_params = self._insert(dialect, DeviceStatus.__table__)
         self._insert_transitions, self._transition_params = self._insert(
             dialect, OrderTransition.__table__)
-        sql, self._order_params = self._insert(dialect, orders)
+        one_order, self._order_params = self._insert(dialect, orders)
         # sqlite3 has lastrowid; psycopg needs RETURNING.
-        self._insert_order = sql + (f" RETURNING {quote('id')}" if self._postgres else "")
+        self._insert_order = one_order.one_row + (
+            f" RETURNING {quote('id')}" if self._postgres else "")
         # PostgreSQL: ids taken from the sequence ahead, rows inserted with them.
-        self._insert_orders_with_ids = (
-            f"INSERT INTO {quote(orders.name)} ({quote('id')}, "
-            f"{', '.join(quote(c.name) for c in self._order_params.columns)}) "
-            f"VALUES ({', '.join([self._mark] * (len(self._order_params.columns) + 1))})")
+        self._insert_orders_with_ids = _Insert(self, orders,
+                                               [orders.c.id] + self._order_params.columns)
         self._reserve_ids = (f"SELECT nextval(pg_get_serial_sequence('{orders.name}', 'id')) "
                              f"FROM generate_series(1, {self._mark})")
         # Models with an active release: most batches' heartbeats have none to offer,
@@ -140,7 +170,7 @@ class BatchStatements:
                                f"{quote(Release.__table__.name)} WHERE {quote('state')} = "
                                f"'active'")
         self._device_binds = {c.name: bind_processor(c, dialect) for c in devices.c}
-        self._device_types = {c.name: c.type.compile(dialect=dialect) for c in devices.c}
+        self._device_arrays = {c.name: self.array_type(c) for c in devices.c}
         self._updates: dict[tuple[str, ...], str] = {}
         if self._postgres:
             self._joined_reads(dialect, devices, households, slots, orders, states)
@@ -188,13 +218,17 @@ class BatchStatements:
             f"= ANY(ARRAY(SELECT {quote('device_pk')} FROM {quote(slots.name)} WHERE "
             f"{quote('device_pk')} {of_devices} AND {quote('kind')} = 'sensor'))"))
 
-    def _insert(self, dialect: Dialect, table: Table) -> tuple[str, _Params]:
+    def _insert(self, dialect: Dialect, table: Table) -> tuple[_Insert, _Params]:
         """INSERT of every column but the id; its parameters from a row's dict."""
         columns = [c for c in table.c if c.name != "id"]
-        sql = (f"INSERT INTO {self._quote(table.name)} "
-               f"({', '.join(self._quote(c.name) for c in columns)}) "
-               f"VALUES ({', '.join([self._mark] * len(columns))})")
-        return sql, _Params(columns, dialect)
+        return _Insert(self, table, columns), _Params(columns, dialect)
+
+    def array_type(self, column) -> str:
+        """PostgreSQL: the array type a column's values are cast from (`%b::<type>`:
+        psycopg sends the array in binary; as text a list of datetimes cost 240 us per
+        64). Without a length: a cast to VARCHAR(n) would cut a longer value short
+        where storing it into the column refuses it."""
+        return re.sub(r"\(.*\)", "", column.type.compile(dialect=self._dialect)) + "[]"
 
     def _in(self, values: list) -> tuple[str, list]:
         """`IN (...)` for a list: one array parameter on PostgreSQL, one mark per value
@@ -304,7 +338,7 @@ class BatchStatements:
         table = quote(Device.__table__.name)
         names = ("id", *columns)
         sets = ", ".join(f"{quote(name)} = v.{quote(name)}" for name in columns)
-        arrays = ", ".join(f"%s::{self._device_types[name]}[]" for name in names)
+        arrays = ", ".join(f"%b::{self._device_arrays[name]}" for name in names)
         return (f"UPDATE {table} SET {sets} FROM unnest({arrays}) AS v("
                 f"{', '.join(quote(name) for name in names)}) "
                 f"WHERE {table}.{quote('id')} = v.{quote('id')}")
@@ -319,13 +353,13 @@ class BatchStatements:
                                   params + [bind(since) if bind else since, limit])
 
     def insert_events(self, cursor, rows: list[dict]) -> None:
-        cursor.executemany(self._insert_events, map(self._event_params, rows))
+        self._insert_events.run(cursor, map(self._event_params, rows))
 
     def insert_status(self, cursor, rows: list[dict]) -> None:
-        cursor.executemany(self._insert_status, map(self._status_params, rows))
+        self._insert_status.run(cursor, map(self._status_params, rows))
 
     def insert_transitions(self, cursor, rows: list[dict]) -> None:
-        cursor.executemany(self._insert_transitions, map(self._transition_params, rows))
+        self._insert_transitions.run(cursor, map(self._transition_params, rows))
 
     @property
     def reserves_ids(self) -> bool:
@@ -338,8 +372,8 @@ class BatchStatements:
 
     def insert_orders(self, cursor, rows: list[dict]) -> None:
         """Order rows whose "id" was reserved (`reserve_order_ids`)."""
-        cursor.executemany(self._insert_orders_with_ids,
-                           [[row["id"]] + self._order_params(row) for row in rows])
+        self._insert_orders_with_ids.run(
+            cursor, [[row["id"]] + self._order_params(row) for row in rows])
 
     def insert_order(self, cursor, row: dict) -> int:
         """One order row (every column but the id given in `row` or NULL); its id."""
