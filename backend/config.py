@@ -57,6 +57,14 @@ def env(name: str, doc: str, parse: Callable[[str], Any] | None = None, *, defau
                  metadata={"env": name, "doc": doc, "parse": parse, "shown": shown})
 
 
+def _lanes_for_this_host() -> int:
+    """PostgreSQL writer lanes by default: a second lane pays where it has a core to
+    itself. On two cores the event loop, the writer and PostgreSQL already share both,
+    and one lane gave 6 % more events/s at 9 % less CPU per event (five alternating
+    pairs, docs/performance.md)."""
+    return 2 if (os.cpu_count() or 1) > 2 else 1
+
+
 @dataclass(frozen=True)
 class SimulatorSettings:
     """How fast the built-in warehouse-and-carrier simulator moves an order on."""
@@ -124,7 +132,9 @@ class Settings:
     writer_lanes: int = env("REPLENISH_WRITER_LANES", "PostgreSQL: writer processes per "
                             "ingest process, each with one batch in flight on its own "
                             "connection (row locks keep them apart). SQLite, or the "
-                            "`thread` writer: always one (one write lock)", default=2)
+                            "`thread` writer: always one (one write lock)",
+                            default=_lanes_for_this_host(),
+                            shown="`2`; `1` on a host of 2 cores or fewer")
     overload_max_waiting: int = env("REPLENISH_OVERLOAD_MAX_WAITING", "past this many events "
                                     "waiting for the writer (or with the UDP receive buffer "
                                     "half full; the CoAP socket asks for 1 MiB, capped by "

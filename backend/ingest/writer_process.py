@@ -12,7 +12,8 @@ On the pipe (marshal both ways; the peer is our own child):
                        seconds the batch took to decide and commit)
 Each child is a lane with one batch in flight at a time; what arrives meanwhile waits
 and goes as the next batch (group commit) to the first lane that is free. There are
-`REPLENISH_WRITER_LANES` of them on PostgreSQL (two by default): one batch's round
+`REPLENISH_WRITER_LANES` of them on PostgreSQL (two by default, one on a host of two
+cores or fewer, `backend/config.py`): one batch's round
 trips and durable COMMIT no longer hold up the next, which another lane decides
 meanwhile on its own connection. SQLite has one lane (`lanes_for`); its writers begin
 IMMEDIATE, so a second writer on the file (another ingest process, or a lane) waits

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import os
 from pathlib import Path
 
 from backend.config import DEFAULTS, Settings, settings_fields, settings_table
@@ -77,3 +78,12 @@ def test_policies_take_their_defaults_from_settings():
     limits = RateLimitPolicy()
     assert (limits.source_per_s, limits.device_burst, limits.exempt) == (
         DEFAULTS.rate_source_per_s, DEFAULTS.rate_device_burst, DEFAULTS.rate_exempt)
+
+
+def test_postgresql_gets_a_second_writer_lane_only_where_a_core_is_free(monkeypatch):
+    from backend import config
+
+    assert DEFAULTS.writer_lanes == (2 if (os.cpu_count() or 1) > 2 else 1)
+    for cores, lanes in ((None, 1), (1, 1), (2, 1), (3, 2), (16, 2)):
+        monkeypatch.setattr(config.os, "cpu_count", lambda cores=cores: cores)
+        assert config._lanes_for_this_host() == lanes, f"{cores} cores"
