@@ -340,3 +340,12 @@ def test_result_codes_are_coap_codes():
         "FORBIDDEN": (131, "4.03"), "CONFLICT": (137, "4.09"), "TOO_LARGE": (141, "4.13"),
         "UNSUPPORTED_FORMAT": (143, "4.15"), "UNAVAILABLE": (163, "5.03")}
     assert [int(r) for r in protocol.OtaReport] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("length", range(101))
+def test_the_mac_is_hmac_sha256_for_a_key_of_any_length(length):
+    # Device keys are 32 bytes; the codec's own HMAC must still be RFC 2104's for keys
+    # shorter than, as long as and longer than SHA-256's 64-byte block.
+    key = bytes((7 * i + length) & 0xFF for i in range(length))
+    for data in (b"", b"x", bytes(range(256)) * 3):
+        assert protocol._hmac(key, data) == hmac.digest(key, data, "sha256")
