@@ -25,7 +25,7 @@ from backend.ingest.sqlite_binds import bind_processor
 from backend.orders.lifecycle import OPEN_STATES
 from backend.protocol import Kind
 from backend.storage.models import (Device, DeviceStatus, Event, Household, Order,
-                                    OrderTransition, Release, Slot)
+                                    OrderTransition, Product, Release, Slot)
 
 
 def _result_processor(column, dialect: Dialect):
@@ -127,6 +127,8 @@ class BatchStatements:
         self._slots = _Select(dialect, slots, list(slots.c), f"{quote('device_pk')} {{in}}")
         self._households = _Select(dialect, households, list(households.c),
                                    f"{quote('id')} {{in}}")
+        products = Product.__table__
+        self._products = _Select(dialect, products, list(products.c), f"{quote('sku')} {{in}}")
         # Ascending id: the newest open order wins. On SQLite (no statistics unless
         # ANALYZE ran) a long IN list made the planner read every open order through
         # ix_orders_state; `+state` keeps it on ix_orders_device_slot.
@@ -254,6 +256,10 @@ class BatchStatements:
         by ascending id, so the newest of a slot comes last."""
         return (self._select(self._slots, cursor, device_pks),
                 self._select(self._open_orders, cursor, device_pks))
+
+    def products(self, cursor, skus: list[str]) -> list[SimpleNamespace]:
+        """The catalogue rows of `skus` (those that exist)."""
+        return self._select(self._products, cursor, skus)
 
     @property
     def pipelined(self) -> bool:

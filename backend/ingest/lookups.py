@@ -137,7 +137,7 @@ class BatchLookups(Lookups):
         for order in open_orders:  # ascending id: the newest open order wins
             self._open[order.device_pk, order.slot_index] = order
         self._order_defaults = _ORDER_DEFAULTS
-        self._products: dict[str, Product | None] = {}
+        self._products: dict[str, SimpleNamespace | None] = {}
         self._lead_days: dict[str, float] = {}
         self._history = self._by_slot(history) if history is not None else None
         self._levels: dict[tuple[int, int], list] = {}  # the batch's own, not inserted yet
@@ -163,10 +163,12 @@ class BatchLookups(Lookups):
         return self._added.get((device_pk, seq)) or super().earlier_event(session, device_pk, seq)
 
     def product(self, session: Session, sku: str):
-        # Held for the batch: the session's identity map holds objects weakly, so
-        # session.get read the product again for every level report.
+        # Held for the batch, read on the driver as a plain row: the ORM's session.get,
+        # for the few orders a batch makes, cost about a tenth of the writer's CPU per
+        # event on the fleet day (docs/performance.md).
         if sku not in self._products:
-            self._products[sku] = session.get(Product, sku)
+            rows = self._sql.products(self._cursor, [sku])
+            self._products[sku] = rows[0] if rows else None
         return self._products[sku]
 
     def wants_order(self, session: Session, device, slot, remaining: int,
