@@ -209,16 +209,17 @@ class ProcessPipeline:
         except (EOFError, OSError):
             self._writer_died(lane)
             return
+        futures, lane.inflight = lane.inflight or [], None
+        # The next batch first: the writer waits for it while this one's answers go out.
+        self._send()
         for record in records:
             _log_forwarded(record)
-        futures, lane.inflight = lane.inflight or [], None
         self.batches += 1
         self.events += len(futures)
         lane.failures_in_a_row = 0
         for future, wire in zip(futures, replies):
             if not future.done():
                 future.set_result(Reply.from_wire(wire))
-        self._send()
         if self._on_batch is not None:
             self._on_batch(outcomes_of(code for code, _payload, _auth in replies), commit_s)
 
