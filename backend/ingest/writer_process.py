@@ -282,7 +282,8 @@ def _child_main(conn: Connection, settings: Settings, config: IngestConfig,
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group;
     records: list[tuple] = []                      # the parent decides when we stop
     _collect_logs(level, records)
-    engine = make_engine(settings.db_url, pre_ping=False)  # a broken connection: retried
+    # pre_ping: a broken connection fails its batch, which is retried (db.make_engine)
+    engine = make_engine(settings.db_url, pre_ping=False, generic_plans=True)
     writer = BatchWriter(make_sessionmaker(engine, writer=True), load_keyring(settings),
                          config)
     tune_gc(settings=settings)

@@ -103,11 +103,18 @@ def sqlite_files(path: Path) -> tuple[Path, Path, Path]:
     return path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
 
 
-def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
+def make_engine(url: str, *, pre_ping: bool = True, generic_plans: bool = False) -> Engine:
     """An engine for `url`. `pre_ping` (PostgreSQL) tests each connection the pool hands
     out with a statement of its own; the group-commit writer turns it off (one round
     trip per batch): a connection that broke fails the batch's first statement with
-    OperationalError, and BatchWriter decides that batch again on a new connection."""
+    OperationalError, and BatchWriter decides that batch again on a new connection.
+
+    `generic_plans` (PostgreSQL; the group-commit writer): statements psycopg keeps
+    prepared run on one plan made once (`plan_cache_mode`). Under the default, the
+    batch's reads and device UPDATE were planned again for every batch, because the
+    length of their arrays changes the estimate: at batches of 8, planning was 30 us of
+    PostgreSQL's 180 us per event; at 64, the custom plan of the level-history read
+    cost 11 us per event against the generic plan's 3 (docs/performance.md)."""
     if url.startswith("sqlite"):
         path = sqlite_path(url)
         if path is not None and not path.exists():
@@ -122,7 +129,8 @@ def make_engine(url: str, *, pre_ping: bool = True) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=pre_ping)
+    options = {"options": "-c plan_cache_mode=force_generic_plan"} if generic_plans else {}
+    return create_engine(url, pool_pre_ping=pre_ping, connect_args=options)
 
 
 def make_sessionmaker(engine: Engine, writer: bool = False) -> sessionmaker:

@@ -18,7 +18,7 @@ SETTINGS = {"shared_preload_libraries": "pg_stat_statements",
             "pg_stat_statements.track": "top",
             "pg_stat_statements.track_planning": "on"}
 
-_READ = ("SELECT query, calls, rows, total_exec_time, total_plan_time "
+_READ = ("SELECT query, calls, plans, rows, total_exec_time, total_plan_time "
          "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database "
          "WHERE datname = current_database())")
 
@@ -38,21 +38,21 @@ class ServerTime:
         self._conn.execute("SELECT pg_stat_statements_reset()")
 
     def per_event(self, events: int) -> dict[str, dict]:
-        """Since the last `reset`, by statement kind, dearest first: executions, rows,
-        and execution and planning time in microseconds per event."""
-        kinds: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0])
-        for query, calls, rows, exec_ms, plan_ms in self._conn.execute(_READ):
+        """Since the last `reset`, by statement kind, dearest first: executions, plans
+        made, rows, and execution and planning time in microseconds per event."""
+        kinds: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0, 0.0, 0.0])
+        for query, calls, plans, rows, exec_ms, plan_ms in self._conn.execute(_READ):
             if "pg_stat_statements" in query:
                 continue  # this class's own reads and resets
             totals = kinds[kind_of(query)]
-            for i, value in enumerate((calls, rows, exec_ms, plan_ms)):
+            for i, value in enumerate((calls, plans, rows, exec_ms, plan_ms)):
                 totals[i] += value
         n = events or 1
-        return {kind: {"calls": calls, "rows": rows,
+        return {kind: {"calls": calls, "plans": plans, "rows": rows,
                        "exec_us_per_event": round(exec_ms * 1e3 / n, 1),
                        "plan_us_per_event": round(plan_ms * 1e3 / n, 1)}
-                for kind, (calls, rows, exec_ms, plan_ms)
-                in sorted(kinds.items(), key=lambda item: -item[1][2])}
+                for kind, (calls, plans, rows, exec_ms, plan_ms)
+                in sorted(kinds.items(), key=lambda item: -item[1][3])}
 
     def close(self) -> None:
         self._conn.close()

@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         pools = fleetday.provision_fleet_day(url, kek, args.devices)
         print(json.dumps({"provisioned": args.devices, "s": round(time.perf_counter() - t0, 1),
                           "db": "postgresql" if server else "sqlite"}), flush=True)
-        engine = db.make_engine(url, pre_ping=False)  # as the writer process's
+        engine = db.make_engine(url, pre_ping=False, generic_plans=True)  # as the writer's
         writer = BatchWriter(db.make_sessionmaker(engine, writer=True), Keyring(kek))
         pg_pid = server.postmaster_pid() if server else None
         # Warm-up: imports, statement caches, the first connection.
