@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -281,9 +282,25 @@ async def fleet_day(config: str, db_url: str, workdir: Path, args, fixed_rate: f
 
 
 async def run(args) -> int:
+    """Every configuration, in a work folder of its own (databases, server logs) that
+    is removed after the run: a full run leaves about 170 MB. Kept when asked
+    (`--keep-workdir`) or when the run fails, and then its path is printed."""
     if not args.no_firmware:
         firmware(args)
     workdir = Path(tempfile.mkdtemp(prefix="replenish-bench-"))
+    try:
+        code = await _run_in(workdir, args)
+    except BaseException:
+        print(f"bench: databases and server logs kept in {workdir}", file=sys.stderr)
+        raise
+    if args.keep_workdir:
+        print(f"bench: databases and server logs kept in {workdir}", file=sys.stderr)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return code
+
+
+async def _run_in(workdir: Path, args) -> int:
     with ServerProcess("bare") as bare:
         lines = await measure("bare-aiocoap", bare,
                               Workload(anonymous_devices(args.devices), verify=False),
@@ -487,6 +504,9 @@ def main(argv: list[str] | None = None) -> int:
                         "of the bare server with /ev's settings and of each fleet day's "
                         "ingest here, as <config>.prof; profiling slows the loop, so its "
                         "CPU figures compare only with another profiled run")
+    p.add_argument("--keep-workdir", action="store_true",
+                   help="keep the run's databases and server logs (removed by default; "
+                        "always kept when the run fails); the path goes to stderr")
     p.add_argument("--quick", action="store_true",
                    help="the fleet day's short form: --fleet-only, 60,000 devices, 3 s "
                         "phases, 2 s per kind, no firmware")
