@@ -29,6 +29,15 @@ from backend.protocol import Kind, WireEvent
 from devtools.bench import coapwire
 
 UNAVAILABLE = 163  # 5.03
+
+# RFC 7252 4.4: a Message ID is not reused with the same peer within EXCHANGE_LIFETIME
+# (247 s). Every generator opens new sockets, and the OS sometimes gives one the port
+# an earlier generator's socket had against the same server; started at a random ID,
+# its IDs overlapped that socket's in about one full `make bench` in four, and the
+# server rightly answered those requests with the earlier ones' responses (its
+# deduplication): 38-43 events of one phase "lost". So each port's last ID is kept for
+# the life of the process, and a socket given that port again goes on from it.
+_LAST_MID: dict[int, int] = {}
 ACK_TIMEOUT = 2.0
 ACK_RANDOM_FACTOR = 1.5
 MAX_RETRANSMIT = 4
@@ -200,7 +209,8 @@ class LoadGenerator:
         # verification took the server's cores while it was being measured.
         self.check_after = check_after and on_answer is None
         self._transports: list[asyncio.DatagramTransport] = []
-        self._mids: list[int] = []
+        self._mids: list[int] = []  # each socket's last Message ID
+        self._ports: list[int] = []
         self._token = random.getrandbits(32)
         self._prefix = coapwire.post_prefix()
         self._inflight: dict[bytes, _Inflight] = {}
@@ -222,7 +232,9 @@ class LoadGenerator:
             transport, _ = await loop.create_datagram_endpoint(
                 lambda i=i: _Protocol(self, i), sock=sock)
             self._transports.append(transport)
-            self._mids.append(random.getrandbits(16))
+            port = sock.getsockname()[1]
+            self._ports.append(port)
+            self._mids.append(_LAST_MID.get(port, random.getrandbits(16)))
 
     def close(self) -> None:
         for inflight in self._inflight.values():
@@ -231,6 +243,8 @@ class LoadGenerator:
         for transport in self._transports:
             transport.close()
         self._transports.clear()
+        _LAST_MID.update(zip(self._ports, self._mids))
+        self._ports.clear()
 
     # -- sending -------------------------------------------------------------------
 

@@ -173,3 +173,54 @@ def test_answers_later_than_the_empty_ack_delay_count_as_separate():
     assert slow.separate == 8 and slow.summary()["separate"] == 8
     quick = asyncio.run(run(Quick()))
     assert quick.answered == 8 and "separate" not in quick.summary()
+
+
+def test_a_socket_given_an_earlier_sockets_port_does_not_reuse_its_message_ids(monkeypatch):
+    """RFC 7252 4.4: no Message ID twice with the same peer within EXCHANGE_LIFETIME.
+    The second generator's sockets get the first one's ports (as the OS sometimes
+    does) and the same random draw of starting IDs: had it started there, the server
+    would answer its requests with the first generator's responses (deduplication)."""
+    import random
+    import socket
+
+    from devtools.bench import loadgen
+
+    workload = Workload(anonymous_devices(8), verify=False)
+    workload.prepare(80)
+    ports: list[int] = []
+    real_socket = socket.socket
+
+    class SamePorts(real_socket):
+        def bind(self, address):
+            host, port = address
+            super().bind((host, ports[len(self._opened)] if self._reuse else port))
+            self._opened.append(self.getsockname()[1])
+
+    SamePorts._opened, SamePorts._reuse = ports, False
+    monkeypatch.setattr(loadgen.socket, "socket", SamePorts)
+
+    async def two_generators(port):
+        results = []
+        for reuse in (False, True):
+            SamePorts._reuse = reuse
+            if reuse:
+                SamePorts._opened = []  # bind to `ports` in the same order
+            gen = LoadGenerator("127.0.0.1", port, workload, sockets=8,
+                                expected_codes=frozenset({68}))
+            random.seed(7)  # the same starting IDs for both
+            await gen.open()
+            try:
+                results.append(await gen.run(5, window=8, drain_s=1))
+            finally:
+                gen.close()
+            await asyncio.sleep(0.1)  # the transports close their sockets on the loop
+            workload.prepare(40)
+        return results
+
+    with ServerProcess("bare") as server:
+        first, second = asyncio.run(two_generators(server.port))
+    assert len(set(ports)) == 8 and SamePorts._opened == ports
+    for result in (first, second):
+        assert (result.answered, result.lost, result.unmatched, result.errors) == (
+            result.sent, 0, 0, 0), result.summary()
+    assert second.sent == 40
