@@ -112,7 +112,7 @@ def make_engine(url: str, *, pre_ping: bool = True, generic_plans: bool = False)
     `generic_plans` (PostgreSQL; the group-commit writer): statements psycopg keeps
     prepared run on one plan made once (`plan_cache_mode`). Under the default, the
     batch's reads and device UPDATE were planned again for every batch, because the
-    length of their arrays changes the estimate: at batches of 8, planning was 30 us of
+    length of their arrays changes the estimate: at batches of 8, planning was 34 us of
     PostgreSQL's 180 us per event; at 64, the custom plan of the level-history read
     cost 11 us per event against the generic plan's 3 (docs/performance.md)."""
     if url.startswith("sqlite"):

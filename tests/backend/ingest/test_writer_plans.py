@@ -2,7 +2,7 @@
 (`db.make_engine(generic_plans=True)` in the writer process): each prepared statement
 is planned once, not again for every batch. Under PostgreSQL's default the batch's
 reads were planned anew for each batch, because the length of their arrays changes the
-estimate; that planning was a sixth of PostgreSQL's CPU per event at small batches
+estimate; that planning was about a fifth of PostgreSQL's CPU per event at batches of 8
 (docs/performance.md). Counted by pg_stat_statements, which needs a server of its own
 (it is loaded at start only)."""
 
