@@ -26,6 +26,7 @@ from backend.config import Settings
 from backend.errors import ConfigError
 from backend.gc_tuning import tune_gc
 from backend.metrics import Metrics
+from backend.ingest.commit_log import CommitLog
 from backend.ingest.decide import IngestConfig
 from backend.ingest.pipeline import GroupCommitPipeline, Pipeline
 from backend.ingest.writer_process import ProcessPipeline
@@ -85,8 +86,9 @@ class Backend:
             self.engine.dispose()
             raise
         self.metrics = Metrics()
+        self.commit_log = CommitLog()
         self.pipeline = _pipeline(settings, self.writer_sessions, self.keyring,
-                                  self.metrics.count_batch)
+                                  self._on_batch)
         self.order_worker = OrderWorker(self.writer_sessions, settings, readers=self.sessions,
                                         metrics=self.metrics)
         self.metrics.add_source(self._collect)
@@ -189,11 +191,16 @@ class Backend:
             self._stop_worker()
         if "ingest" in self._started:
             self.pipeline.stop()
+            self.commit_log.flush()
         self._started.clear()
         if self._port is not None:
             self._port.release()
             self._port = None
         self.engine.dispose()
+
+    def _on_batch(self, outcomes: dict[str, int], commit_s: float | None) -> None:
+        self.metrics.count_batch(outcomes, commit_s)
+        self.commit_log.batch(outcomes)
 
     def _stop_worker(self) -> None:
         """The order worker stops after its round; a round stuck in an outbound call

@@ -162,11 +162,12 @@ def _connection_lost(session, err: Exception) -> bool:
 
 
 def _log_committed(replies: list[Reply]) -> None:
-    """One line per batch (each event is in the events table; refusals log their own)."""
-    if log.isEnabledFor(logging.INFO):
+    """One DEBUG line per batch; at INFO, commit_log.py sums batches up (each event is
+    in the events table; refusals log their own)."""
+    if log.isEnabledFor(logging.DEBUG):
         codes = Counter(reply.result.dotted for reply in replies)
-        log.info("committed %d events: %s", len(replies),
-                 ", ".join(f"{n} x {code}" for code, n in sorted(codes.items())))
+        log.debug("a batch of %d events committed: %s", len(replies),
+                  ", ".join(f"{n} x {code}" for code, n in sorted(codes.items())))
 
 
 def unavailable(message: str) -> Reply:
