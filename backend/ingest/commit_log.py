@@ -1,7 +1,7 @@
 """The ingest's INFO line about what it committed.
 
-A quiet ingest logs each batch as it commits, as it always did ("committed 1 events:
-1 created"). A busy one logs at most one line per `interval_s`, with the events, batches
+A quiet ingest logs each batch as it commits, as it always did, now with outcome names
+("committed 1 events: 1 ordered"; the names of `replenish_events_total`). A busy one logs at most one line per `interval_s`, with the events, batches
 and outcomes since its last line; a batch committed inside the interval is added to the
 next line, which a timer writes at the interval's end if no batch comes to write it.
 Why: one line per batch was 200-300 lines a second at moderate load, each a record the
